@@ -1,0 +1,39 @@
+# `make run`: set up .venv and run the demo scenario on the embedded model. `make test`: the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# A native llama.cpp build crashes on these CPUs; NATIVE=OFF still uses AVX2/FMA.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
+.PHONY: run test install dev lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+dev: $(VENV)/.dev
+
+run: install
+	$(BIN)/schola run $(ARGS)
+
+lint: dev
+	$(BIN)/lint-imports
+
+test: dev lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: dev
+	$(BIN)/python benchmarks/engine_overhead.py
+	$(BIN)/python benchmarks/embedded_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Schola's Hydra config tree (loaded as pkg://schola.conf)."""

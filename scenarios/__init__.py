@@ -1,0 +1,1 @@
+"""Built-in scenarios, one package per paper. Each registers through the `schola.scenarios` entry points."""

@@ -1,0 +1,79 @@
+"""Any AutoGen model client as a Schola backend, so it gets the cache, retries, limits and ledger too.
+
+Only providers from autogen_core and autogen_ext load (no arbitrary import paths from a config)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from autogen_core.models import ChatCompletionClient
+from pydantic import Field
+
+from schola.backends.base import BackendConfig, Completion, ScholaClient, from_dicts, http_preflight
+from schola.errors import BackendError, TransientBackendError
+from schola.types import CallInfo
+
+ALLOWED = ("autogen_core.", "autogen_ext.")
+
+
+class AutoGenConfig(BackendConfig):
+    kind: Literal["autogen"] = "autogen"
+    provider: str = Field(
+        "autogen_ext.models.openai.OpenAIChatCompletionClient", description="an AutoGen ChatCompletionClient class"
+    )
+    config: dict[str, Any] = Field(default_factory=dict, description="the client's component config")
+    api_key_env: str | None = Field(None, description="NAME of the environment variable with the key")
+
+
+class AutoGenClient(ScholaClient):
+    Config = AutoGenConfig
+    config: AutoGenConfig
+
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        if not self.config.provider.startswith(ALLOWED):
+            raise BackendError(f"provider '{self.config.provider}' is not an autogen_core/autogen_ext client")
+        inner = dict(self.config.config)
+        if self.config.api_key_env:
+            inner["api_key"] = os.environ.get(self.config.api_key_env, "")
+        elif inner.get("base_url"):
+            inner.setdefault("api_key", "no-key")
+        self._key = inner.get("api_key")
+        try:
+            self.inner = ChatCompletionClient.load_component({"provider": self.config.provider, "config": inner})
+        except Exception as e:
+            raise BackendError(f"cannot build {self.config.provider}: {type(e).__name__}: {e}") from None
+
+    @property
+    def identity(self) -> str:
+        c = self.config.config
+        return f"autogen:{self.config.provider}:{c.get('model')}@{c.get('base_url', '')}"
+
+    @property
+    def secrets(self) -> list[str]:
+        return [self._key] if self._key and self._key != "no-key" else []
+
+    async def preflight(self) -> None:
+        if base := self.config.config.get("base_url"):
+            await http_preflight(base, api_key=self._key)
+
+    async def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+        import openai
+
+        try:
+            out = await self.inner.create(from_dicts(messages), extra_create_args=sampling)
+        except (openai.RateLimitError, openai.APIConnectionError, openai.InternalServerError) as e:
+            raise TransientBackendError(f"{type(e).__name__}: {e}") from None
+        except openai.APIStatusError as e:
+            raise BackendError(f"{type(e).__name__}: {e}") from None
+        return Completion(
+            text=out.content if isinstance(out.content, str) else str(out.content),
+            prompt_tokens=out.usage.prompt_tokens,
+            completion_tokens=out.usage.completion_tokens,
+            finish_reason=out.finish_reason,
+        )
+
+    async def close(self) -> None:
+        await super().close()
+        await self.inner.close()

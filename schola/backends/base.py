@@ -1,0 +1,269 @@
+"""The one base every Schola backend shares: an autogen-core `ChatCompletionClient` with cache, retries,
+a concurrency limit, a per-request timeout and the ledger. A backend only implements `_complete`."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from abc import abstractmethod
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import httpx
+from autogen_core import CancellationToken
+from autogen_core.models import (
+    AssistantMessage,
+    ChatCompletionClient,
+    CreateResult,
+    LLMMessage,
+    ModelInfo,
+    RequestUsage,
+    SystemMessage,
+    UserMessage,
+)
+from autogen_core.tools import Tool, ToolSchema
+from pydantic import BaseModel, ConfigDict, Field
+
+from schola.backends.cache import Cache, cache_key
+from schola.errors import BackendError, TransientBackendError
+from schola.types import CallInfo, Ledger
+
+SAMPLING_KEYS = ("temperature", "max_tokens", "top_p", "top_k", "stop", "presence_penalty", "frequency_penalty")
+FINISH_REASONS = {"stop", "length", "function_calls", "content_filter", "unknown"}
+
+
+class BackendConfig(BaseModel):
+    """Keys every backend accepts. A backend subclasses this with its own keys and a `kind` literal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    max_concurrency: int = Field(4, ge=1, description="requests in flight")
+    timeout_s: float = Field(60.0, gt=0, description="per request")
+    max_retries: int = Field(4, ge=0, description="retries of transient errors (429, 5xx, timeouts, resets)")
+    retry_base_s: float = Field(0.5, gt=0, description="first backoff; doubles per retry, with jitter")
+
+
+@dataclass
+class Completion:
+    """What a backend's `_complete` returns."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"
+    cost_usd: float = 0.0
+
+
+def to_dicts(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
+    """AutoGen messages to OpenAI-style dicts (text only)."""
+    out = []
+    for m in messages:
+        role = {"SystemMessage": "system", "UserMessage": "user", "AssistantMessage": "assistant"}.get(
+            type(m).__name__, "user"
+        )
+        content = m.content
+        if not isinstance(content, str):
+            content = "\n".join(str(getattr(c, "content", c)) if not isinstance(c, str) else c for c in content)
+        out.append({"role": role, "content": content})
+    return out
+
+
+def from_dicts(messages: list[dict[str, str]]) -> list[LLMMessage]:
+    """OpenAI-style dicts back to AutoGen messages."""
+    make = {
+        "system": lambda c: SystemMessage(content=c),
+        "assistant": lambda c: AssistantMessage(content=c, source="assistant"),
+    }
+    return [make.get(m["role"], lambda c: UserMessage(content=c, source="user"))(m["content"]) for m in messages]
+
+
+def redact(text: str, secrets: Sequence[str | None]) -> str:
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    return text
+
+
+async def http_preflight(base_url: str, *, api_key: str | None = None, timeout_s: float = 5.0) -> None:
+    """Fail in seconds when an OpenAI-compatible endpoint cannot be reached or refuses the key."""
+    url = base_url.rstrip("/") + "/models"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            response = await client.get(url, headers=headers)
+    except httpx.HTTPError as e:
+        raise BackendError(f"cannot reach {base_url} ({type(e).__name__}); is the server running?") from None
+    if response.status_code in (401, 403):
+        raise BackendError(f"{base_url} refused the API key (HTTP {response.status_code})")
+
+
+class ScholaClient(ChatCompletionClient):
+    """Shared base of Schola's backends.
+
+    Args:
+        config: the backend's validated config.
+        name: the backend's name in the run (`default`, or a key of `backends`).
+        ledger: books tokens, latency and cost per role and enforces the budget.
+        cache: the run's response cache; None disables caching.
+    """
+
+    Config: ClassVar[type[BackendConfig]] = BackendConfig
+
+    def __init__(
+        self,
+        config: BackendConfig | Mapping[str, Any] | None = None,
+        *,
+        name: str = "default",
+        ledger: Ledger | None = None,
+        cache: Cache | None = None,
+    ) -> None:
+        if not isinstance(config, BackendConfig):
+            config = self.Config.model_validate(dict(config or {}))
+        self.config = config
+        self.name = name
+        self.ledger = ledger or Ledger()
+        self.cache = cache
+        self._sem = asyncio.Semaphore(config.max_concurrency)
+        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
+
+    # -- what a backend implements ------------------------------------------------------------
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """The model's identity in cache keys: two models must never share one."""
+
+    @abstractmethod
+    async def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+        """One request. Raise TransientBackendError to be retried, BackendError to fail at once."""
+
+    async def preflight(self) -> None:
+        """Check the backend can serve before the run starts (reachable endpoint, model file present)."""
+
+    @property
+    def secrets(self) -> list[str]:
+        """Values that must never appear in an error message."""
+        return []
+
+    # -- the wrappers every backend gets -------------------------------------------------------
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
+        info = extra_create_args.get("schola") or CallInfo()
+        sampling = {k: extra_create_args[k] for k in SAMPLING_KEYS if extra_create_args.get(k) is not None}
+        msgs = to_dicts(messages)
+        key = cache_key(self.identity, msgs, sampling, info.seed, info.sample) if self.cache else None
+        if key is not None and (hit := self.cache.get(key)) is not None:  # type: ignore[union-attr]
+            done = Completion(**hit)
+            self._account(info.role, done, 0.0, cached=True)
+            return self._result(done, cached=True)
+        self.ledger.check()
+        async with self._sem:
+            self.ledger.check()
+            start = time.perf_counter()
+            done = await self._with_retries(msgs, sampling, info)
+            latency = time.perf_counter() - start
+        if key is not None:
+            self.cache.put(key, done.__dict__)  # type: ignore[union-attr]
+        self._account(info.role, done, latency, cached=False)
+        return self._result(done, cached=False)
+
+    async def _with_retries(self, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+        cfg = self.config
+        for attempt in range(cfg.max_retries + 1):
+            try:
+                return await asyncio.wait_for(self._complete(msgs, sampling, info), cfg.timeout_s)
+            except TransientBackendError as e:
+                error, retry_after = e, e.retry_after
+            except (asyncio.TimeoutError, TimeoutError):
+                error, retry_after = TransientBackendError(f"no reply within timeout_s={cfg.timeout_s}"), None
+            except BackendError as e:  # permanent: 401, 404, a bad request
+                raise BackendError(f"backend '{self.name}': {redact(str(e), self.secrets)}") from None
+            if attempt == cfg.max_retries:
+                break
+            backoff = min(30.0, cfg.retry_base_s * 2**attempt) * (0.5 + random.random())
+            await asyncio.sleep(retry_after if retry_after is not None else backoff)
+        message = redact(str(error), self.secrets)
+        raise BackendError(f"backend '{self.name}': {message} (gave up after {cfg.max_retries + 1} attempts)")
+
+    def _account(self, role: str, done: Completion, latency: float, *, cached: bool) -> None:
+        self._last = RequestUsage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens)
+        self._usage = RequestUsage(
+            prompt_tokens=self._usage.prompt_tokens + done.prompt_tokens,
+            completion_tokens=self._usage.completion_tokens + done.completion_tokens,
+        )
+        self.ledger.book(
+            role,
+            prompt_tokens=done.prompt_tokens,
+            completion_tokens=done.completion_tokens,
+            latency_s=latency,
+            cost_usd=0.0 if cached else done.cost_usd,
+            cached=cached,
+        )
+
+    @staticmethod
+    def _result(done: Completion, *, cached: bool) -> CreateResult:
+        reason = done.finish_reason if done.finish_reason in FINISH_REASONS else "unknown"
+        usage = RequestUsage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens)
+        return CreateResult(finish_reason=reason, content=done.text, usage=usage, cached=cached)  # type: ignore[arg-type]
+
+    # -- the rest of AutoGen's ChatCompletionClient --------------------------------------------
+    async def create_stream(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = [],
+        tool_choice: Tool | Literal["auto", "required", "none"] = "auto",
+        json_output: bool | type[BaseModel] | None = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        result = await self.create(messages, extra_create_args=extra_create_args)
+        assert isinstance(result.content, str)
+        yield result.content
+        yield result
+
+    async def close(self) -> None:
+        if self.cache is not None:
+            self.cache.flush()
+
+    async def __aenter__(self) -> ScholaClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def actual_usage(self) -> RequestUsage:
+        return self._last
+
+    def total_usage(self) -> RequestUsage:
+        return self._usage
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        # A rough count (4 characters a token); backends with a tokenizer override it.
+        return sum(len(m["content"]) // 4 + 4 for m in to_dicts(messages))
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
+        return max(0, self.context_size - self.count_tokens(messages))
+
+    context_size: int = 8192
+
+    @property
+    def capabilities(self) -> Any:  # deprecated in AutoGen; kept because it is abstract there
+        return self.model_info
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return ModelInfo(
+            vision=False, function_calling=False, json_output=False, family="unknown", structured_output=False
+        )

@@ -1,0 +1,134 @@
+"""Any endpoint LiteLLM supports: `openai/...` with `base_url` (a local OpenAI-compatible server), `hosted_vllm/...`,
+and hosted APIs. LiteLLM is imported on first use: the import alone takes seconds."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schola.backends.base import BackendConfig, Completion, ScholaClient, http_preflight
+from schola.errors import BackendError, TransientBackendError
+from schola.types import CallInfo
+
+
+class LiteLLMConfig(BackendConfig):
+    kind: Literal["litellm"] = "litellm"
+    model: str = Field("openai/smollm2", description="LiteLLM model name, provider prefix included")
+    base_url: str | None = Field(None, description="the endpoint; null for a provider's own")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="NAME of the environment variable with the key")
+    max_concurrency: int = 16
+    extra: dict[str, Any] = Field(default_factory=dict, description="more keyword arguments for litellm")
+    cost_per_1k_tokens: tuple[float, float] | None = Field(
+        None, description="(prompt, completion) USD per 1k tokens, for models LiteLLM has no price for"
+    )
+
+
+def import_litellm() -> Any:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # never fetch the price map at run time
+    try:
+        import litellm
+    except ImportError:
+        raise BackendError("the litellm backend needs LiteLLM: pip install litellm") from None
+    litellm.suppress_debug_info = True
+    litellm.drop_params = True
+    return litellm
+
+
+class LiteLLMClient(ScholaClient):
+    Config = LiteLLMConfig
+    config: LiteLLMConfig
+
+    @property
+    def identity(self) -> str:
+        return f"litellm:{self.config.model}@{self.config.base_url or ''}"
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    @property
+    def base_url(self) -> str | None:
+        return self.config.base_url
+
+    @property
+    def api_key(self) -> str | None:
+        env = self.config.api_key_env
+        key = os.environ.get(env) if env else None
+        # A local OpenAI-compatible server needs some key in the request, but checks none.
+        return key or ("no-key" if self.base_url else None)
+
+    @property
+    def secrets(self) -> list[str]:
+        return [k for k in [self.api_key] if k and k != "no-key"]
+
+    async def preflight(self) -> None:
+        if self.base_url:
+            await http_preflight(self.base_url, api_key=self.api_key)
+
+    async def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+        litellm = import_litellm()
+        try:
+            response = await litellm.acompletion(
+                model=self.model,
+                messages=messages,
+                api_base=self.base_url,
+                api_key=self.api_key,
+                timeout=self.config.timeout_s,
+                num_retries=0,
+                seed=info.seed * 1_000_003 + info.sample,
+                **sampling,
+                **self.config.extra,
+            )
+        except Exception as e:  # LiteLLM maps every provider's errors onto OpenAI's classes
+            raise self._classify(litellm, e) from None
+        usage = getattr(response, "usage", None)
+        choice = response.choices[0]
+        done = Completion(
+            text=choice.message.content or "",
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            finish_reason=choice.finish_reason or "unknown",
+        )
+        done.cost_usd = self._cost(litellm, response, done)
+        return done
+
+    def _cost(self, litellm: Any, response: Any, done: Completion) -> float:
+        if self.config.cost_per_1k_tokens:
+            p, c = self.config.cost_per_1k_tokens
+            return (done.prompt_tokens * p + done.completion_tokens * c) / 1000
+        try:
+            return float(litellm.completion_cost(completion_response=response) or 0.0)
+        except Exception:  # unknown model (a local server): no price
+            return 0.0
+
+    def _classify(self, litellm: Any, e: Exception) -> BackendError:
+        status = getattr(e, "status_code", None)
+        text = f"{type(e).__name__}: {str(e)[:300]}"
+        transient = (
+            litellm.RateLimitError,
+            litellm.Timeout,
+            litellm.APIConnectionError,
+            litellm.InternalServerError,
+            litellm.ServiceUnavailableError,
+        )
+        if isinstance(e, transient) or (isinstance(status, int) and (status == 429 or status >= 500)):
+            headers = getattr(getattr(e, "response", None), "headers", None) or {}
+            retry_after = headers.get("retry-after") if hasattr(headers, "get") else None
+            try:
+                wait = float(retry_after) if retry_after is not None else None
+            except ValueError:
+                wait = None
+            return TransientBackendError(text, retry_after=wait)
+        return BackendError(text)
+
+    async def close(self) -> None:
+        await super().close()
+        import sys
+
+        if "litellm" in sys.modules:
+            try:
+                await sys.modules["litellm"].close_litellm_async_clients()
+            except Exception:
+                pass

@@ -1,0 +1,118 @@
+"""A vLLM server: attach to one by `base_url`, or manage one (`serve:`): start it as a subprocess on 127.0.0.1,
+wait for it to answer, talk to it through LiteLLM's OpenAI-compatible path, stop it on close.
+
+The launcher runs any OpenAI-compatible server command, so without a GPU the same path is exercised with
+`python -m llama_cpp.server` (see tests/server)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from schola.backends.litellm import LiteLLMClient, LiteLLMConfig
+from schola.errors import BackendError
+
+
+class ServeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    command: list[str] | None = Field(None, description="default: vllm serve <model>")
+    args: list[str] = Field(default_factory=list, description="extra arguments (tensor-parallel-size, ...)")
+    port: int | None = Field(None, description="default: a free port")
+    ready_path: str = Field("/health", description="polled until it answers 200")
+    startup_timeout_s: float = 900.0
+
+
+class VLLMConfig(LiteLLMConfig):
+    kind: Literal["vllm"] = "vllm"  # type: ignore[assignment]
+    model: str = Field("smollm2", description="the served model name")
+    api_key_env: str | None = "VLLM_API_KEY"
+    max_concurrency: int = 64
+    serve: ServeConfig | None = Field(None, description="manage a server; null attaches to base_url")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class VLLMClient(LiteLLMClient):
+    Config = VLLMConfig  # type: ignore[assignment]
+    config: VLLMConfig  # type: ignore[assignment]
+
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._base_url = self.config.base_url
+        if self.config.serve is None and not self._base_url:
+            raise BackendError("backend 'vllm' needs base_url (attach) or serve: {...} (manage a server)")
+
+    @property
+    def model(self) -> str:
+        return f"hosted_vllm/{self.config.model}"
+
+    @property
+    def base_url(self) -> str | None:
+        return self._base_url
+
+    @property
+    def identity(self) -> str:
+        return f"vllm:{self.config.model}"
+
+    async def preflight(self) -> None:
+        if self.config.serve is not None and self._proc is None:
+            await self.start()
+        await super().preflight()
+
+    async def start(self) -> None:
+        """Start the server and wait until `ready_path` answers."""
+        serve = self.config.serve
+        assert serve is not None
+        port = serve.port or free_port()
+        command = serve.command or ["vllm", "serve", self.config.model]
+        argv = [sys.executable if c == "python" else c for c in command] + serve.args
+        argv += ["--host", "127.0.0.1", "--port", str(port)]
+        try:
+            self._proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        except FileNotFoundError:
+            raise BackendError(f"cannot start '{argv[0]}': not installed (pip install schola[vllm] on a GPU machine)")
+        root = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + serve.startup_timeout_s
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self._proc.poll() is not None:
+                    err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace")[-800:]
+                    raise BackendError(f"server '{' '.join(argv[:3])}' exited with {self._proc.returncode}: {err}")
+                try:
+                    if (await client.get(root + serve.ready_path)).status_code == 200:
+                        self._base_url = root + "/v1"
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.25)
+        await self.stop()
+        raise BackendError(f"server did not answer {serve.ready_path} within {serve.startup_timeout_s}s")
+
+    async def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.to_thread(proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.to_thread(proc.wait)
+
+    async def close(self) -> None:
+        await super().close()
+        await self.stop()

@@ -1,0 +1,46 @@
+"""Errors that reach the user, each with the exit code the CLI gives it."""
+
+from __future__ import annotations
+
+
+class ScholaError(Exception):
+    """Base of every error Schola reports to the user without a traceback."""
+
+    exit_code = 1
+
+
+class ConfigError(ScholaError):
+    """A configuration, graph, plugin or data-file problem found before or during a run.
+
+    Args:
+        message: what is wrong and what was expected.
+        file: the file the key came from, where known.
+        key: the dotted config key, where known.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None) -> None:
+        self.file, self.key, self.detail = file, key, message
+        where = ", ".join(p for p in (file, f"key '{key}'" if key else None) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class BackendError(ScholaError):
+    """A model endpoint failed for good (unreachable, refused, or out of retries)."""
+
+    exit_code = 3
+
+
+class TransientBackendError(BackendError):
+    """A failure worth retrying (429, 5xx, timeout, reset); `retry_after` in seconds when the server said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BudgetExceeded(ScholaError):
+    """A `budget.*` limit was reached; the run stops cleanly and can be resumed with a larger budget."""
+
+    exit_code = 4

@@ -1,0 +1,301 @@
+"""The episode graph: steps from YAML, validated into a networkx DiGraph before any model call, then run.
+
+Node kinds: `agent` (a role answers a templated prompt), `map` (run sub-steps for every item of a product of
+lists, concurrently, and collect their outputs), `join` (gather and reduce values of several branches), `score`
+(a registered scorer), `route` (a conditional edge on guard expressions; to an earlier step it makes a loop, which
+needs `max_iters`). Steps run as soon as the steps they come `after` are settled, so independent branches run
+concurrently. By default a step comes after the one listed before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import ChainMap, Counter
+from collections.abc import MutableMapping
+from typing import Annotated, Any, Literal, Protocol, Union
+
+import networkx as nx
+from pydantic import BaseModel, ConfigDict, Field
+
+from schola import templates
+from schola.errors import ConfigError
+
+GLOBALS = frozenset({"params", "roles", "seed", "scenario", "episode_id"})
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    after: list[str] | None = Field(None, description="steps this one waits for; default: the step before")
+
+
+class AgentNode(_Node):
+    kind: Literal["agent"]
+    role: str = Field(description="a role name, or a template such as '{{ student.name }}'")
+    prompt: str
+    output: str
+    sample: str | None = Field(None, description="expression for the sample index; default: the step's run count")
+    sampling: dict[str, Any] = Field(default_factory=dict)
+
+
+class MapNode(_Node):
+    kind: Literal["map"]
+    over: dict[str, str] = Field(description="name -> expression giving a list; the product is iterated")
+    steps: list[Node]
+    collect: dict[str, str] = Field(default_factory=dict, description="list to write -> output of a sub-step")
+
+
+class JoinNode(_Node):
+    kind: Literal["join"]
+    inputs: dict[str, str] | list[str]
+    reduce: Literal["list", "dict", "sum", "mean", "min", "max", "concat"] = "list"
+    output: str
+
+
+class ScoreNode(_Node):
+    kind: Literal["score"]
+    scorer: str
+    inputs: dict[str, str] = Field(default_factory=dict, description="argument -> expression")
+    params: dict[str, Any] = Field(default_factory=dict, description="literal keyword arguments")
+    output: str
+    record: bool = Field(True, description="count it as an episode score (metrics get its mean and CI)")
+
+
+class Route(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    when: str
+    to: str
+
+
+class RouteNode(_Node):
+    kind: Literal["route"]
+    routes: list[Route]
+    default: str | None = Field(None, description="where to go when no guard holds; null ends this branch")
+    max_iters: int | None = Field(None, ge=1, description="times a route back to an earlier step may be taken")
+
+
+Node = Annotated[Union[AgentNode, MapNode, JoinNode, ScoreNode, RouteNode], Field(discriminator="kind")]
+MapNode.model_rebuild()
+
+
+class EpisodeContext(Protocol):
+    """What a running graph needs from the runtime."""
+
+    async def act(self, role: str, prompt: str, *, node: str, sample: int, sampling: dict[str, Any]) -> str: ...
+
+    async def score(self, scorer: str, inputs: dict[str, Any], params: dict[str, Any], *, node: str) -> Any: ...
+
+    def record(self, name: str, value: Any) -> None: ...
+
+
+def outputs_of(node: Any) -> set[str]:
+    if isinstance(node, MapNode):
+        return set(node.collect)
+    return {node.output} if hasattr(node, "output") else set()
+
+
+class Graph:
+    """A validated step graph (one level; `map` steps hold their own Graph).
+
+    Args:
+        nodes: the steps, as parsed from YAML.
+        where: the config key of this list, for error messages.
+        file: the YAML file, for error messages.
+    """
+
+    def __init__(self, nodes: list[Any], *, where: str = "scenario.graph", file: str | None = None) -> None:
+        self.where, self.file = where, file
+        self.nodes = {n.id: n for n in nodes}
+        self.order = [n.id for n in nodes]
+        if len(self.nodes) != len(nodes):
+            dup = [i for i, c in Counter(n.id for n in nodes).items() if c > 1]
+            raise self._error(f"duplicate step id(s): {', '.join(dup)}")
+        self.g = nx.DiGraph()
+        self.g.add_nodes_from(self.order)
+        for i, n in enumerate(nodes):
+            prev = nodes[i - 1] if i else None
+            after = n.after if n.after is not None else ([prev.id] if prev and prev.kind != "route" else [])
+            for a in after:
+                if a not in self.nodes:
+                    raise self._error(f"step '{n.id}' comes after unknown step '{a}'", i, "after")
+                self.g.add_edge(a, n.id)
+        if not nx.is_directed_acyclic_graph(self.g):
+            cycle = " -> ".join(u for u, _ in nx.find_cycle(self.g))
+            raise self._error(f"cycle {cycle} made with 'after'; a loop needs a route step with max_iters")
+        self.back: set[tuple[str, str]] = set()
+        for i, n in enumerate(nodes):
+            if not isinstance(n, RouteNode):
+                continue
+            for t in [r.to for r in n.routes] + ([n.default] if n.default else []):
+                if t not in self.nodes:
+                    raise self._error(f"route '{n.id}' goes to unknown step '{t}'", i, "routes")
+                if t == n.id or nx.has_path(self.g, t, n.id):
+                    if n.max_iters is None:
+                        raise self._error(f"route '{n.id}' loops back to '{t}' without max_iters (unbounded cycle)", i)
+                    self.back.add((n.id, t))
+                else:
+                    self.g.add_edge(n.id, t)
+        self.loop_body = {
+            (r, t): (nx.descendants(self.g, t) | {t}) & (nx.ancestors(self.g, r) | {r}) for r, t in self.back
+        }
+        self.children = {
+            n.id: Graph(n.steps, where=f"{where}[{i}].steps", file=file)
+            for i, n in enumerate(nodes)
+            if isinstance(n, MapNode)
+        }
+
+    def _error(self, message: str, index: int | None = None, field: str | None = None) -> ConfigError:
+        key = self.where + (f"[{index}]" if index is not None else "") + (f".{field}" if field else "")
+        return ConfigError(message, key=key, file=self.file)
+
+    # -- static checks -----------------------------------------------------------------------
+    def check(self, *, known: set[str], roles: set[str], scorers: set[str]) -> None:
+        """Check every step before any model call: roles, scorers, templates, and that each name a step reads is
+        produced by an earlier step, the episode's data, a map item or a global."""
+        for i, nid in enumerate(self.order):
+            n = self.nodes[nid]
+            avail = known | GLOBALS | {o for a in nx.ancestors(self.g, nid) for o in outputs_of(self.nodes[a])}
+            reads: list[tuple[str, str, bool]] = []  # (field, source, is_expression)
+            if isinstance(n, AgentNode):
+                if "{{" in n.role:
+                    reads.append(("role", n.role, False))
+                elif n.role not in roles:
+                    raise self._error(f"unknown role '{n.role}'; the scenario has: {', '.join(sorted(roles))}", i, "role")
+                reads.append(("prompt", n.prompt, False))
+                if n.sample is not None:
+                    reads.append(("sample", n.sample, True))
+            elif isinstance(n, MapNode):
+                reads += [(f"over.{k}", v, True) for k, v in n.over.items()]
+            elif isinstance(n, JoinNode):
+                vals = n.inputs.values() if isinstance(n.inputs, dict) else n.inputs
+                reads += [("inputs", v, True) for v in vals]
+            elif isinstance(n, ScoreNode):
+                if n.scorer not in scorers:
+                    raise self._error(f"unknown scorer '{n.scorer}'; registered: {', '.join(sorted(scorers))}", i, "scorer")
+                reads += [(f"inputs.{k}", v, True) for k, v in n.inputs.items()]
+            elif isinstance(n, RouteNode):
+                reads += [("routes", r.when, True) for r in n.routes]
+            for field, source, is_expr in reads:
+                templates.check(source, is_expression=is_expr, key=f"{self.where}[{i}].{field}", file=self.file)
+                missing = templates.variables(source, is_expression=is_expr) - avail
+                if missing:
+                    raise self._error(
+                        f"step '{nid}' reads {', '.join(sorted(missing))}, which no earlier step, data field or "
+                        f"map item provides (available: {', '.join(sorted(avail - GLOBALS))})",
+                        i,
+                        field,
+                    )
+            if isinstance(n, MapNode):
+                child = self.children[nid]
+                child.check(known=avail | set(n.over), roles=roles, scorers=scorers)
+                produced = {o for s in child.nodes.values() for o in outputs_of(s)}
+                for k, v in n.collect.items():
+                    if v not in produced:
+                        raise self._error(f"map '{nid}' collects '{v}', which none of its steps outputs", i, f"collect.{k}")
+
+    def outputs(self) -> set[str]:
+        return {o for n in self.nodes.values() for o in outputs_of(n)}
+
+    # -- running -----------------------------------------------------------------------------
+    async def run(self, state: MutableMapping[str, Any], ctx: EpisodeContext) -> None:
+        """Run the steps on `state` (read and written in place), concurrently where the graph allows."""
+        pending = set(self.order)
+        active: dict[str, bool] = {n: self.g.in_degree(n) == 0 for n in self.order}
+        runs: Counter[str] = Counter()
+        running: dict[asyncio.Task[Any], str] = {}
+        try:
+            while True:
+                for nid in [n for n in self.order if n in pending and n not in running.values()]:
+                    if any(p in pending for p in self.g.predecessors(nid)):
+                        continue
+                    if active[nid]:
+                        running[asyncio.ensure_future(self._step(nid, state, ctx, runs[nid]))] = nid
+                        runs[nid] += 1
+                    else:
+                        pending.discard(nid)  # skipped: no active edge reaches it
+                if not running:
+                    return
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    nid = running.pop(task)
+                    result = task.result()
+                    pending.discard(nid)
+                    node = self.nodes[nid]
+                    if not isinstance(node, RouteNode):
+                        for s in self.g.successors(nid):
+                            active[s] = True
+                    elif result is not None and (nid, result) in self.back:
+                        for m in self.loop_body[(nid, result)]:
+                            pending.add(m)
+                            active[m] = False
+                        active[result] = True
+                    elif result is not None:
+                        active[result] = True
+        finally:
+            for task in running:
+                task.cancel()
+
+    async def _step(self, nid: str, state: MutableMapping[str, Any], ctx: EpisodeContext, run: int) -> Any:
+        n = self.nodes[nid]
+        key = f"{self.where}.{nid}"
+        if isinstance(n, AgentNode):
+            role = templates.render(n.role, dict(state), key=key) if "{{" in n.role else n.role
+            prompt = templates.render(n.prompt, dict(state), key=key)
+            sample = int(templates.evaluate(n.sample, dict(state), key=key)) if n.sample is not None else run
+            state[n.output] = await ctx.act(role, prompt, node=nid, sample=sample, sampling=n.sampling)
+        elif isinstance(n, ScoreNode):
+            args = {k: templates.evaluate(v, dict(state), key=key) for k, v in n.inputs.items()}
+            value = await ctx.score(n.scorer, args, n.params, node=nid)
+            state[n.output] = value
+            if n.record:
+                ctx.record(n.output, value)
+        elif isinstance(n, JoinNode):
+            state[n.output] = join(n, dict(state), key)
+        elif isinstance(n, MapNode):
+            await self._map(n, state, ctx, key)
+        elif isinstance(n, RouteNode):
+            return self._route(n, dict(state), key, run)
+        return None
+
+    async def _map(self, n: MapNode, state: MutableMapping[str, Any], ctx: EpisodeContext, key: str) -> None:
+        flat = dict(state)
+        lists = {k: list(templates.evaluate(v, flat, key=f"{key}.over.{k}")) for k, v in n.over.items()}
+        child = self.children[n.id]
+
+        async def one(values: tuple[Any, ...]) -> dict[str, Any]:
+            scope: ChainMap[str, Any] = ChainMap({}, dict(zip(lists, values)), state)
+            await child.run(scope, ctx)
+            return {k: scope.get(v) for k, v in n.collect.items()}
+
+        results = await asyncio.gather(*(one(v) for v in itertools.product(*lists.values())))
+        for k in n.collect:
+            state[k] = [r[k] for r in results]
+
+    def _route(self, n: RouteNode, state: dict[str, Any], key: str, run: int) -> str | None:
+        # `run` counts earlier visits of this route in the episode: each of them took the loop.
+        for r in n.routes:
+            if templates.evaluate(r.when, state, key=f"{key}.when"):
+                if (n.id, r.to) not in self.back or run < (n.max_iters or 0):
+                    return r.to
+        return n.default
+
+
+def join(n: JoinNode, state: dict[str, Any], key: str) -> Any:
+    named = n.inputs if isinstance(n.inputs, dict) else {str(i): v for i, v in enumerate(n.inputs)}
+    values = {k: templates.evaluate(v, state, key=key) for k, v in named.items()}
+    if n.reduce == "dict":
+        return values
+    items = list(values.values())
+    if len(items) == 1 and isinstance(items[0], (list, tuple)):
+        items = list(items[0])
+    if n.reduce == "list":
+        return items
+    if n.reduce == "concat":
+        return "\n\n".join(str(v) for v in items)
+    nums = [float(v) for v in items if v is not None]
+    if n.reduce == "sum":
+        return sum(nums)
+    if n.reduce == "mean":
+        return sum(nums) / len(nums) if nums else None
+    return (min if n.reduce == "min" else max)(nums) if nums else None

@@ -1,0 +1,136 @@
+"""Tables of finished runs: `schola show <run>` (one run) and `schola report <dir>` (every run below a folder,
+e.g. a sweep's jobs), with tokens, wall time and cost beside the metrics; CSV and PNG for the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.table import Table
+
+from schola.config import flatten
+from schola.errors import ConfigError
+
+IGNORED = ("resume", "scenario.source", "cache.")
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def label_text(labels: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in labels.items())
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        raise ConfigError(f"{run_dir} has no metrics.json (not a run directory, or the run never started)")
+    return json.loads(path.read_text())
+
+
+def metrics_table(run_dir: Path) -> Table:
+    """The metrics of one run as a rich table."""
+    m = read_run(run_dir)
+    eps = m.get("episodes", {})
+    usage = m.get("usage", {}).get("total", {})
+    title = (
+        f"{m['scenario']} — {m.get('status', '?')}: {eps.get('finished', '?')}/{eps.get('total', '?')} episodes, "
+        f"{usage.get('tokens', 0)} tokens, {usage.get('cache_hits', 0)} cache hits, "
+        f"${usage.get('cost_usd', 0):.4f}, {m.get('wall_s', 0):.1f}s"
+    )
+    t = Table(title=title)
+    for col in ("metric", "labels", "value", "95% CI", "n"):
+        t.add_column(col, justify="right" if col in ("value", "n") else "left")
+    for r in m["metrics"]:
+        ci = f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]" if r.get("ci_low") is not None else "-"
+        t.add_row(r["name"], label_text(r.get("labels", {})), fmt(r["value"]), ci, str(r.get("n", "")))
+    return t
+
+
+def find_runs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob("metrics.json"))
+
+
+def sweep_rows(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """One row per (run, metric): the config keys that differ between runs, then metric, CI, n, tokens, cost, time."""
+    runs = find_runs(root)
+    if not runs:
+        raise ConfigError(f"no runs (metrics.json) under {root}")
+    configs = {}
+    for r in runs:
+        cfg = yaml.safe_load((r / "config.yaml").read_text()) if (r / "config.yaml").exists() else {}
+        configs[r] = {k: v for k, v in flatten(cfg).items() if not k.startswith(IGNORED)}
+    keys = sorted({k for c in configs.values() for k in c})
+    varying = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
+    rows = []
+    for r in runs:
+        m = read_run(r)
+        total = m.get("usage", {}).get("total", {})
+        for row in m["metrics"]:
+            rows.append(
+                {
+                    "run": str(r.relative_to(root)) if r != root else ".",
+                    **{k: configs[r].get(k) for k in varying},
+                    "metric": row["name"], "labels": label_text(row.get("labels", {})), "value": row["value"],
+                    "ci_low": row.get("ci_low"), "ci_high": row.get("ci_high"), "n": row.get("n"),
+                    "tokens": total.get("tokens", 0), "cost_usd": total.get("cost_usd", 0.0),
+                    "wall_s": m.get("wall_s"), "status": m.get("status"),
+                }
+            )  # fmt: skip
+    return varying, rows
+
+
+def report(root: Path) -> tuple[Table, Path, Path]:
+    """Write report.csv and report.png under `root`; return the table and both paths."""
+    varying, rows = sweep_rows(root)
+    columns = list(rows[0])
+    csv_path = root / "report.csv"
+    with csv_path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+    t = Table(title=f"{len({r['run'] for r in rows})} runs under {root}")
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*(fmt(r[c]) for c in columns))
+    return t, csv_path, plot(rows, varying, root / "report.png")
+
+
+def plot(rows: list[dict[str, Any]], varying: list[str], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = sorted({(r["metric"], r["labels"]) for r in rows})
+    configs = sorted({r["run"] for r in rows})
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(series) * max(1, len(configs)) / 2), 4))
+    width = 0.8 / max(1, len(configs))
+    for j, run in enumerate(configs):
+        xs, ys, lo, hi = [], [], [], []
+        for i, s in enumerate(series):
+            match = [r for r in rows if r["run"] == run and (r["metric"], r["labels"]) == s and r["value"] is not None]
+            if match:
+                r = match[0]
+                xs.append(i + j * width)
+                ys.append(r["value"])
+                lo.append(r["value"] - (r["ci_low"] if r["ci_low"] is not None else r["value"]))
+                hi.append((r["ci_high"] if r["ci_high"] is not None else r["value"]) - r["value"])
+        first = next(r for r in rows if r["run"] == run)
+        label = ", ".join(f"{k.split('.')[-1]}={first[k]}" for k in varying) or run
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=label)
+    ax.set_xticks([i + width * (len(configs) - 1) / 2 for i in range(len(series))])
+    ax.set_xticklabels([f"{m}\n{lab}" for m, lab in series], fontsize=7)
+    ax.set_ylabel("value (95% CI)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

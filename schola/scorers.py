@@ -1,0 +1,131 @@
+"""Generic episode scorers, usable from YAML alone: exact match, numeric match, contains, regex, LLM judge, and
+the answer extraction they share. Registered through the `schola.scorers` entry points like any plugin's.
+
+A scorer is called with its step's `inputs` and `params` as keyword arguments; one that declares a `ctx`
+parameter also gets the episode context (to ask a role, as `llm_judge` does)."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Any
+
+_NUM = r"-?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_FINAL = re.compile(r"\[\[\s*final answer\s*\]\]\s*:?\s*(.+)", re.I)
+_STATED = re.compile(r"(?:final answer|the answer is|answer\s*:)\s*:?\s*(.+)", re.I)
+_NUMBER = re.compile(_NUM)
+_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+
+
+def _boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...}, nested braces included."""
+    starts = [m.end() for m in _BOXED.finditer(text)]
+    if not starts:
+        return None
+    i = depth = starts[-1]
+    depth = 1
+    while i < len(text) and depth:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    return text[starts[-1] : i - 1] if depth == 0 else None
+
+
+def normalize(answer: str) -> str:
+    """Canonical text of an answer: no $, \\text{}, spaces, thousands separators or trailing period;
+    \\frac{a}{b} as a/b."""
+    a = answer.strip().strip("$").strip()
+    a = re.sub(r"\\text\s*\{([^{}]*)\}", r"\1", a)
+    a = _FRAC.sub(r"(\1)/(\2)", a)
+    a = re.sub(r"\\[,!; ]|\\left|\\right", "", a)
+    a = re.sub(r"(?<=\d),(?=\d{3}\b)", "", a)
+    a = a.rstrip(".").strip()
+    a = re.sub(r"\((-?\d+)\)/\((\d+)\)", r"\1/\2", a)
+    return re.sub(r"\s+", "", a)
+
+
+def to_number(answer: str | None) -> Fraction | None:
+    """The exact value of a numeric answer (integer, decimal, fraction), or None."""
+    if answer is None:
+        return None
+    a = normalize(answer)
+    if not re.fullmatch(r"-?(\d+(\.\d+)?|\.\d+)(/\d+)?", a):
+        return None
+    try:
+        return Fraction(a)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def extract_answer(text: str | None, *, strict: bool = True) -> str | None:
+    """The final answer in a reply: `[[Final Answer]]: $ANS$`, else the last `\\boxed{}`, else
+    "the answer is ...", else (when not strict) the last number. None when there is none."""
+    if not text:
+        return None
+    found: str | None = None
+    if m := _FINAL.search(text):
+        found = m.group(1).strip()
+        dollars = re.match(r"\$([^$]*)\$", found)
+        found = dollars.group(1) if dollars else found.splitlines()[0]
+    elif (b := _boxed(text)) is not None:
+        found = b
+    elif ms := list(_STATED.finditer(text)):
+        found = ms[-1].group(1).splitlines()[0]
+        if (b := _boxed(found)) is not None:
+            found = b
+    if found is not None:
+        found = found.strip()
+        # "The answer is 42 apples." -> the number, when the phrase holds exactly one
+        nums = _NUMBER.findall(found)
+        if to_number(found) is None and len(nums) == 1 and not _FRAC.search(found):
+            found = nums[0]
+        found = normalize(found)
+        return found or None
+    if not strict and (nums := _NUMBER.findall(text)):
+        return normalize(nums[-1])
+    return None
+
+
+def same_answer(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return False
+    na, nb = to_number(a), to_number(b)
+    if na is not None and nb is not None:
+        return na == nb
+    return normalize(a).lower() == normalize(b).lower()
+
+
+def exact_match(prediction: Any, target: Any, *, ignore_case: bool = True) -> float:
+    p, t = str(prediction).strip(), str(target).strip()
+    return float(p.lower() == t.lower() if ignore_case else p == t)
+
+
+def numeric_match(prediction: str | None, target: Any, *, strict: bool = False) -> float:
+    """1.0 when the answer extracted from `prediction` equals `target` (numerically when both are numbers)."""
+    return float(same_answer(extract_answer(prediction, strict=strict), str(target)))
+
+
+def contains(text: str | None, target: Any, *, ignore_case: bool = True) -> float:
+    """1.0 when any of `target` (a string or list of aliases) occurs in `text`."""
+    items = target if isinstance(target, (list, tuple)) else [target]
+    hay = (text or "").lower() if ignore_case else (text or "")
+    return float(any((str(t).lower() if ignore_case else str(t)) in hay for t in items))
+
+
+def regex(text: str | None, *, pattern: str, group: int | None = None) -> Any:
+    """1.0/0.0 whether `pattern` matches; with `group`, the matched group's text (None when no match)."""
+    m = re.search(pattern, text or "", re.S)
+    if group is None:
+        return float(m is not None)
+    return m.group(group) if m else None
+
+
+async def llm_judge(
+    ctx: Any, *, answer: str, rubric: str, question: str = "", judge: str = "judge", scale: float = 10.0
+) -> float | None:
+    """A judge role grades `answer` against `rubric`; the score after 'Score:' divided by `scale` (None if absent)."""
+    prompt = f"Question:\n{question}\n\nRubric:\n{rubric}\n\nAnswer:\n{answer}\n\nGrade it. End with 'Score: <0-{scale:g}>'."
+    reply = await ctx.act(judge, prompt)
+    m = re.findall(r"score\s*:\s*(" + _NUM + ")", reply, re.I)
+    value = to_number(m[-1]) if m else None
+    return None if value is None else max(0.0, min(1.0, float(value) / scale))
