@@ -36,8 +36,8 @@ exit codes: 0 ok, 2 configuration, 3 backend, 4 budget reached, 130 interrupted
 """
 
 def _console(stderr: bool = False) -> Console:
-    c = Console(stderr=stderr)
-    return c if c.is_terminal else Console(stderr=stderr, width=int(os.environ.get("COLUMNS", 160)))
+    c = Console(stderr=stderr, soft_wrap=True)
+    return c if c.is_terminal else Console(stderr=stderr, soft_wrap=True, width=int(os.environ.get("COLUMNS", 160)))
 
 
 out = _console()
@@ -137,7 +137,32 @@ def cmd_check(ns: argparse.Namespace) -> int:
     return 0
 
 
+def resumable(override: str) -> bool:
+    from schola.config import RESUMABLE
+
+    key = override.split("=", 1)[0].lstrip("+")
+    return key.startswith(RESUMABLE) or key.endswith(".base_url")
+
+
+def resume_saved(run_dir: Path, overrides: list[str], *, debug: bool) -> int:
+    """`schola run resume=DIR [budget.../run.concurrency/endpoint overrides]`: the saved config, as it was."""
+    from omegaconf import OmegaConf
+
+    from schola.config import Files
+    from schola.store import RunStore
+
+    saved = OmegaConf.create(RunStore(run_dir).read_config())
+    saved.merge_with_dotlist([o.lstrip("+") for o in overrides])
+    raw = OmegaConf.to_container(saved, resolve=True)
+    raw["resume"] = str(run_dir)
+    files = Files.from_choices({"backend": raw["backend"].get("kind")}, raw["scenario"].get("source"))
+    files.scenario = raw["scenario"].get("source") or f"conf/scenario/{raw['scenario']['name']}.yaml"
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    return execute(raw, run_dir, files, debug=debug)
+
+
 def cmd_run(ns: argparse.Namespace) -> int:
+    path = split_args(ns.args)[0]
     overrides, search, sf = prepare(ns)
     try:
         resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
@@ -146,6 +171,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
                 raise ConfigError("resume= continues one run; it cannot be swept", key="resume")
             if not (Path(resume) / "config.yaml").exists():
                 raise ConfigError(f"{resume} is not a run directory (no config.yaml)", key="resume")
+            if path is None and all(resumable(o) for o in overrides):
+                return resume_saved(Path(resume), overrides, debug=ns.debug)
             overrides.append(f"hydra.run.dir={Path(resume).resolve()}")
         if not ns.multirun:
             validate(overrides, search)  # bad input fails here, before Hydra prints anything
@@ -186,19 +213,26 @@ def run_job(cfg: Any, *, debug: bool) -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from schola.config import Files, build_plan, check_resume
+    from schola.config import Files
+
+    hc = HydraConfig.get()
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    files = Files.from_choices(dict(hc.runtime.choices), raw["scenario"].get("source"))
+    return execute(raw, Path(hc.runtime.output_dir), files, debug=debug)
+
+
+def execute(raw: dict[str, Any], run_dir: Path, files: Any, *, debug: bool) -> int:
+    """Validate, run into `run_dir`, print the results table and the run directory."""
+    from schola.config import build_plan, check_resume
     from schola.runtime import run_plan
     from schola.store import RunStore
 
     try:
-        hc = HydraConfig.get()
-        raw = OmegaConf.to_container(cfg, resolve=True)
-        files = Files.from_choices(dict(hc.runtime.choices), raw["scenario"].get("source"))
         try:
             plan = build_plan(raw, files)
         except ConfigError as e:
             raise ConfigError(e.detail, key=e.key, file=e.file or files.for_key(e.key)) from None
-        store = RunStore(hc.runtime.output_dir)
+        store = RunStore(run_dir)
         if plan.config.resume:
             check_resume(store.read_config(), raw, run_dir=str(store.dir))
         elif store.results():
@@ -289,3 +323,5 @@ def cmd_report(ns: argparse.Namespace) -> int:
     out.print(table)
     out.print(f"written: {csv_path}, {png}")
     return 0
+if __name__ == "__main__":
+    entry()

@@ -243,7 +243,8 @@ class Graph:
             role = templates.render(n.role, dict(state), key=key) if "{{" in n.role else n.role
             prompt = templates.render(n.prompt, dict(state), key=key)
             sample = int(templates.evaluate(n.sample, dict(state), key=key)) if n.sample is not None else run
-            state[n.output] = await ctx.act(role, prompt, node=nid, sample=sample, sampling=n.sampling)
+            node = state.get("_path", "") + nid  # e.g. teach[1].exam[2].solve: where in the maps this reply is
+            state[n.output] = await ctx.act(role, prompt, node=node, sample=sample, sampling=n.sampling)
         elif isinstance(n, ScoreNode):
             args = {k: templates.evaluate(v, dict(state), key=key) for k, v in n.inputs.items()}
             value = await ctx.score(n.scorer, args, n.params, node=nid)
@@ -263,12 +264,15 @@ class Graph:
         lists = {k: list(templates.evaluate(v, flat, key=f"{key}.over.{k}")) for k, v in n.over.items()}
         child = self.children[n.id]
 
-        async def one(values: tuple[Any, ...]) -> dict[str, Any]:
-            scope: ChainMap[str, Any] = ChainMap({}, dict(zip(lists, values)), state)
+        path = state.get("_path", "")
+
+        async def one(i: int, values: tuple[Any, ...]) -> dict[str, Any]:
+            item = {**dict(zip(lists, values)), "_path": f"{path}{n.id}[{i}]."}
+            scope: ChainMap[str, Any] = ChainMap({}, item, state)
             await child.run(scope, ctx)
             return {k: scope.get(v) for k, v in n.collect.items()}
 
-        results = await asyncio.gather(*(one(v) for v in itertools.product(*lists.values())))
+        results = await gather_all([one(i, v) for i, v in enumerate(itertools.product(*lists.values()))])
         for k in n.collect:
             state[k] = [r[k] for r in results]
 
@@ -279,6 +283,16 @@ class Graph:
                 if (n.id, r.to) not in self.back or run < (n.max_iters or 0):
                     return r.to
         return n.default
+
+
+async def gather_all(coros: list[Any]) -> list[Any]:
+    """Like asyncio.gather, but the first failure cancels the rest and is raised as itself."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for t in tasks:
+            t.cancel()
 
 
 def join(n: JoinNode, state: dict[str, Any], key: str) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,23 +15,14 @@ from typing import Any
 
 from schola.backends.cache import Cache, default_cache_dir
 from schola.config import Plan
-from schola.errors import BackendError, BudgetExceeded, ConfigError, ScholaError
+from schola.errors import BackendError, BudgetExceeded, ConfigError
+from schola.graph import gather_all
 from schola.metrics import MetricRow, mean_row
 from schola.roles import Role
 from schola.store import RunStore
 from schola.types import Budget, Ledger
 
 log = logging.getLogger("schola")
-
-
-async def gather_all(coros: list[Any]) -> list[Any]:
-    """Like asyncio.gather, but the first failure cancels the rest and is raised as itself."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for t in tasks:
-            t.cancel()
 
 
 @dataclass
@@ -239,5 +229,3 @@ def run_plan(plan: Plan, store: RunStore, *, progress: Any = None) -> Outcome:
     except KeyboardInterrupt:
         return Outcome(status="interrupted", exit_code=130, run_dir=store.dir, message="interrupted")
 
-
-__all__ = ["Outcome", "Runner", "gather_all", "run_plan", "ScholaError", "sys"]

@@ -60,17 +60,29 @@ class Ledger:
     budget: Budget = field(default_factory=Budget)
     by_role: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
     _spent: Usage = field(default_factory=Usage)
+    _inflight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def check(self) -> None:
         """Raise BudgetExceeded if a new (uncached) request would go past the budget."""
         b, s = self.budget, self._spent
-        if b.max_requests is not None and s.requests >= b.max_requests:
+        if b.max_requests is not None and s.requests + self._inflight >= b.max_requests:
             raise BudgetExceeded(f"budget.max_requests={b.max_requests} reached")
         if b.max_tokens is not None and s.tokens >= b.max_tokens:
             raise BudgetExceeded(f"budget.max_tokens={b.max_tokens} reached ({s.tokens} tokens used)")
         if b.max_cost_usd is not None and s.cost_usd >= b.max_cost_usd:
             raise BudgetExceeded(f"budget.max_cost_usd={b.max_cost_usd} reached (${s.cost_usd:.4f} spent)")
+
+    def begin(self) -> None:
+        """Check the budget and reserve one request (so concurrent requests cannot overshoot max_requests)."""
+        with self._lock:
+            self.check()
+            self._inflight += 1
+
+    def end(self) -> None:
+        """Release a reservation made by `begin` (the request is booked, or failed)."""
+        with self._lock:
+            self._inflight -= 1
 
     def book(
         self, role: str, *, prompt_tokens: int, completion_tokens: int, latency_s: float, cost_usd: float, cached: bool

@@ -169,13 +169,16 @@ class ScholaClient(ChatCompletionClient):
             return self._result(done, cached=True)
         self.ledger.check()
         async with self._sem:
-            self.ledger.check()
-            start = time.perf_counter()
-            done = await self._with_retries(msgs, sampling, info)
-            latency = time.perf_counter() - start
+            self.ledger.begin()
+            try:
+                start = time.perf_counter()
+                done = await self._with_retries(msgs, sampling, info)
+                latency = time.perf_counter() - start
+                self._account(info.role, done, latency, cached=False)
+            finally:
+                self.ledger.end()
         if key is not None:
             self.cache.put(key, done.__dict__)  # type: ignore[union-attr]
-        self._account(info.role, done, latency, cached=False)
         return self._result(done, cached=False)
 
     async def _with_retries(self, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:

@@ -1,0 +1,324 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from schola import plugins
+from pydantic import ConfigDict
+
+from schola.backends.base import BackendConfig, Completion, ScholaClient
+from schola.errors import BackendError
+from schola.types import CallInfo
+from tests.conftest import SCRIPTED, free_port, read_jsonl
+
+LBT = ["run", "scenario=lbt", *SCRIPTED]
+
+
+def metrics(run: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    rows = json.loads((run / "metrics.json").read_text())["metrics"]
+    return {(r["name"], ",".join(f"{k}={v}" for k, v in r["labels"].items())): r for r in rows}
+
+
+def test_run_lbt_writes_config_transcript_results_and_metrics(cli: Any, tmp_path: Path) -> None:
+    code, out = cli(*LBT, "run.episodes=3", f"hydra.run.dir={tmp_path / 'x'}")
+    run = tmp_path / "x"
+    assert code == 0, out
+    assert f"run directory: {run}" in out and "accuracy" in out
+    results = read_jsonl(run / "results.jsonl")
+    assert [r["episode"] for r in results] == ["tp0", "tp1", "tp2"]
+    # per episode: 3 teacher rationales, each read by 1 student on 3 exam problems
+    transcript = read_jsonl(run / "transcript.jsonl")
+    assert len(transcript) == 3 * (3 + 3 * 3)
+    assert {t["agent"] for t in transcript} == {"teacher", "students.0"}
+    m = metrics(run)
+    assert {("accuracy", f"rule={r}") for r in ("MAJ", "MAX", "SUM", "AVG")} <= set(m)
+    assert m[("accuracy", "rule=MAJ")]["n"] == 3
+    assert m[("answer_parse_rate", "role=teacher")]["value"] == 1.0
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["scenario"]["name"] == "lbt" and saved["backend"]["kind"] == "scripted"
+
+
+def test_seed_changes_the_problems_and_the_samples(cli: Any, tmp_path: Path) -> None:
+    for seed in (0, 1):
+        assert cli(*LBT, "run.episodes=1", f"seed={seed}", f"hydra.run.dir={tmp_path / str(seed)}")[0] == 0
+    q0, q1 = (read_jsonl(tmp_path / s / "results.jsonl")[0]["inputs"]["question"] for s in "01")
+    assert q0 != q1
+    assert yaml.safe_load((tmp_path / "1" / "config.yaml").read_text())["seed"] == 1
+
+
+@pytest.mark.parametrize("override", ["run.concurrency=2", "scenario.variant=m1", "run.concurrency=1"])
+def test_plain_overrides_run(cli: Any, tmp_path: Path, override: str) -> None:
+    code, out = cli(*LBT, "run.episodes=2", override, f"hydra.run.dir={tmp_path / 'r'}")
+    assert code == 0, out
+    key, value = override.split("=")
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    section, name = key.rsplit(".", 1)
+    assert str(saved[section.split(".")[-1]][name] if section != "scenario" else saved["scenario"][name]) == value
+    assert len(read_jsonl(tmp_path / "r" / "results.jsonl")) == 2
+
+
+def test_a_role_can_use_another_named_backend(cli: Any, tmp_path: Path) -> None:
+    code, out = cli(
+        *LBT, "run.episodes=1", "+backends.strong={kind: scripted, default: STRONG TEACHER}",
+        "scenario.roles.teacher.backend=strong", f"hydra.run.dir={tmp_path / 'r'}",
+    )  # fmt: skip
+    assert code == 0, out
+    lines = read_jsonl(tmp_path / "r" / "transcript.jsonl")
+    assert {t["text"] for t in lines if t["agent"] == "teacher"} == {"STRONG TEACHER"}
+    assert all("[[Final Answer]]" in t["text"] for t in lines if t["agent"] != "teacher")
+
+
+def test_several_students_with_different_personas_and_backends(cli: Any, tmp_path: Path) -> None:
+    students = "[{role: student, persona: careful}, {role: student, persona: hasty, backend: other, name: hasty}]"
+    code, out = cli(
+        *LBT, "run.episodes=1", "+backends.other={kind: scripted, default: 'I guess [[Final Answer]]: 1'}",
+        f"scenario.roles.students={students}", f"hydra.run.dir={tmp_path / 'r'}",
+    )  # fmt: skip
+    assert code == 0, out
+    lines = read_jsonl(tmp_path / "r" / "transcript.jsonl")
+    assert {t["agent"] for t in lines} == {"teacher", "students.0", "hasty"}
+    assert len([t for t in lines if t["agent"] == "hasty"]) == 9
+
+
+def test_budget_stops_cleanly_and_resume_finishes_without_duplicates(cli: Any, tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    code, out = cli(*LBT, "budget.max_requests=5", "run.concurrency=1", f"hydra.run.dir={run}")
+    assert code == 4, out
+    assert "resume=" in out
+    assert json.loads((run / "status.json").read_text())["status"] == "budget"
+    assert len(read_jsonl(run / "results.jsonl")) == 0
+    code, out = cli("run", f"resume={run}", *SCRIPTED, "scenario=lbt", "budget.max_requests=20", "run.concurrency=1")
+    assert code == 4, out
+    finished = read_jsonl(run / "results.jsonl")
+    assert 1 <= len(finished) < 4
+    code, out = cli("run", f"resume={run}", *SCRIPTED, "scenario=lbt", "run.concurrency=1")
+    assert code == 0, out
+    results = read_jsonl(run / "results.jsonl")
+    assert [r["episode"] for r in results] == ["tp0", "tp1", "tp2", "tp3"]
+    transcript = read_jsonl(run / "transcript.jsonl")
+    keys = [(t["episode"], t["node"], t["agent"], t["sample"], t["prompt"]) for t in transcript]
+    assert len(keys) == len(set(keys)) == 4 * 12
+    assert json.loads((run / "metrics.json").read_text())["status"] == "finished"
+
+
+def test_resume_refuses_a_different_experiment(cli: Any, tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    assert cli(*LBT, "budget.max_requests=3", f"hydra.run.dir={run}")[0] == 4
+    code, out = cli("run", f"resume={run}", *SCRIPTED, "seed=5")
+    assert code == 2
+    assert "seed" in out and "only budget" in out
+
+
+def test_sweep_runs_every_job_and_report_compares_them(cli: Any, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    code, out = cli("run", "-m", *SCRIPTED, "scenario=lbt", "run.episodes=2", "seed=0,1,2", f"hydra.sweep.dir={sweep}")
+    assert code == 0, out
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2"]
+    code, out = cli("report", str(sweep))
+    assert code == 0, out
+    rows = list(__import__("csv").DictReader((sweep / "report.csv").open()))
+    assert {r["seed"] for r in rows} == {"0", "1", "2"}
+    assert {"tokens", "cost_usd", "wall_s", "ci_low", "ci_high"} <= set(rows[0])
+    assert (sweep / "report.png").stat().st_size > 1000
+
+
+def test_show_prints_the_metrics_of_a_run(cli: Any, tmp_path: Path) -> None:
+    assert cli(*LBT, "run.episodes=1", f"hydra.run.dir={tmp_path / 'r'}")[0] == 0
+    code, out = cli("show", str(tmp_path / "r"))
+    assert code == 0 and "rule=SUM" in out and "finished" in out
+
+
+def test_check_validates_without_calling_a_model(cli: Any, tmp_path: Path) -> None:
+    code, out = cli("check", *SCRIPTED, "budget.max_requests=1")
+    assert code == 0 and "4 episodes" in out
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "cache").exists()
+
+
+def test_list_shows_every_plugin_and_its_package(cli: Any) -> None:
+    code, out = cli("list")
+    assert code == 0
+    for name in ("teacher", "student", "judge", "lbt", "numeric_match", "llm_judge", "embedded", "litellm", "scripted", "vllm"):
+        assert name in out
+    assert "schola 0.1.0" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "scenario=nope"], "available scenarios: lbt"),
+        (["run", "backend=nope"], "available backends:"),
+        (["run", *SCRIPTED, "seed=abc"], "key 'seed'"),
+        (["run", *SCRIPTED, "run.concurrency=0"], "key 'run.concurrency'"),
+        (["run", *SCRIPTED, "sed=1"], "sed"),
+        (["run", *SCRIPTED, "seed=[1"], "bad override"),
+        (["run", *SCRIPTED, "scenario.roles.teacher.role=dean"], "conf/scenario/lbt.yaml, key 'scenario.roles.teacher.role': unknown role 'dean'"),
+        (["run", *SCRIPTED, "scenario.roles.teacher.backend=strong"], "unknown backend 'strong'"),
+        (["check", *SCRIPTED, "scenario.data.problems=0"], "key 'scenario.data.problems'"),
+        (["check", *SCRIPTED, "+backend.latency=1"], "conf/backend/scripted.yaml, key 'backend.latency': unknown key"),
+        (["run", *SCRIPTED, "scenario.data.path=missing.jsonl"], "data file not found: missing.jsonl"),
+        (["run", "nonsense"], "neither a scenario .yaml file"),
+    ],
+)
+def test_bad_input_is_one_clear_message_and_exit_2(cli: Any, args: list[str], expected: str) -> None:
+    code, out = cli(*args)
+    assert code == 2, out
+    assert expected in out
+    assert "Traceback" not in out
+
+
+def test_debug_shows_the_traceback(cli: Any) -> None:
+    with pytest.raises(Exception, match="dean"):
+        cli("--debug", "check", *SCRIPTED, "scenario.roles.teacher.role=dean")
+
+
+def test_unreachable_endpoint_fails_in_seconds_with_exit_3(cli: Any, tmp_path: Path) -> None:
+    start = time.monotonic()
+    code, out = cli("run", "backend=litellm", f"backend.base_url=http://127.0.0.1:{free_port()}/v1", f"hydra.run.dir={tmp_path / 'r'}")
+    assert code == 3, out
+    assert "cannot reach http://127.0.0.1" in out
+    assert time.monotonic() - start < 15
+
+
+def test_api_keys_never_reach_the_run_directory_logs_or_output(cli: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    sentinel = "sk-SENTINEL-do-not-leak-1234567890"
+    monkeypatch.setenv("OPENAI_API_KEY", sentinel)
+    code, out = cli(
+        "run", "backend=litellm", f"backend.base_url=http://127.0.0.1:{free_port()}/v1",
+        "+backends.other={kind: autogen, config: {model: m, base_url: 'http://127.0.0.1:9/v1', api_key: '${oc.env:OPENAI_API_KEY}'}}",
+        f"hydra.run.dir={tmp_path / 'r'}",
+    )  # fmt: skip
+    assert code == 3
+    assert sentinel not in out
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and "cache" not in p.parts]
+    assert any(p.name == "config.yaml" for p in files)
+    for p in files:
+        assert sentinel not in p.read_text(errors="replace"), p
+
+
+PEER_REVIEW = """\
+# Two students answer, swap and critique each other's answers; a teacher grades; a judge scores the grade.
+name: peer_review
+description: two students answer, swap and critique; a teacher grades
+data:
+  records:
+    - {question: "What is 7 * 6?", answer: "42"}
+    - {question: "What is 9 + 10?", answer: "19"}
+roles:
+  alice: {role: student, persona: a careful student}
+  bob: {role: student, persona: a hasty student}
+  teacher: {role: teacher}
+  judge: {role: judge}
+graph:
+  - {id: alice_answers, kind: agent, role: alice, prompt: "{{ question }}", output: a_answer, after: []}
+  - {id: bob_answers, kind: agent, role: bob, prompt: "{{ question }}", output: b_answer, after: []}
+  - {id: alice_critiques, kind: agent, role: alice, prompt: "Critique: {{ b_answer }}", output: a_critique, after: [bob_answers]}
+  - {id: bob_critiques, kind: agent, role: bob, prompt: "Critique: {{ a_answer }}", output: b_critique, after: [alice_answers]}
+  - {id: critiques, kind: join, inputs: [a_critique, b_critique], reduce: concat, output: critiques, after: [alice_critiques, bob_critiques]}
+  - id: grade
+    kind: agent
+    role: teacher
+    output: grade
+    prompt: |
+      Question: {{ question }}
+      Answers: {{ a_answer }} / {{ b_answer }}
+      Critiques: {{ critiques }}
+      Give the correct answer.
+  - {id: correct, kind: score, scorer: numeric_match, inputs: {prediction: grade, target: answer}, output: correct}
+  - {id: quality, kind: score, scorer: llm_judge, inputs: {answer: grade, question: question}, params: {rubric: states the right number}, output: quality}
+"""
+
+
+def test_a_scenario_yaml_outside_the_package_runs_from_yaml_alone(cli: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "peer_review.yaml").write_text(PEER_REVIEW)
+    code, out = cli(
+        "run", str(folder / "peer_review.yaml"), *SCRIPTED, "backend.default='Score: 7. The answer is 42'",
+        f"hydra.run.dir={tmp_path / 'r'}",
+    )  # fmt: skip
+    assert code == 0, out
+    m = metrics(tmp_path / "r")
+    assert m[("correct", "")]["value"] == 0.5 and m[("correct", "")]["n"] == 2
+    assert m[("quality", "")]["value"] == pytest.approx(0.7)
+    transcript = read_jsonl(tmp_path / "r" / "transcript.jsonl")
+    assert len(transcript) == 2 * 6  # 2 answers, 2 critiques, 1 grade, 1 judge per episode
+    # the same file as a config group option through --config-dir
+    (folder / "scenario").mkdir()
+    (folder / "peer_review.yaml").rename(folder / "scenario" / "peer.yaml")
+    code, out = cli("check", "--config-dir", str(folder), "scenario=peer", *SCRIPTED)
+    assert code == 0 and "peer_review" in out
+
+
+def test_errors_in_a_users_scenario_name_the_file(cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(PEER_REVIEW.replace("{{ b_answer }}\", output: a_critique", "{{ c_answer }}\", output: a_critique"))
+    code, out = cli("check", str(path), *SCRIPTED)
+    assert code == 2 and str(path) in out and "reads c_answer" in out
+    path.write_text("name: x\ngraph: [\n  - {id: a")
+    code, out = cli("check", str(path), *SCRIPTED)
+    assert code == 2 and "malformed YAML at line" in out
+
+
+class Failing(ScholaClient):
+    """Answers like an echo until `broken` is set, then fails for good (a backend dying mid-run)."""
+
+    class Config(BackendConfig):
+        model_config = ConfigDict(extra="allow")  # takes the scripted backend's keys it replaces
+
+    broken = False
+    calls = 0
+
+    @property
+    def identity(self) -> str:
+        return "failing"
+
+    async def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+        Failing.calls += 1
+        if Failing.broken and Failing.calls > 20:
+            raise BackendError("HTTP 404 model not found")
+        return Completion(text="[[Final Answer]]: $1$", prompt_tokens=1, completion_tokens=1)
+
+
+def test_backend_failure_mid_run_keeps_finished_episodes_and_resumes(cli: Any, tmp_path: Path) -> None:
+    plugins.backends.register("failing", Failing)
+    run = tmp_path / "r"
+    Failing.broken, Failing.calls = True, 0
+    code, out = cli(*LBT, "backend={kind: failing}", "run.concurrency=1", f"hydra.run.dir={run}", "cache.enabled=false")
+    assert code == 3, out
+    assert "404" in out
+    done = [r["episode"] for r in read_jsonl(run / "results.jsonl")]
+    assert done == ["tp0"]
+    Failing.broken, Failing.calls = False, 0
+    code, out = cli("run", f"resume={run}", *LBT[1:], "backend={kind: failing}", "run.concurrency=1", "cache.enabled=false")
+    assert code == 0, out
+    assert [r["episode"] for r in read_jsonl(run / "results.jsonl")] == ["tp0", "tp1", "tp2", "tp3"]
+    assert Failing.calls == 36  # the three unfinished episodes, nothing redone
+
+
+def test_ctrl_c_keeps_finished_episodes_and_the_run_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    cmd = [sys.executable, "-m", "schola.cli", "run", *LBT[1:], "backend.latency_s=0.05", "run.concurrency=1", f"hydra.run.dir={run}"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (run / "results.jsonl").exists() or not (run / "results.jsonl").read_text():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 130, output
+    assert "Traceback" not in output
+    finished = read_jsonl(run / "results.jsonl")
+    assert 1 <= len(finished) < 4
+    resumed = subprocess.run(cmd[:4] + [f"resume={run}"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert [r["episode"] for r in read_jsonl(run / "results.jsonl")] == ["tp0", "tp1", "tp2", "tp3"]
