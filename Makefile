@@ -25,8 +25,12 @@ dev: $(VENV)/.dev
 run: install
 	$(BIN)/schola run $(ARGS)
 
+# import-linter reads a regular install: the editable one maps agents/, scenarios/ and conf/ in at import time,
+# where grimp cannot see them.
 lint: dev
-	$(BIN)/lint-imports
+	rm -rf build/lint
+	$(BIN)/pip install -q --no-deps --no-build-isolation --target build/lint . 2>/dev/null
+	PYTHONPATH=build/lint $(BIN)/lint-imports
 
 test: dev lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

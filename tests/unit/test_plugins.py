@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "schola-echo-plugin"
+ROOT = Path(__file__).parents[2]
+
+SCENARIO = """\
+name: parrot_quiz
+kind: counting
+data: {upto: 4}
+roles:
+  parrot: {role: parrot, prefix: polly}
+graph:
+  - {id: say, kind: agent, role: parrot, prompt: "say {{ number }}", output: reply}
+  - {id: ok, kind: score, scorer: counting.echoed, inputs: {reply: reply, number: number}, output: echoed}
+stages:
+  - {fn: counting.total}
+"""
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The plugin installed into a folder of its own; the dev venv stays clean."""
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("src") / "plugin"
+    subprocess.run(["cp", "-r", str(FIXTURE), str(build)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(build)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return target
+
+
+def schola(*args: str, plugin: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), str(ROOT)]), "SCHOLA_CACHE_DIR": str(cwd / "c")}
+    return subprocess.run([sys.executable, "-m", "schola.cli", *args], env=env, cwd=cwd, capture_output=True, text=True)
+
+
+def test_a_plugin_package_registers_a_role_and_a_scenario_used_by_name(plugin_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "parrot.yaml").write_text(SCENARIO)
+    done = schola("run", "parrot.yaml", "backend=scripted", "hydra.run.dir=out", plugin=plugin_path, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    metrics = {r["name"]: r for r in json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"]}
+    assert metrics["echoed"]["value"] == 1.0 and metrics["echoed"]["n"] == 4
+    assert metrics["episodes_seen"]["value"] == 4.0
+    transcript = (tmp_path / "out" / "transcript.jsonl").read_text().splitlines()
+    assert json.loads(transcript[0])["text"].startswith("polly ")
+
+
+def test_list_shows_plugins_with_their_package_and_reports_a_broken_one(plugin_path: Path, tmp_path: Path) -> None:
+    done = schola("list", plugin=plugin_path, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "parrot" in done.stdout and "counting" in done.stdout and "schola-echo-plugin 0.0.1" in done.stdout
+    assert "broken" in done.stdout and "failed to load" in done.stdout and "ModuleNotFoundError" in done.stdout
+    assert "teacher" in done.stdout  # the rest still load
