@@ -11,6 +11,7 @@ from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from schola import templates
+from schola.backends.base import ScholaClient
 from schola.types import CallInfo
 
 
@@ -65,8 +66,11 @@ class Role:
         messages = ([SystemMessage(content=self.system)] if self.system.strip() else []) + [
             UserMessage(content=prompt, source="user")
         ]
-        args = {**self.config.sampling, **(sampling or {})}
-        args["schola"] = CallInfo(role=self.name, sample=sample, seed=self.seed)
+        args: dict[str, Any] = {**self.config.sampling, **(sampling or {})}
+        if isinstance(self.client, ScholaClient):
+            args["schola"] = CallInfo(role=self.name, sample=sample, seed=self.seed)
+        else:  # another AutoGen client: K samples still get K seeds
+            args["seed"] = self.seed * 1_000_003 + sample
         start = time.perf_counter()
         out = await self.client.create(messages, extra_create_args=args)
         return Reply(

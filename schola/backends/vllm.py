@@ -12,7 +12,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -81,8 +83,10 @@ class VLLMClient(LiteLLMClient):
         command = serve.command or ["vllm", "serve", self.config.model]
         argv = [sys.executable if c == "python" else c for c in command] + serve.args
         argv += ["--host", "127.0.0.1", "--port", str(port)]
+        # The server's log goes to a file: a pipe nobody reads fills up and blocks the server.
+        self._log = tempfile.NamedTemporaryFile(prefix="schola-server-", suffix=".log", delete=False)
         try:
-            self._proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            self._proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         except FileNotFoundError:
             raise BackendError(f"cannot start '{argv[0]}': not installed (pip install schola[vllm] on a GPU machine)")
         root = f"http://127.0.0.1:{port}"
@@ -90,7 +94,7 @@ class VLLMClient(LiteLLMClient):
         async with httpx.AsyncClient(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if self._proc.poll() is not None:
-                    err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace")[-800:]
+                    err = Path(self._log.name).read_text(errors="replace")[-800:]
                     raise BackendError(f"server '{' '.join(argv[:3])}' exited with {self._proc.returncode}: {err}")
                 try:
                     if (await client.get(root + serve.ready_path)).status_code == 200:
@@ -112,6 +116,7 @@ class VLLMClient(LiteLLMClient):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             await asyncio.to_thread(proc.wait)
+        Path(self._log.name).unlink(missing_ok=True)
 
     async def close(self) -> None:
         await super().close()
