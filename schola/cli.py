@@ -239,12 +239,13 @@ def execute(raw: dict[str, Any], run_dir: Path, files: Any, *, debug: bool) -> i
             raise ConfigError(f"{store.dir} already holds a run; continue it with resume={store.dir}", key="hydra.run.dir")
         store.write_config(raw)
         with Progress(len(plan.episodes[: plan.config.run.episodes or None])) as progress:
-            outcome = run_plan(plan, store, progress=progress.update)
+            outcome = run_plan(plan, store, progress=progress.update, debug=debug)
         from schola.report import metrics_table
 
         out.print(metrics_table(outcome.run_dir))
         if outcome.exit_code:
             hint = f" — continue with: schola run resume={outcome.run_dir}" if outcome.status != "config_error" else ""
+            hint = "" if outcome.status == "error" else hint
             err.print(f"[bold red]schola: {outcome.status}:[/] {outcome.message}{hint}", highlight=False)
         out.print(f"run directory: {outcome.run_dir}")
         return outcome.exit_code

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import ChainMap, Counter
+from collections import Counter
 from collections.abc import MutableMapping
 from typing import Annotated, Any, Literal, Protocol, Union
 
@@ -200,10 +200,13 @@ class Graph:
     # -- running -----------------------------------------------------------------------------
     async def run(self, state: MutableMapping[str, Any], ctx: EpisodeContext) -> None:
         """Run the steps on `state` (read and written in place), concurrently where the graph allows."""
+        if len(self.order) == 1:  # the common map body: no scheduling needed
+            await self._step(self.order[0], state, ctx, 0)
+            return
         pending = set(self.order)
         active: dict[str, bool] = {n: self.g.in_degree(n) == 0 for n in self.order}
         runs: Counter[str] = Counter()
-        running: dict[asyncio.Task[Any], str] = {}
+        running: dict[asyncio.Future[Any], str] = {}
         try:
             while True:
                 for nid in [n for n in self.order if n in pending and n not in running.values()]:
@@ -240,35 +243,33 @@ class Graph:
         n = self.nodes[nid]
         key = f"{self.where}.{nid}"
         if isinstance(n, AgentNode):
-            role = templates.render(n.role, dict(state), key=key) if "{{" in n.role else n.role
-            prompt = templates.render(n.prompt, dict(state), key=key)
-            sample = int(templates.evaluate(n.sample, dict(state), key=key)) if n.sample is not None else run
+            role = templates.render(n.role, state, key=key) if "{{" in n.role else n.role
+            prompt = templates.render(n.prompt, state, key=key)
+            sample = int(templates.evaluate(n.sample, state, key=key)) if n.sample is not None else run
             node = state.get("_path", "") + nid  # e.g. teach[1].exam[2].solve: where in the maps this reply is
             state[n.output] = await ctx.act(role, prompt, node=node, sample=sample, sampling=n.sampling)
         elif isinstance(n, ScoreNode):
-            args = {k: templates.evaluate(v, dict(state), key=key) for k, v in n.inputs.items()}
+            args = {k: templates.evaluate(v, state, key=key) for k, v in n.inputs.items()}
             value = await ctx.score(n.scorer, args, n.params, node=nid)
             state[n.output] = value
             if n.record:
                 ctx.record(n.output, value)
         elif isinstance(n, JoinNode):
-            state[n.output] = join(n, dict(state), key)
+            state[n.output] = join(n, state, key)
         elif isinstance(n, MapNode):
             await self._map(n, state, ctx, key)
         elif isinstance(n, RouteNode):
-            return self._route(n, dict(state), key, run)
+            return self._route(n, state, key, run)
         return None
 
     async def _map(self, n: MapNode, state: MutableMapping[str, Any], ctx: EpisodeContext, key: str) -> None:
-        flat = dict(state)
-        lists = {k: list(templates.evaluate(v, flat, key=f"{key}.over.{k}")) for k, v in n.over.items()}
+        lists = {k: list(templates.evaluate(v, state, key=f"{key}.over.{k}")) for k, v in n.over.items()}
         child = self.children[n.id]
-
         path = state.get("_path", "")
 
         async def one(i: int, values: tuple[Any, ...]) -> dict[str, Any]:
-            item = {**dict(zip(lists, values)), "_path": f"{path}{n.id}[{i}]."}
-            scope: ChainMap[str, Any] = ChainMap({}, item, state)
+            # Each item works on its own copy of the state: items never see each other's outputs.
+            scope = {**state, **dict(zip(lists, values)), "_path": f"{path}{n.id}[{i}]."}
             await child.run(scope, ctx)
             return {k: scope.get(v) for k, v in n.collect.items()}
 
@@ -276,7 +277,7 @@ class Graph:
         for k in n.collect:
             state[k] = [r[k] for r in results]
 
-    def _route(self, n: RouteNode, state: dict[str, Any], key: str, run: int) -> str | None:
+    def _route(self, n: RouteNode, state: MutableMapping[str, Any], key: str, run: int) -> str | None:
         # `run` counts earlier visits of this route in the episode: each of them took the loop.
         for r in n.routes:
             if templates.evaluate(r.when, state, key=f"{key}.when"):
@@ -295,7 +296,7 @@ async def gather_all(coros: list[Any]) -> list[Any]:
             t.cancel()
 
 
-def join(n: JoinNode, state: dict[str, Any], key: str) -> Any:
+def join(n: JoinNode, state: MutableMapping[str, Any], key: str) -> Any:
     named = n.inputs if isinstance(n.inputs, dict) else {str(i): v for i, v in enumerate(n.inputs)}
     values = {k: templates.evaluate(v, state, key=key) for k, v in named.items()}
     if n.reduce == "dict":

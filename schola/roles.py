@@ -54,6 +54,7 @@ class Role:
     def __init__(self, name: str, config: RoleConfig, client: ChatCompletionClient | None, *, seed: int = 0) -> None:
         self.name, self.config, self.client, self.seed = name, config, client, seed
         self.system = templates.render(config.system or self.system_prompt, {"persona": config.persona, "name": name})
+        self._system = [SystemMessage(content=self.system)] if self.system.strip() else []
 
     def describe(self) -> dict[str, Any]:
         """What templates see as `roles.<name>`."""
@@ -63,9 +64,7 @@ class Role:
         """Answer `prompt` in character. Override for a role without a model."""
         if self.client is None:
             raise NotImplementedError(f"role '{self.name}' has no backend and does not override act()")
-        messages = ([SystemMessage(content=self.system)] if self.system.strip() else []) + [
-            UserMessage(content=prompt, source="user")
-        ]
+        messages = [*self._system, UserMessage(content=prompt, source="user")]
         args: dict[str, Any] = {**self.config.sampling, **(sampling or {})}
         if isinstance(self.client, ScholaClient):
             args["schola"] = CallInfo(role=self.name, sample=sample, seed=self.seed)

@@ -73,8 +73,8 @@ class Runner:
         progress: a callback(done, total, ledger) after each episode, for a progress bar.
     """
 
-    def __init__(self, plan: Plan, store: RunStore, *, progress: Any = None) -> None:
-        self.plan, self.store, self.progress = plan, store, progress
+    def __init__(self, plan: Plan, store: RunStore, *, progress: Any = None, debug: bool = False) -> None:
+        self.plan, self.store, self.progress, self.debug = plan, store, progress, debug
         cfg = plan.config
         self.seed = cfg.seed
         self.ledger = Ledger(budget=Budget(**cfg.budget.model_dump()))
@@ -171,6 +171,11 @@ class Runner:
             status, code, message = "config_error", e.exit_code, str(e)
         except (KeyboardInterrupt, asyncio.CancelledError):
             status, code, message = "interrupted", 130, "interrupted"
+        except Exception as e:  # a bug, in Schola or a plugin: still keep what finished
+            log.debug("unexpected error", exc_info=True)
+            status, code, message = "error", 1, f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)"
+            if self.debug:
+                raise
         finally:
             self.store.close()
             await self.close()
@@ -221,9 +226,9 @@ def _mean(values: list[Any]) -> float | None:
     return sum(nums) / len(nums) if nums else None
 
 
-def run_plan(plan: Plan, store: RunStore, *, progress: Any = None) -> Outcome:
+def run_plan(plan: Plan, store: RunStore, *, progress: Any = None, debug: bool = False) -> Outcome:
     """Run a plan to completion in a fresh event loop (the CLI's entry into async)."""
-    runner = Runner(plan, store, progress=progress)
+    runner = Runner(plan, store, progress=progress, debug=debug)
     try:
         return asyncio.run(runner.execute())
     except KeyboardInterrupt:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -19,6 +21,13 @@ HELPERS: dict[str, Any] = {
 ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
 ENV.globals.update(HELPERS)
 BUILTIN_NAMES = set(ENV.globals)
+_GLOBALS = dict(ENV.globals)  # flat: Jinja's own per-render merge walks a ChainMap, which dominated hot loops
+
+
+def _run(t: Any, context: Mapping[str, Any]) -> Any:
+    """A template's render context, built from one dict merge (shared=True skips Jinja's globals merge)."""
+    ctx = t.new_context({**_GLOBALS, **context}, shared=True)
+    return ctx, t.root_render_func(ctx)
 
 
 @lru_cache(maxsize=4096)
@@ -28,7 +37,9 @@ def template(source: str) -> Any:
 
 @lru_cache(maxsize=4096)
 def expression(source: str) -> Any:
-    return ENV.compile_expression(source, undefined_to_none=False)
+    """The template Jinja's compile_expression builds: it stores the value in `result`."""
+    ENV.compile_expression(source)  # raises TemplateSyntaxError for a bad expression
+    return ENV.from_string("{% set result = " + source + " %}")
 
 
 @lru_cache(maxsize=4096)
@@ -46,15 +57,40 @@ def check(source: str, *, is_expression: bool = False, key: str | None = None, f
         raise ConfigError(f"invalid {what} {source!r}: {e.message} (line {e.lineno})", key=key, file=file) from None
 
 
-def render(source: str, context: dict[str, Any], *, key: str | None = None) -> str:
+_SIMPLE = re.compile(r"^\{\{\s*([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?\s*\}\}$")
+_NAME = re.compile(r"^[A-Za-z_]\w*$")
+
+
+@lru_cache(maxsize=4096)
+def _simple(source: str) -> tuple[str, str | None] | None:
+    m = _SIMPLE.match(source)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def render(source: str, context: Mapping[str, Any], *, key: str | None = None) -> str:
+    # Fast path for "{{ name }}" and "{{ name.field }}" over plain dicts (a role picked per map item is one):
+    # the same result as Jinja's, without building a template context.
+    if (simple := _simple(source)) is not None and simple[0] in context:
+        value = context[simple[0]]
+        if simple[1] is None and isinstance(value, str):
+            return value
+        if simple[1] is not None and isinstance(value, dict) and simple[1] in value and not hasattr(dict, simple[1]):
+            inner = value[simple[1]]
+            if isinstance(inner, str):
+                return inner
     try:
-        return template(source).render(context)
+        return "".join(_run(template(source), context)[1])
     except (UndefinedError, SecurityError, TypeError, ValueError) as e:
         raise ConfigError(f"cannot render {source[:60]!r}: {e}", key=key) from None
 
 
-def evaluate(source: str, context: dict[str, Any], *, key: str | None = None) -> Any:
+def evaluate(source: str, context: Mapping[str, Any], *, key: str | None = None) -> Any:
+    if _NAME.match(source) and source in context:  # a bare name: no template needed
+        return context[source]
     try:
-        return expression(source)(**context)
+        ctx, events = _run(expression(source), context)
+        for _ in events:
+            pass
+        return ctx.vars["result"]
     except (UndefinedError, SecurityError, TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
         raise ConfigError(f"cannot evaluate {source!r}: {type(e).__name__}: {e}", key=key) from None

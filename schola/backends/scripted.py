@@ -48,6 +48,7 @@ class ScriptedClient(ScholaClient):
         env = SandboxedEnvironment()
         self._rules = [(re.compile(r.match), r.role, env.from_string(r.reply)) for r in self.config.rules]
         self._default = env.from_string(self.config.default)
+        self._constant = None if "{" in self.config.default else self.config.default
         self._replay: dict[str, str] = {}
         if self.config.transcript:
             for line in Path(self.config.transcript).read_text().splitlines():
@@ -85,4 +86,6 @@ class ScriptedClient(ScholaClient):
                 continue
             if (m := pattern.search(prompt)) is not None:
                 return template.render(ctx, match=m)
+        if self._constant is not None:
+            return self._constant
         return self._default.render(ctx, match=None)
