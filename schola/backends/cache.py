@@ -27,9 +27,10 @@ class Cache:
     Args:
         directory: where `cache.sqlite` lives; created if missing.
         batch: pending writes kept in memory before one transaction writes them all.
+        preload_keys: up to this many stored replies, their keys are read at open so a miss needs no query.
     """
 
-    def __init__(self, directory: str | Path, *, batch: int = 256) -> None:
+    def __init__(self, directory: str | Path, *, batch: int = 256, preload_keys: int = 200_000) -> None:
         path = Path(directory).expanduser()
         path.mkdir(parents=True, exist_ok=True)
         self.path = path / "cache.sqlite"
@@ -40,10 +41,18 @@ class Cache:
         self._pending: dict[str, str] = {}
         self._batch = batch
         self._lock = threading.Lock()
+        # Misses are most lookups of a new run; knowing the keys up front answers them without a query.
+        # Keys another process writes later are then not reused by this one (a lost saving, never a wrong reply).
+        count = self._db.execute("SELECT count(*) FROM replies").fetchone()[0]
+        self._keys: set[str] | None = None
+        if count <= preload_keys:
+            self._keys = {k for (k,) in self._db.execute("SELECT key FROM replies")}
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
             raw = self._pending.get(key)
+            if raw is None and self._keys is not None and key not in self._keys:
+                return None
             if raw is None:
                 row = self._db.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
                 raw = row[0] if row else None
@@ -52,6 +61,8 @@ class Cache:
     def put(self, key: str, value: dict[str, Any]) -> None:
         with self._lock:
             self._pending[key] = json.dumps(value)
+            if self._keys is not None:
+                self._keys.add(key)
             full = len(self._pending) >= self._batch
         if full:
             self.flush()

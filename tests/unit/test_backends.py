@@ -71,11 +71,12 @@ async def test_cached_reply_is_reused_and_marked_without_a_new_request(tmp_path:
 
 
 def test_cache_is_shared_between_processes_through_sqlite(tmp_path: Path) -> None:
-    a, b = Cache(tmp_path), Cache(tmp_path)
+    a = Cache(tmp_path)
     a.put("k", {"text": "x"})
-    assert b.get("k") is None  # batched: not yet written
+    assert Cache(tmp_path).get("k") is None  # batched: not yet written
     a.flush()
-    assert b.get("k") == {"text": "x"}
+    assert Cache(tmp_path).get("k") == {"text": "x"}
+    assert Cache(tmp_path, preload_keys=0).get("k") == {"text": "x"}  # a large cache is queried per key
 
 
 async def test_transient_errors_are_retried_then_succeed() -> None:

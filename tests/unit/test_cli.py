@@ -205,37 +205,14 @@ def test_api_keys_never_reach_the_run_directory_logs_or_output(cli: Any, tmp_pat
         assert sentinel not in p.read_text(errors="replace"), p
 
 
-PEER_REVIEW = """\
-# Two students answer, swap and critique each other's answers; a teacher grades; a judge scores the grade.
-name: peer_review
-description: two students answer, swap and critique; a teacher grades
-data:
-  records:
-    - {question: "What is 7 * 6?", answer: "42"}
-    - {question: "What is 9 + 10?", answer: "19"}
-roles:
-  alice: {role: student, persona: a careful student}
-  bob: {role: student, persona: a hasty student}
-  teacher: {role: teacher}
-  judge: {role: judge}
-graph:
-  - {id: alice_answers, kind: agent, role: alice, prompt: "{{ question }}", output: a_answer, after: []}
-  - {id: bob_answers, kind: agent, role: bob, prompt: "{{ question }}", output: b_answer, after: []}
-  - {id: alice_critiques, kind: agent, role: alice, prompt: "Critique: {{ b_answer }}", output: a_critique, after: [bob_answers]}
-  - {id: bob_critiques, kind: agent, role: bob, prompt: "Critique: {{ a_answer }}", output: b_critique, after: [alice_answers]}
-  - {id: critiques, kind: join, inputs: [a_critique, b_critique], reduce: concat, output: critiques, after: [alice_critiques, bob_critiques]}
-  - id: grade
-    kind: agent
-    role: teacher
-    output: grade
-    prompt: |
-      Question: {{ question }}
-      Answers: {{ a_answer }} / {{ b_answer }}
-      Critiques: {{ critiques }}
-      Give the correct answer.
-  - {id: correct, kind: score, scorer: numeric_match, inputs: {prediction: grade, target: answer}, output: correct}
-  - {id: quality, kind: score, scorer: llm_judge, inputs: {answer: grade, question: question}, params: {rubric: states the right number}, output: quality}
-"""
+def readme_yaml() -> str:
+    """The scenario README shows as the first example of writing one: the test runs that very text."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("<!-- peer_review.yaml", 1)[1].split("```yaml\n", 1)[1]
+    return block.split("```", 1)[0]
+
+
+PEER_REVIEW = readme_yaml()
 
 
 def test_a_scenario_yaml_outside_the_package_runs_from_yaml_alone(cli: Any, tmp_path: Path) -> None:
