@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ from schola.graph import Graph, Node
 from schola.roles import Role, RoleConfig
 from schola.scenario import GENERIC, Scenario
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # only for messages; configs load via pkg://
 
 
 class _Strict(BaseModel):
@@ -315,7 +315,7 @@ class hydra_errors:
 
         if isinstance(e, MissingConfigException):
             group = "scenario" if "scenario" in str(e) else "backend" if "backend" in str(e) else None
-            options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) if group else []
+            options = sorted(p.name[:-5] for p in files("schola.conf").joinpath(group).iterdir() if p.name.endswith(".yaml")) if group else []
             hint = f"; available {group}s: {', '.join(options)}" if options else ""
             raise ConfigError(f"{str(e).splitlines()[0]}{hint}", key=group) from None
         if isinstance(e, OverrideParseException):

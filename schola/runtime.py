@@ -176,11 +176,12 @@ class Runner:
             status, code, message = "error", 1, f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)"
             if self.debug:
                 raise
+        try:
+            if status != "finished" and self.results:
+                rows = await self.partial_rows()
         finally:
             self.store.close()
             await self.close()
-        if status != "finished" and self.results:
-            rows = self.episode_rows()  # what the finished episodes say, for `schola show`
         metrics = [r.to_dict() for r in rows]
         wall = time.perf_counter() - start
         self.store.write_metrics(
@@ -197,6 +198,15 @@ class Runner:
     async def preflight(self) -> None:
         """Every backend a role uses answers before the first episode (seconds, not minutes of retries)."""
         await gather_all([asyncio.wait_for(c.preflight(), timeout=max(30.0, c.config.timeout_s)) for c in self._used])
+
+    async def partial_rows(self) -> list[MetricRow]:
+        """What the finished episodes of a stopped run say, for `schola show`: the stages over them where they
+        can run without the model, else the episode scores alone."""
+        try:
+            return await self.stages()
+        except Exception as e:
+            log.info("stages skipped on a stopped run: %s", e)
+            return self.episode_rows()
 
     def episode_rows(self) -> list[MetricRow]:
         names = sorted({k for r in self.results for k in r["scores"]})

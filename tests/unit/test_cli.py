@@ -100,6 +100,8 @@ def test_budget_stops_cleanly_and_resume_finishes_without_duplicates(cli: Any, t
     assert code == 4, out
     finished = read_jsonl(run / "results.jsonl")
     assert 1 <= len(finished) < 4
+    # a stopped run still shows what its finished episodes say
+    assert metrics(run)[("accuracy", "rule=SUM")]["n"] == len(finished)
     code, out = cli("run", f"resume={run}", *SCRIPTED, "scenario=lbt", "run.concurrency=1")
     assert code == 0, out
     results = read_jsonl(run / "results.jsonl")
