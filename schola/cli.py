@@ -263,28 +263,41 @@ class Progress:
         self.total = total
         self.tty = err.is_terminal and not os.environ.get("CI")
         self.bar: Any = None
+        self.ledger: Any = None
         self.log = logging.getLogger("schola")
 
     def __enter__(self) -> Progress:
         if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, ProgressColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as Bar
+            from rich.text import Text
+
+            progress = self
+
+            class Usage(ProgressColumn):  # read live at every refresh, not only when an episode ends
+                def render(self, task: Any) -> Text:
+                    return Text(progress.usage())
 
             self.bar = Bar(
-                TextColumn("episodes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.fields[usage]}"), console=err, transient=True,
+                TextColumn("episodes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), Usage(),
+                console=err, transient=True,
             )  # fmt: skip
             self.bar.start()
-            self.task = self.bar.add_task("run", total=self.total, usage="")
+            self.task = self.bar.add_task("run", total=self.total)
         return self
 
+    def usage(self) -> str:
+        if self.ledger is None:
+            return ""
+        t = self.ledger.total()
+        return f"{t.requests} replies · {t.tokens} tokens · ${t.cost_usd:.4f} · {t.cache_hits} cache hits"
+
     def update(self, done: int, total: int, ledger: Any) -> None:
-        t = ledger.total()
-        usage = f"{t.tokens} tokens · ${t.cost_usd:.4f} · {t.cache_hits} cache hits"
+        self.ledger = ledger
         if self.bar is not None:
-            self.bar.update(self.task, completed=done, total=total, usage=usage)
-        elif done == total or done % max(1, total // 10) == 0:
-            self.log.info("episodes %d/%d · %s", done, total, usage)
+            self.bar.update(self.task, completed=done, total=total)
+        elif done and (done == total or done % max(1, total // 10) == 0):
+            self.log.info("episodes %d/%d · %s", done, total, self.usage())
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

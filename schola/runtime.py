@@ -158,6 +158,8 @@ class Runner:
         if finished:
             log.info("resuming %s: %d of %d episodes already finished", self.store.dir, len(finished), len(episodes))
         self.store.open()
+        if self.progress:
+            self.progress(len(self.results), self.total, self.ledger)
         rows: list[MetricRow] = []
         try:
             await self.preflight()
