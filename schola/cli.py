@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from schola import plugins
 from schola.errors import ConfigError, ScholaError
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI in-process; returns the exit code."""
     ns = parser().parse_args(sys.argv[1:] if argv is None else argv)
     if not ns.command:
-        out.print(USAGE)
+        out.print(USAGE, markup=False, highlight=False)
         return 0
     try:
         return {"run": cmd_run, "check": cmd_check, "list": cmd_list, "show": cmd_show, "report": cmd_report}[
@@ -76,11 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     except ScholaError as e:
         if ns.debug:
             raise
-        err.print(f"[bold red]schola: error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        fail("error", str(e))
         return e.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+
+
+def fail(status: str, message: str) -> None:
+    """One line on stderr; the message is user data (paths, keys like graph[0]), never markup."""
+    err.print(f"[bold red]schola: {status}:[/] {escape(message)}", highlight=False)
 
 
 def entry() -> None:
@@ -132,7 +138,8 @@ def cmd_check(ns: argparse.Namespace) -> int:
     out.print(
         f"ok: scenario '{sc.name}' ({sc.kind or 'yaml'}), {len(plan.episodes)} episodes, "
         f"{len(sc.graph)} steps, roles {', '.join(plan.roles)}, backends "
-        + ", ".join(f"{n}={c.kind}" for n, (_, c) in plan.backends.items())
+        + ", ".join(f"{n}={c.kind}" for n, (_, c) in plan.backends.items()),
+        markup=False,
     )
     return 0
 
@@ -246,13 +253,13 @@ def execute(raw: dict[str, Any], run_dir: Path, files: Any, *, debug: bool) -> i
         if outcome.exit_code:
             hint = f" — continue with: schola run resume={outcome.run_dir}" if outcome.status != "config_error" else ""
             hint = "" if outcome.status == "error" else hint
-            err.print(f"[bold red]schola: {outcome.status}:[/] {outcome.message}{hint}", highlight=False)
-        out.print(f"run directory: {outcome.run_dir}")
+            fail(outcome.status, f"{outcome.message}{hint}")
+        out.print(f"run directory: {escape(str(outcome.run_dir))}")
         return outcome.exit_code
     except ScholaError as e:
         if debug:
             raise
-        err.print(f"[bold red]schola: error:[/] {e}", highlight=False)
+        fail("error", str(e))
         return e.exit_code
 
 
@@ -314,11 +321,11 @@ def cmd_list(ns: argparse.Namespace) -> int:
     for kind, reg in plugins.ALL.items():
         for name, obj in reg.load_all().items():
             if isinstance(obj, Exception):
-                about = f"[red]failed to load: {obj}[/]"
+                about = f"[red]failed to load: {escape(str(obj))}[/]"
             else:
                 about = (getattr(obj, "description", None) or (obj.__doc__ or "")).strip().splitlines()[:1]
                 about = about[0] if isinstance(about, list) and about else about or ""
-            t.add_row(kind[:-1], name, reg.origin(name), str(about))
+            t.add_row(kind[:-1], name, escape(reg.origin(name)), about if isinstance(obj, Exception) else escape(str(about)))
     out.print(t)
     return 0
 
@@ -335,7 +342,7 @@ def cmd_report(ns: argparse.Namespace) -> int:
 
     table, csv_path, png = report(Path(ns.path))
     out.print(table)
-    out.print(f"written: {csv_path}, {png}")
+    out.print(f"written: {escape(str(csv_path))}, {escape(str(png))}")
     return 0
 if __name__ == "__main__":
     entry()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.markup import escape
 from rich.table import Table
 
 from schola.config import flatten
@@ -44,12 +45,12 @@ def metrics_table(run_dir: Path) -> Table:
         f"{usage.get('tokens', 0)} tokens, {usage.get('cache_hits', 0)} cache hits, "
         f"${usage.get('cost_usd', 0):.4f}, {m.get('wall_s', 0):.1f}s"
     )
-    t = Table(title=title)
+    t = Table(title=escape(title))
     for col in ("metric", "labels", "value", "95% CI", "n"):
         t.add_column(col, justify="right" if col in ("value", "n") else "left")
     for r in m["metrics"]:
         ci = f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]" if r.get("ci_low") is not None else "-"
-        t.add_row(r["name"], label_text(r.get("labels", {})), fmt(r["value"]), ci, str(r.get("n", "")))
+        t.add_row(escape(r["name"]), escape(label_text(r.get("labels", {}))), fmt(r["value"]), ci, str(r.get("n", "")))
     return t
 
 
@@ -95,11 +96,11 @@ def report(root: Path) -> tuple[Table, Path, Path]:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
-    t = Table(title=f"{len({r['run'] for r in rows})} runs under {root}")
+    t = Table(title=escape(f"{len({r['run'] for r in rows})} runs under {root}"))
     for c in columns:
         t.add_column(c)
     for r in rows:
-        t.add_row(*(fmt(r[c]) for c in columns))
+        t.add_row(*(escape(fmt(r[c])) for c in columns))
     return t, csv_path, plot(rows, varying, root / "report.png")
 
 

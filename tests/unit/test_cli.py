@@ -243,6 +243,7 @@ def test_errors_in_a_users_scenario_name_the_file(cli: Any, tmp_path: Path) -> N
     path.write_text(PEER_REVIEW.replace("{{ b_answer }}\", output: a_critique", "{{ c_answer }}\", output: a_critique"))
     code, out = cli("check", str(path), *SCRIPTED)
     assert code == 2 and str(path) in out and "reads c_answer" in out
+    assert "key 'scenario.graph[2].prompt'" in out  # brackets in keys print as they are
     path.write_text("name: x\ngraph: [\n  - {id: a")
     code, out = cli("check", str(path), *SCRIPTED)
     assert code == 2 and "malformed YAML at line" in out
