@@ -167,10 +167,7 @@ def build_plan(raw: dict[str, Any], files: Files) -> Plan:
         if not kind:
             raise ConfigError("expected kind: embedded, litellm, vllm, scripted or autogen", key=f"{key}.kind", file=files.for_key(key))
         cls = plugins.backends.get(kind, key=f"{key}.kind", file=files.for_key(key))
-        try:
-            plan.backends[name] = (cls, cls.Config.model_validate(bcfg))
-        except ValidationError as e:
-            raise validation_error(e, prefix=key, files=files) from None
+        plan.backends[name] = (cls, _validate(cls.Config, bcfg, key, files))
     # Roles: a list makes a group whose members are named <group>.<i> (or their `name`).
     for group, spec in sc.roles.items():
         members = spec if isinstance(spec, list) else [spec]
@@ -180,10 +177,7 @@ def build_plan(raw: dict[str, Any], files: Files) -> Plan:
             if "role" not in rcfg:
                 raise ConfigError("expected role: teacher, student, judge or a plugin's role", key=f"{key}.role", file=f_sc)
             cls = plugins.roles.get(rcfg["role"], key=f"{key}.role", file=f_sc)
-            try:
-                rc = cls.Config.model_validate(rcfg)
-            except ValidationError as e:
-                raise validation_error(e, prefix=key, files=files) from None
+            rc = _validate(cls.Config, rcfg, key, files)
             if rc.backend is not None and rc.backend not in plan.backends:
                 raise ConfigError(
                     f"unknown backend '{rc.backend}'; defined: {', '.join(plan.backends)} "

@@ -287,7 +287,7 @@ def test_backend_failure_mid_run_keeps_finished_episodes_and_resumes(cli: Any, t
 
 def test_ctrl_c_keeps_finished_episodes_and_the_run_resumes(tmp_path: Path) -> None:
     run = tmp_path / "r"
-    cmd = [sys.executable, "-m", "schola.cli", "run", *LBT[1:], "backend.latency_s=0.05", "run.concurrency=1", f"hydra.run.dir={run}"]
+    cmd = [sys.executable, "-m", "schola.cli", "run", *LBT[1:], "backend.latency_s=0.2", "run.concurrency=1", f"hydra.run.dir={run}"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
