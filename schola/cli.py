@@ -183,6 +183,13 @@ def cmd_run(ns: argparse.Namespace) -> int:
             overrides.append(f"hydra.run.dir={Path(resume).resolve()}")
         if not ns.multirun:
             validate(overrides, search)  # bad input fails here, before Hydra prints anything
+        else:  # each job validates its own config; the sweep's syntax is checked here
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            from schola.config import hydra_errors
+
+            with hydra_errors():
+                OverridesParser.create().parse_overrides(overrides)
         return launch(overrides, search, multirun=ns.multirun, debug=ns.debug)
     finally:
         if sf:

@@ -163,6 +163,7 @@ def test_list_shows_every_plugin_and_its_package(cli: Any) -> None:
         (["run", *SCRIPTED, "run.concurrency=0"], "key 'run.concurrency'"),
         (["run", *SCRIPTED, "sed=1"], "sed"),
         (["run", *SCRIPTED, "seed=[1"], "bad override"),
+        (["run", "-m", *SCRIPTED, "seed=[1,2"], "bad override"),
         (["run", *SCRIPTED, "scenario.roles.teacher.role=dean"], "conf/scenario/lbt.yaml, key 'scenario.roles.teacher.role': unknown role 'dean'"),
         (["run", *SCRIPTED, "scenario.roles.teacher.backend=strong"], "unknown backend 'strong'"),
         (["check", *SCRIPTED, "scenario.data.problems=0"], "key 'scenario.data.problems'"),
