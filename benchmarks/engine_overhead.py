@@ -129,23 +129,36 @@ async def run_bare(episodes: int) -> dict[str, Any]:
     return {"messages": count, "seconds": wall, "messages_per_s": count / wall}
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(runs, key=lambda r: r["messages_per_s"])[len(runs) // 2]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--graphflow-episodes", type=int, default=10)
+    p.add_argument("--repeat", type=int, default=3, help="rounds of all three; medians are reported")
     p.add_argument("--profile", action="store_true", help="print where Schola spends its time")
     a = p.parse_args()
     asyncio.run(run_schola(10))  # warm-up for both: imports, template compilation
     asyncio.run(run_graphflow(1))
-    schola = asyncio.run(run_schola(a.episodes))
-    graphflow = asyncio.run(run_graphflow(a.graphflow_episodes))
-    bare = asyncio.run(run_bare(a.episodes))
+    rounds: list[dict[str, Any]] = []
+    for _ in range(a.repeat):  # interleaved, so machine noise hits all three alike
+        rounds.append(
+            {
+                "schola": asyncio.run(run_schola(a.episodes)),
+                "graphflow": asyncio.run(run_graphflow(a.graphflow_episodes)),
+                "bare_asyncio": asyncio.run(run_bare(a.episodes)),
+            }
+        )
+    schola, graphflow, bare = (median_run([r[k] for r in rounds]) for k in ("schola", "graphflow", "bare_asyncio"))
     result = {
         "graph": f"teacher -> {STUDENTS} students -> join",
         "episodes": {"schola": a.episodes, "graphflow": a.graphflow_episodes, "bare_asyncio": a.episodes},
         "schola": schola,
         "graphflow": graphflow,
         "bare_asyncio": bare,
+        "per_round_messages_per_s": {k: [round(r[k]["messages_per_s"]) for r in rounds] for k in rounds[0]},
         "schola_vs_graphflow": schola["messages_per_s"] / graphflow["messages_per_s"],
         "schola_vs_bare": schola["messages_per_s"] / bare["messages_per_s"],
         "targets": {"messages_per_s": 5000, "vs_graphflow": 30},

@@ -57,27 +57,43 @@ def check(source: str, *, is_expression: bool = False, key: str | None = None, f
         raise ConfigError(f"invalid {what} {source!r}: {e.message} (line {e.lineno})", key=key, file=file) from None
 
 
-_SIMPLE = re.compile(r"^\{\{\s*([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?\s*\}\}$")
+_VAR = re.compile(r"\{\{\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z_]\w*$")
 
 
 @lru_cache(maxsize=4096)
-def _simple(source: str) -> tuple[str, str | None] | None:
-    m = _SIMPLE.match(source)
-    return (m.group(1), m.group(2)) if m else None
+def _plain(source: str) -> list[str | tuple[str, ...]] | None:
+    """Literal text and `{{ a.b }}` lookups only (most prompts): the parts, else None."""
+    parts: list[str | tuple[str, ...]] = []
+    pos = 0
+    for m in _VAR.finditer(source):
+        parts += [source[pos : m.start()], tuple(m.group(1).split("."))]
+        pos = m.end()
+    parts.append(source[pos:])
+    if any(isinstance(p, str) and ("{{" in p or "{%" in p or "{#" in p) for p in parts):
+        return None
+    return parts
+
+
+def _lookup(context: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value = context[path[0]]  # KeyError: Jinja reports the undefined name
+    for key in path[1:]:
+        if not isinstance(value, dict) or key not in value or hasattr(dict, key):
+            raise KeyError(key)  # let Jinja resolve attributes with its sandboxed rules
+        value = value[key]
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise KeyError(path[-1])  # Jinja's own formatting of None, bools, lists
+    return value
 
 
 def render(source: str, context: Mapping[str, Any], *, key: str | None = None) -> str:
-    # Fast path for "{{ name }}" and "{{ name.field }}" over plain dicts (a role picked per map item is one):
-    # the same result as Jinja's, without building a template context.
-    if (simple := _simple(source)) is not None and simple[0] in context:
-        value = context[simple[0]]
-        if simple[1] is None and isinstance(value, str):
-            return value
-        if simple[1] is not None and isinstance(value, dict) and simple[1] in value and not hasattr(dict, simple[1]):
-            inner = value[simple[1]]
-            if isinstance(inner, str):
-                return inner
+    # Fast path for prompts that only interpolate names and dict fields: the same text Jinja would produce,
+    # without building a template context per message.
+    if (parts := _plain(source)) is not None:
+        try:
+            return "".join(p if isinstance(p, str) else str(_lookup(context, p)) for p in parts)
+        except KeyError:
+            pass
     try:
         return "".join(_run(template(source), context)[1])
     except (UndefinedError, SecurityError, TypeError, ValueError) as e:

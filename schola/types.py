@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from schola.errors import BudgetExceeded
 
 
-@dataclass(frozen=True)
-class CallInfo:
+class CallInfo(NamedTuple):
     """What the engine tells a backend about one call, passed in `extra_create_args["schola"]`.
 
     Args:

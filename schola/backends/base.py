@@ -260,7 +260,8 @@ class ScholaClient(ChatCompletionClient):
     def _result(done: Completion, *, cached: bool) -> CreateResult:
         reason = done.finish_reason if done.finish_reason in FINISH_REASONS else "unknown"
         usage = RequestUsage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens)
-        return CreateResult(finish_reason=reason, content=done.text, usage=usage, cached=cached)  # type: ignore[arg-type]
+        # Every field is built here with its declared type, so pydantic's validation would only cost time.
+        return CreateResult.model_construct(finish_reason=reason, content=done.text, usage=usage, cached=cached)
 
     # -- the rest of AutoGen's ChatCompletionClient --------------------------------------------
     async def create_stream(

@@ -17,8 +17,12 @@ def default_cache_dir() -> Path:
 
 def cache_key(identity: str, messages: list[dict[str, Any]], sampling: dict[str, Any], seed: int, sample: int) -> str:
     """The key of one reply: model identity, messages, sampling options, run seed and sample index."""
-    blob = json.dumps([identity, messages, sampling, seed, sample], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    h = hashlib.sha256()
+    h.update(f"{identity}\x00{seed}\x00{sample}\x00{sorted(sampling.items())!r}\x00".encode())
+    for m in messages:  # length-prefixed, so no two message lists share a byte stream
+        role, content = m["role"].encode(), m["content"].encode()
+        h.update(b"%d:%s%d:%s" % (len(role), role, len(content), content))
+    return h.hexdigest()
 
 
 class Cache:
