@@ -120,6 +120,16 @@ def test_resume_refuses_a_different_experiment(cli: Any, tmp_path: Path) -> None
     assert "seed" in out and "only budget" in out
 
 
+def test_resume_refuses_changed_data(cli: Any, tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "What is 2+3?", "answer": "5", "unique_id": "a"}\n{"question": "4+1?", "answer": "5", "unique_id": "a#1"}\n')
+    run = tmp_path / "r"
+    assert cli(*LBT, f"scenario.data.path={data}", f"hydra.run.dir={run}")[0] == 0
+    data.write_text(data.read_text().replace("2+3", "2+4"))
+    code, out = cli("run", f"resume={run}")
+    assert code == 2 and "other data" in out
+
+
 def test_sweep_runs_every_job_and_report_compares_them(cli: Any, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     code, out = cli("run", "-m", *SCRIPTED, "scenario=lbt", "run.episodes=2", "seed=0,1,2", f"hydra.sweep.dir={sweep}")
