@@ -63,7 +63,7 @@ class ScoreNode(_Node):
 
 
 class Route(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
     when: str
     to: str
 

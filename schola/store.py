@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from schola.backends.base import redact
 from schola.errors import ConfigError
 
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.I)
@@ -22,10 +23,7 @@ def redact_config(obj: Any, secrets: list[str]) -> Any:
         return {k: "***" if SECRET_KEY.search(str(k)) and v else redact_config(v, secrets) for k, v in obj.items()}
     if isinstance(obj, list):
         return [redact_config(v, secrets) for v in obj]
-    if isinstance(obj, str):
-        for s in secrets:
-            obj = obj.replace(s, "***")
-    return obj
+    return redact(obj, secrets) if isinstance(obj, str) else obj
 
 
 def env_secrets(config: dict[str, Any]) -> list[str]:

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from schola.backends.vllm import free_port
 from schola.cli import main
+from schola.store import read_jsonl
+
+__all__ = ["SCRIPTED", "free_port", "read_jsonl"]
 
 
 @pytest.fixture(autouse=True)
@@ -39,16 +40,6 @@ class CLI:
 def cli(capsys: pytest.CaptureFixture[str]) -> CLI:
     """Run `schola ...` in-process; returns (exit code, stdout + stderr)."""
     return CLI(capsys)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ Select with -m server."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +76,3 @@ async def test_a_schola_role_runs_on_an_autogen_client_pointed_at_the_server(lla
     reply = await teacher.act("What is 2 + 2?")
     assert reply.text and reply.completion_tokens > 0
     await client.close()
-
-
-def test_the_server_runs_in_this_interpreter() -> None:
-    # the fixture and the vLLM launcher both start `python -m llama_cpp.server` with this interpreter
-    assert Path(sys.executable).exists()
