@@ -120,11 +120,7 @@ def validate(overrides: list[str], search: list[str]) -> Any:
     from schola.config import Files, build_plan, compose
 
     raw, choices = compose(overrides, search_dirs=search)
-    files = Files.from_choices(choices, raw.get("scenario", {}).get("source"))
-    try:
-        return build_plan(raw, files)
-    except ConfigError as e:
-        raise ConfigError(e.detail, key=e.key, file=e.file or files.for_key(e.key)) from None
+    return build_plan(raw, Files.from_choices(choices, raw.get("scenario", {}).get("source")))
 
 
 def cmd_check(ns: argparse.Namespace) -> int:
@@ -162,14 +158,13 @@ def resume_saved(run_dir: Path, overrides: list[str], *, debug: bool) -> int:
     saved.merge_with_dotlist([o.lstrip("+") for o in overrides])
     raw = OmegaConf.to_container(saved, resolve=True)
     raw["resume"] = str(run_dir)
-    files = Files.from_choices({"backend": raw["backend"].get("kind")}, raw["scenario"].get("source"))
-    files.scenario = raw["scenario"].get("source") or f"conf/scenario/{raw['scenario']['name']}.yaml"
+    choices = {"backend": raw["backend"].get("kind"), "scenario": raw["scenario"]["name"]}
+    files = Files.from_choices(choices, raw["scenario"].get("source"))
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     return execute(raw, run_dir, files, debug=debug)
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
-    path = split_args(ns.args)[0]
     overrides, search, sf = prepare(ns)
     try:
         resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
@@ -178,11 +173,12 @@ def cmd_run(ns: argparse.Namespace) -> int:
                 raise ConfigError("resume= continues one run; it cannot be swept", key="resume")
             if not (Path(resume) / "config.yaml").exists():
                 raise ConfigError(f"{resume} is not a run directory (no config.yaml)", key="resume")
-            if path is None and all(resumable(o) for o in overrides):
+            if sf is None and all(resumable(o) for o in overrides):
                 return resume_saved(Path(resume), overrides, debug=ns.debug)
             overrides.append(f"hydra.run.dir={Path(resume).resolve()}")
+        plan = None
         if not ns.multirun:
-            validate(overrides, search)  # bad input fails here, before Hydra prints anything
+            plan = validate(overrides, search)  # bad input fails here, before Hydra prints anything
         else:  # each job validates its own config; the sweep's syntax is checked here
             from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -190,14 +186,16 @@ def cmd_run(ns: argparse.Namespace) -> int:
 
             with hydra_errors():
                 OverridesParser.create().parse_overrides(overrides)
-        return launch(overrides, search, multirun=ns.multirun, debug=ns.debug)
+        return launch(overrides, search, multirun=ns.multirun, debug=ns.debug, plan=plan)
     finally:
         if sf:
             sf.cleanup()
 
 
-def launch(overrides: list[str], search: list[str], *, multirun: bool, debug: bool) -> int:
-    """Hand over to Hydra's app, so sweeps (-m) and launchers work; each job runs `run_job`."""
+def launch(overrides: list[str], search: list[str], *, multirun: bool, debug: bool, plan: Any = None) -> int:
+    """Hand over to Hydra's app, so sweeps (-m) and launchers work; each job runs `run_job`.
+
+    `plan`: the plan already validated for this very config (a single run), so its data is not loaded twice."""
     import hydra
 
     from schola.config import searchpath_override
@@ -206,7 +204,7 @@ def launch(overrides: list[str], search: list[str], *, multirun: bool, debug: bo
 
     @hydra.main(config_path="pkg://schola.conf", config_name="config", version_base=None)
     def app(cfg: Any) -> int:
-        code = run_job(cfg, debug=debug)
+        code = run_job(cfg, debug=debug, plan=plan)
         codes.append(code)
         return code
 
@@ -222,7 +220,7 @@ def launch(overrides: list[str], search: list[str], *, multirun: bool, debug: bo
     return max(codes, key=lambda c: (c != 0, c)) if codes else 1
 
 
-def run_job(cfg: Any, *, debug: bool) -> int:
+def run_job(cfg: Any, *, debug: bool, plan: Any = None) -> int:
     """One Hydra job: validate, run, print the results table. Never raises (Hydra would print a traceback)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
@@ -232,34 +230,33 @@ def run_job(cfg: Any, *, debug: bool) -> int:
     hc = HydraConfig.get()
     raw = OmegaConf.to_container(cfg, resolve=True)
     files = Files.from_choices(dict(hc.runtime.choices), raw["scenario"].get("source"))
-    return execute(raw, Path(hc.runtime.output_dir), files, debug=debug)
+    reuse = plan if plan is not None and plan.raw == raw else None
+    return execute(raw, Path(hc.runtime.output_dir), files, debug=debug, plan=reuse)
 
 
-def execute(raw: dict[str, Any], run_dir: Path, files: Any, *, debug: bool) -> int:
+def execute(raw: dict[str, Any], run_dir: Path, files: Any, *, debug: bool, plan: Any = None) -> int:
     """Validate, run into `run_dir`, print the results table and the run directory."""
     from schola.config import build_plan, check_resume
     from schola.runtime import run_plan
     from schola.store import RunStore
 
     try:
-        try:
+        if plan is None:
             plan = build_plan(raw, files)
-        except ConfigError as e:
-            raise ConfigError(e.detail, key=e.key, file=e.file or files.for_key(e.key)) from None
         store = RunStore(run_dir)
         if plan.config.resume:
-            check_resume(store.read_config(), raw, run_dir=str(store.dir))
+            check_resume(store.read_config(), plan, store.results(), run_dir=str(store.dir))
         elif store.results():
             raise ConfigError(f"{store.dir} already holds a run; continue it with resume={store.dir}", key="hydra.run.dir")
         store.write_config(raw)
-        with Progress(len(plan.episodes[: plan.config.run.episodes or None])) as progress:
+        with Progress(len(plan.selected)) as progress:
             outcome = run_plan(plan, store, progress=progress.update, debug=debug)
         from schola.report import metrics_table
 
         out.print(metrics_table(outcome.run_dir))
         if outcome.exit_code:
-            hint = f" — continue with: schola run resume={outcome.run_dir}" if outcome.status != "config_error" else ""
-            hint = "" if outcome.status == "error" else hint
+            resumable = outcome.status not in ("config_error", "error")
+            hint = f" — continue with: schola run resume={outcome.run_dir}" if resumable else ""
             fail(outcome.status, f"{outcome.message}{hint}")
         out.print(f"run directory: {escape(str(outcome.run_dir))}")
         return outcome.exit_code
@@ -321,6 +318,7 @@ class Progress:
 # -- list / show / report ----------------------------------------------------------------------
 def cmd_list(ns: argparse.Namespace) -> int:
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title="registered plugins")
     for col in ("kind", "name", "from", "about"):
@@ -328,11 +326,11 @@ def cmd_list(ns: argparse.Namespace) -> int:
     for kind, reg in plugins.ALL.items():
         for name, obj in reg.load_all().items():
             if isinstance(obj, Exception):
-                about = f"[red]failed to load: {escape(str(obj))}[/]"
+                about = Text(f"failed to load: {obj}", style="red")
             else:
-                about = (getattr(obj, "description", None) or (obj.__doc__ or "")).strip().splitlines()[:1]
-                about = about[0] if isinstance(about, list) and about else about or ""
-            t.add_row(kind[:-1], name, escape(reg.origin(name)), about if isinstance(obj, Exception) else escape(str(about)))
+                doc = getattr(obj, "description", None) or obj.__doc__ or ""
+                about = Text(doc.strip().split("\n")[0])
+            t.add_row(kind[:-1], name, Text(reg.origin(name)), about)
     out.print(t)
     return 0
 

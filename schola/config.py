@@ -4,6 +4,7 @@ model call. Every problem is a ConfigError naming the file and key."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -131,6 +132,11 @@ class Plan:
     graph: Graph | None = None
     episodes: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def selected(self) -> list[dict[str, Any]]:
+        """The episodes this run runs: the first `run.episodes`, or all."""
+        return self.episodes[: self.config.run.episodes] if self.config.run.episodes else self.episodes
+
     def find_scorer(self, name: str) -> Any:
         return find(self.scenario, "scorers", name)
 
@@ -148,7 +154,17 @@ def find(scenario: Scenario, kind: str, name: str, *, key: str | None = None) ->
 
 
 def build_plan(raw: dict[str, Any], files: Files) -> Plan:
-    """Validate a composed config and everything it names (plugins, graph, data) without calling a model."""
+    """Validate a composed config and everything it names (plugins, graph, data) without calling a model.
+    Every error names the file its key came from."""
+    try:
+        return _build_plan(raw, files)
+    except ConfigError as e:
+        if e.file is not None:
+            raise
+        raise ConfigError(e.detail, key=e.key, file=files.for_key(e.key)) from None
+
+
+def _build_plan(raw: dict[str, Any], files: Files) -> Plan:
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as e:
@@ -223,9 +239,10 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: d}
 
 
-def check_resume(saved: dict[str, Any], new: dict[str, Any], *, run_dir: str) -> None:
-    """A resumed run must be the same experiment: only budget, concurrency and endpoints may change."""
-    a, b = flatten(saved), flatten(new)
+def check_resume(saved: dict[str, Any], plan: Plan, finished: list[dict[str, Any]], *, run_dir: str) -> None:
+    """A resumed run must be the same experiment: only budget, concurrency and endpoints may change, and the
+    finished episodes must have the inputs the data gives them now."""
+    a, b = flatten(saved), flatten(plan.raw)
 
     def free(k: str) -> bool:
         return k.startswith(RESUMABLE) or k.endswith(".base_url") or k == "scenario.source"
@@ -238,6 +255,14 @@ def check_resume(saved: dict[str, Any], new: dict[str, Any], *, run_dir: str) ->
             "only budget.*, run.concurrency and endpoints may change",
             key=diff[0],
         )
+    current = {str(e["id"]): e for e in plan.episodes}
+    for r in finished:
+        if json.loads(json.dumps(current.get(r["episode"]), default=str)) != r["inputs"]:
+            raise ConfigError(
+                f"episode '{r['episode']}' of {run_dir} was run on other data than scenario.data gives now; "
+                "resume needs the same data (start a new run instead)",
+                key="scenario.data",
+            )
 
 
 # -- Hydra composition -------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -150,9 +149,8 @@ class Runner:
         cfg = self.plan.config
         start = time.perf_counter()
         status, code, message = "finished", 0, ""
-        episodes = self.plan.episodes[: cfg.run.episodes] if cfg.run.episodes else self.plan.episodes
+        episodes = self.plan.selected
         done = self.store.prepare_resume() if cfg.resume else []
-        self.check_same_data(done)
         finished = {r["episode"] for r in done}
         self.results = list(done)
         todo = [e for e in episodes if str(e["id"]) not in finished]
@@ -199,17 +197,6 @@ class Runner:
         self.store.write_status(status=status, exit_code=code, message=message)
         return Outcome(status=status, exit_code=code, run_dir=self.store.dir, metrics=metrics, message=message)
 
-    def check_same_data(self, done: list[dict[str, Any]]) -> None:
-        """A resumed run's finished episodes must have the inputs the data gives them now."""
-        current = {str(e["id"]): e for e in self.plan.episodes}
-        for r in done:
-            if json.loads(json.dumps(current.get(r["episode"]), default=str)) != r["inputs"]:
-                raise ConfigError(
-                    f"episode '{r['episode']}' of {self.store.dir} was run on other data than scenario.data gives now; "
-                    "resume needs the same data (start a new run instead)",
-                    key="scenario.data",
-                )
-
     async def preflight(self) -> None:
         """Every backend a role uses answers before the first episode (seconds, not minutes of retries)."""
         await gather_all([asyncio.wait_for(c.preflight(), timeout=max(30.0, c.config.timeout_s)) for c in self._used])
@@ -217,6 +204,7 @@ class Runner:
     async def partial_rows(self) -> list[MetricRow]:
         """What the finished episodes of a stopped run say, for `schola show`: the stages over them where they
         can run without the model, else the episode scores alone."""
+        self.ledger.stop("the run has stopped")  # a stage must not reach a failed backend or spend more budget
         try:
             return await self.stages()
         except Exception as e:

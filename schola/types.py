@@ -60,11 +60,13 @@ class Ledger:
     by_role: dict[str, Usage] = field(default_factory=lambda: defaultdict(Usage))
     _spent: Usage = field(default_factory=Usage)
     _inflight: int = 0
+    _stopped: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def check(self) -> None:
-        """Raise BudgetExceeded if a new (uncached) request would go past the budget."""
+    def _check(self) -> None:
         b, s = self.budget, self._spent
+        if self._stopped:
+            raise BudgetExceeded(f"no new requests: {self._stopped}")
         if b.max_requests is not None and s.requests + self._inflight >= b.max_requests:
             raise BudgetExceeded(f"budget.max_requests={b.max_requests} reached")
         if b.max_tokens is not None and s.tokens >= b.max_tokens:
@@ -75,8 +77,12 @@ class Ledger:
     def begin(self) -> None:
         """Check the budget and reserve one request (so concurrent requests cannot overshoot max_requests)."""
         with self._lock:
-            self.check()
+            self._check()
             self._inflight += 1
+
+    def stop(self, reason: str) -> None:
+        """Refuse every new request from now on (cached replies are still served)."""
+        self._stopped = reason
 
     def end(self) -> None:
         """Release a reservation made by `begin` (the request is booked, or failed)."""

@@ -131,6 +131,29 @@ async def test_ledger_books_per_role_and_budget_stops_new_requests() -> None:
     assert client.calls == 3
 
 
+async def test_a_stopped_ledger_refuses_new_requests_but_serves_the_cache(tmp_path: Path) -> None:
+    client = Flaky(cache=Cache(tmp_path))
+    await client.create(MSG, extra_create_args=args(sample=0))
+    client.ledger.stop("the run has stopped")
+    assert (await client.create(MSG, extra_create_args=args(sample=0))).cached
+    with pytest.raises(BudgetExceeded, match="the run has stopped"):
+        await client.create(MSG, extra_create_args=args(sample=1))
+    assert client.calls == 1
+
+
+def test_backend_yaml_declares_exactly_the_schema_keys() -> None:
+    """conf/backend/*.yaml must declare every key (Hydra needs '+key' otherwise) and no unknown one."""
+    import yaml
+
+    from schola import plugins
+
+    for path in (Path(__file__).parents[2] / "conf" / "backend").glob("*.yaml"):
+        declared = yaml.safe_load(path.read_text())
+        schema = plugins.backends.get(declared["kind"]).Config
+        assert set(declared) == set(schema.model_fields), path.name
+        schema.model_validate(declared)
+
+
 async def test_secrets_never_reach_error_messages() -> None:
     class Leaky(Flaky):
         secrets = ["sk-SENTINEL-123456"]
