@@ -55,7 +55,8 @@ def schola_config(episodes: int, cache_dir: str) -> dict[str, Any]:
 
 
 async def run_schola(episodes: int) -> dict[str, Any]:
-    from schola.config import Files, build_plan
+    from schola.plan import build_plan
+    from schola.schema import Files
     from schola.runtime import Runner
     from schola.store import RunStore
 

@@ -1,6 +1,8 @@
-"""schola run / check / list / show / report.
+"""schola run / check / list / show / report / train / cache.
 
-Exit codes: 0 ok, 2 configuration, 3 backend, 4 budget reached, 130 interrupted. No traceback unless --debug.
+Exit codes: 0 ok, 1 a bug (in Schola or a plugin), 2 configuration, 3 backend, 4 budget reached, 130 interrupted.
+No traceback unless --debug. Heavy imports happen inside the command that needs them, so `show`, `report` and
+`--help` start fast.
 """
 
 from __future__ import annotations
@@ -10,31 +12,38 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from schola import plugins
 from schola.errors import ConfigError, ScholaError
+from schola.secrets import override_secrets, redact
+
+if TYPE_CHECKING:
+    from schola.runtime import Outcome
+    from schola.types import Ledger
 
 USAGE = """\
 schola run [SCENARIO.yaml] [-m] [--config-dir DIR] [KEY=VALUE ...]   run a scenario (or a Hydra sweep with -m)
 schola check [SCENARIO.yaml] [--config-dir DIR] [KEY=VALUE ...]      validate config, graph, plugins, data; no model call
-schola list                                                          registered roles, scenarios, scorers, backends
+schola list                                                          registered roles, scenarios, scorers, stages, backends
 schola show RUN_DIR                                                  metrics of a finished or stopped run
 schola report DIR                                                    one table (+ CSV, PNG) over every run under DIR
+schola train sft|dpo EXPORT.jsonl --model MODEL [--out DIR] [...]    fine-tune a model on a run's export (schola[train])
+schola cache info|prune [--older-than-days N] [--max-mb N]           the response cache
 
 examples:
   schola run                                         # lbt on the embedded model
   schola run scenario=lbt backend=scripted run.episodes=3 seed=1
   schola run my_scenario.yaml backend=litellm backend.model=openai/smollm2 backend.base_url=http://127.0.0.1:8000/v1
-  schola run -m backend=scripted seed=0,1,2 && schola report runs/multirun
+  schola run my_scenario.yaml -m seed=0,1,2 && schola report runs/multirun
   schola run resume=runs/2026-11-25/10-00-00-lbt     # continue a stopped run
 
 global flags: --debug (show tracebacks)
-exit codes: 0 ok, 2 configuration, 3 backend, 4 budget reached, 130 interrupted
+exit codes: 0 ok, 1 bug (please report), 2 configuration, 3 backend, 4 budget reached, 130 interrupted
 """
+
 
 def _console(stderr: bool = False) -> Console:
     c = Console(stderr=stderr, soft_wrap=True)
@@ -43,39 +52,57 @@ def _console(stderr: bool = False) -> Console:
 
 out = _console()
 err = _console(stderr=True)
+_SECRETS: list[str] = []  # values typed on the command line that must not be echoed back
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="schola", usage=USAGE, add_help=True)
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command")
-    for name in ("run", "check"):
-        s = sub.add_parser(name, usage=USAGE)
+COMMANDS = ("run", "check", "list", "show", "report", "train", "cache")
+
+
+def parser(command: str) -> argparse.ArgumentParser:
+    """The argument parser of one command (options may come anywhere among its arguments)."""
+    s = argparse.ArgumentParser(prog=f"schola {command}", usage=USAGE)
+    s.add_argument("--debug", action="store_true", help="show tracebacks")
+    if command in ("run", "check"):
         s.add_argument("args", nargs="*", help="[SCENARIO.yaml] KEY=VALUE overrides")
         s.add_argument("-m", "--multirun", action="store_true", help="a Hydra sweep (seed=0,1,2)")
         s.add_argument("--config-dir", "-cd", action="append", default=[], help="another folder of configs")
-        s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    for name in ("show", "report"):
-        s = sub.add_parser(name, usage=USAGE)
+    elif command in ("show", "report"):
         s.add_argument("path")
-        s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    s = sub.add_parser("list", usage=USAGE)
-    s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    return p
+    elif command == "cache":
+        s.add_argument("action", choices=["info", "prune"])
+        s.add_argument("--older-than-days", type=float, default=None, help="prune replies older than this")
+        s.add_argument("--max-mb", type=float, default=None, help="prune the oldest replies down to this size")
+        s.add_argument("--dir", default=None, help="the cache folder (default: $SCHOLA_CACHE_DIR or ~/.cache/schola)")
+    return s
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI in-process; returns the exit code."""
-    ns = parser().parse_args(sys.argv[1:] if argv is None else argv)
-    if not ns.command:
+    args = sys.argv[1:] if argv is None else list(argv)
+    _SECRETS[:] = override_secrets(args)
+    debug = "--debug" in args
+    words = [a for a in args if a != "--debug"]
+    if not words or words[0] in ("-h", "--help", "help"):
         out.print(USAGE, markup=False, highlight=False)
         return 0
+    command, rest = words[0], words[1:]
+    if command not in COMMANDS:
+        fail("error", f"unknown command '{command}'; expected one of {', '.join(COMMANDS)} (schola --help)")
+        return 2
+    if command == "train":  # its options belong to the trainer
+        ns = argparse.Namespace(command="train", rest=rest, debug=debug)
+    else:
+        try:
+            ns = parser(command).parse_intermixed_args(rest)
+        except SystemExit as e:  # argparse's own usage errors (it printed them)
+            return 0 if e.code in (0, None) else 2
+        ns.command, ns.debug = command, debug or ns.debug
+    commands = {"run": cmd_run, "check": cmd_check, "list": cmd_list, "show": cmd_show, "report": cmd_report,
+                "train": cmd_train, "cache": cmd_cache}  # fmt: skip
     try:
-        return {"run": cmd_run, "check": cmd_check, "list": cmd_list, "show": cmd_show, "report": cmd_report}[
-            ns.command
-        ](ns)
+        return commands[command](ns)
     except ScholaError as e:
-        if ns.debug:
+        if debug:
             raise
         fail("error", str(e))
         return e.exit_code
@@ -85,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def fail(status: str, message: str) -> None:
-    """One line on stderr; the message is user data (paths, keys like graph[0]), never markup."""
-    err.print(f"[bold red]schola: {status}:[/] {escape(message)}", highlight=False)
+    """One line on stderr; the message is user data (paths, keys like graph[0]), never markup, never a secret."""
+    err.print(f"[bold red]schola: {status}:[/] {escape(redact(message, _SECRETS))}", highlight=False)
 
 
 def entry() -> None:
@@ -95,10 +122,14 @@ def entry() -> None:
 
 # -- run / check -------------------------------------------------------------------------------
 def split_args(args: list[str]) -> tuple[str | None, list[str]]:
-    """(scenario YAML path or None, overrides)."""
+    """(scenario YAML path or None, overrides). A `.yaml`/`.yml` argument that names a file is the scenario,
+    whatever characters its name holds."""
+    from schola.compose import YAML_SUFFIXES
+
     path, overrides = None, []
     for a in args:
-        if "=" not in a and a.endswith((".yaml", ".yml")) and path is None:
+        looks_like_file = a.lower().endswith(YAML_SUFFIXES) and ("=" not in a or Path(a).is_file())
+        if looks_like_file and path is None:
             path = a
         elif "=" not in a and not a.startswith(("+", "~")):
             raise ConfigError(f"'{a}' is neither a scenario .yaml file nor a KEY=VALUE override", file="command line")
@@ -107,164 +138,136 @@ def split_args(args: list[str]) -> tuple[str | None, list[str]]:
     return path, overrides
 
 
-def prepare(ns: argparse.Namespace) -> tuple[list[str], list[str], Any]:
-    from schola.config import ScenarioFile
+def plan_of(ns: argparse.Namespace) -> tuple[Any, str]:
+    """Compose and validate `run`/`check` arguments; returns (plan, the run directory Hydra would use)."""
+    from schola.compose import ConfigFolders, compose
+    from schola.plan import build_plan
+    from schola.schema import Files
 
     path, overrides = split_args(ns.args)
-    sf = ScenarioFile(path) if path else None
-    search = list(ns.config_dir) + (sf.search_paths if sf else [])
-    return (sf.overrides() if sf else []) + overrides, search, sf
-
-
-def validate(overrides: list[str], search: list[str]) -> Any:
-    from schola.config import Files, build_plan, compose
-
-    raw, choices = compose(overrides, search_dirs=search)
-    return build_plan(raw, Files.from_choices(choices, raw.get("scenario", {}).get("source")))
+    with ConfigFolders(overrides, ns.config_dir, path) as folders:
+        raw, choices, run_dir = compose(folders.overrides, folders=folders)
+    return build_plan(raw, Files.from_choices(choices, raw["scenario"].get("source"))), run_dir
 
 
 def cmd_check(ns: argparse.Namespace) -> int:
-    overrides, search, sf = prepare(ns)
-    try:
-        plan = validate(overrides, search)
-    finally:
-        if sf:
-            sf.cleanup()
+    plan, _ = plan_of(ns)
     sc = plan.config.scenario
+    roles = list(plan.roles)
+    shown = ", ".join(roles[:8]) + (f", ... ({len(roles)} in all)" if len(roles) > 8 else "")
     out.print(
-        f"ok: scenario '{sc.name}' ({sc.kind or 'yaml'}), {len(plan.episodes)} episodes, "
-        f"{len(sc.graph)} steps, roles {', '.join(plan.roles)}, backends "
-        + ", ".join(f"{n}={c.kind}" for n, (_, c) in plan.backends.items()),
+        f"ok: scenario '{sc.name}' ({sc.kind or 'yaml'}{', variant ' + sc.variant if sc.variant else ''}), "
+        f"{len(plan.episodes)} episodes, {len(sc.graph)} steps, {len(plan.graphs)} more graphs, "
+        f"{len(sc.stages)} stages, roles {shown}, backends " + ", ".join(f"{n}={c.kind}" for n, (_, c) in plan.backends.items()),
         markup=False,
     )
     return 0
 
 
-def resumable(override: str) -> bool:
-    from schola.config import RESUMABLE
-
-    key = override.split("=", 1)[0].lstrip("+")
-    return key.startswith(RESUMABLE) or key.endswith(".base_url")
-
-
-def resume_saved(run_dir: Path, overrides: list[str], *, debug: bool) -> int:
-    """`schola run resume=DIR [budget.../run.concurrency/endpoint overrides]`: the saved config, as it was."""
-    from omegaconf import OmegaConf
-
-    from schola.config import Files
-    from schola.store import RunStore
-
-    saved = OmegaConf.create(RunStore(run_dir).read_config())
-    saved.merge_with_dotlist([o.lstrip("+") for o in overrides])
-    raw = OmegaConf.to_container(saved, resolve=True)
-    raw["resume"] = str(run_dir)
-    choices = {"backend": raw["backend"].get("kind"), "scenario": raw["scenario"]["name"]}
-    files = Files.from_choices(choices, raw["scenario"].get("source"))
-    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    return execute(raw, run_dir, files, debug=debug)
-
-
 def cmd_run(ns: argparse.Namespace) -> int:
-    overrides, search, sf = prepare(ns)
-    try:
-        resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
-        if resume:
-            if ns.multirun:
-                raise ConfigError("resume= continues one run; it cannot be swept", key="resume")
-            if not (Path(resume) / "config.yaml").exists():
-                raise ConfigError(f"{resume} is not a run directory (no config.yaml)", key="resume")
-            if sf is None and all(resumable(o) for o in overrides):
-                return resume_saved(Path(resume), overrides, debug=ns.debug)
-            overrides.append(f"hydra.run.dir={Path(resume).resolve()}")
-        plan = None
-        if not ns.multirun:
-            plan = validate(overrides, search)  # bad input fails here, before Hydra prints anything
-        else:  # each job validates its own config; the sweep's syntax is checked here
-            from hydra.core.override_parser.overrides_parser import OverridesParser
+    _, overrides = split_args(ns.args)
+    resume = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("resume=")), None)
+    if resume:
+        if ns.multirun:
+            raise ConfigError("resume= continues one run; it cannot be swept", key="resume")
+        return run_resume(ns, resume, overrides)
+    if ns.multirun:
+        return launch_sweep(ns)
+    from schola.runtime import prepare, run_plan
 
-            from schola.config import hydra_errors
-
-            with hydra_errors():
-                OverridesParser.create().parse_overrides(overrides)
-        return launch(overrides, search, multirun=ns.multirun, debug=ns.debug, plan=plan)
-    finally:
-        if sf:
-            sf.cleanup()
+    plan, run_dir = plan_of(ns)
+    setup_logging()
+    plan, store = prepare(plan.raw, run_dir, plan.files, plan=plan)
+    with Progress(len(plan.selected)) as progress:
+        outcome = run_plan(plan, store, progress=progress.update, debug=ns.debug)
+    return finish(outcome)
 
 
-def launch(overrides: list[str], search: list[str], *, multirun: bool, debug: bool, plan: Any = None) -> int:
-    """Hand over to Hydra's app, so sweeps (-m) and launchers work; each job runs `run_job`.
+def run_resume(ns: argparse.Namespace, resume: str, overrides: list[str]) -> int:
+    """`schola run resume=DIR [budget.../run.concurrency/endpoint changes]`: the saved config, as it was."""
+    from schola.resume import saved_config
+    from schola.runtime import prepare, run_plan
 
-    `plan`: the plan already validated for this very config (a single run), so its data is not loaded twice."""
+    path, _ = split_args(ns.args)
+    if path is not None:
+        raise ConfigError("resume= continues the run's saved config; leave the scenario file out", file=path)
+    raw, files = saved_config(resume, [o for o in overrides if not o.lstrip("+").startswith("resume=")])
+    setup_logging()
+    plan, store = prepare(raw, resume, files)
+    with Progress(len(plan.selected)) as progress:
+        outcome = run_plan(plan, store, progress=progress.update, debug=ns.debug)
+    return finish(outcome)
+
+
+def launch_sweep(ns: argparse.Namespace) -> int:
+    """Hand a sweep (-m) over to Hydra's app, so its sweepers and launchers work; each job runs `run_job`."""
     import hydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from schola.config import searchpath_override
+    from schola.compose import ConfigFolders, hydra_errors, searchpath_override
 
+    path, overrides = split_args(ns.args)
     codes: list[int] = []
+    with ConfigFolders(overrides, ns.config_dir, path) as folders:
+        with hydra_errors(folders):  # the sweep's syntax is checked here; each job validates its own config
+            OverridesParser.create().parse_overrides(folders.overrides)
 
-    @hydra.main(config_path="pkg://schola.conf", config_name="config", version_base=None)
-    def app(cfg: Any) -> int:
-        code = run_job(cfg, debug=debug, plan=plan)
-        codes.append(code)
-        return code
+        @hydra.main(config_path="pkg://schola.conf", config_name="config", version_base=None)
+        def app(cfg: Any) -> int:
+            code = run_job(cfg, debug=ns.debug)
+            codes.append(code)
+            return code
 
-    argv = sys.argv
-    sys.argv = ["schola", *(["-m"] if multirun else []), *overrides, *searchpath_override(search)]
-    try:
-        app()
-    except SystemExit as e:  # Hydra exits on its own errors
-        if not codes:
-            codes.append(2 if e.code not in (0, None) else 0)
-    finally:
-        sys.argv = argv
+        argv = sys.argv
+        sys.argv = ["schola", "-m", *folders.overrides, *searchpath_override(folders.dirs)]
+        try:
+            app()
+        except SystemExit as e:  # Hydra exits on its own errors
+            if not codes:
+                codes.append(2 if e.code not in (0, None) else 0)
+        finally:
+            sys.argv = argv
     return max(codes, key=lambda c: (c != 0, c)) if codes else 1
 
 
-def run_job(cfg: Any, *, debug: bool, plan: Any = None) -> int:
-    """One Hydra job: validate, run, print the results table. Never raises (Hydra would print a traceback)."""
+def run_job(cfg: Any, *, debug: bool) -> int:
+    """One Hydra job of a sweep: validate, run, print the results table. Never raises (Hydra would print a
+    traceback)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from schola.config import Files
-
-    hc = HydraConfig.get()
-    raw = OmegaConf.to_container(cfg, resolve=True)
-    files = Files.from_choices(dict(hc.runtime.choices), raw["scenario"].get("source"))
-    reuse = plan if plan is not None and plan.raw == raw else None
-    return execute(raw, Path(hc.runtime.output_dir), files, debug=debug, plan=reuse)
-
-
-def execute(raw: dict[str, Any], run_dir: Path, files: Any, *, debug: bool, plan: Any = None) -> int:
-    """Validate, run into `run_dir`, print the results table and the run directory."""
-    from schola.config import build_plan, check_resume
-    from schola.runtime import run_plan
-    from schola.store import RunStore
+    from schola.runtime import prepare, run_plan
+    from schola.schema import Files
 
     try:
-        if plan is None:
-            plan = build_plan(raw, files)
-        store = RunStore(run_dir)
-        if plan.config.resume:
-            check_resume(store.read_config(), plan, store.results(), run_dir=str(store.dir))
-        elif store.results():
-            raise ConfigError(f"{store.dir} already holds a run; continue it with resume={store.dir}", key="hydra.run.dir")
-        store.write_config(raw)
-        with Progress(len(plan.selected)) as progress:
-            outcome = run_plan(plan, store, progress=progress.update, debug=debug)
-        from schola.report import metrics_table
-
-        out.print(metrics_table(outcome.run_dir))
-        if outcome.exit_code:
-            resumable = outcome.status not in ("config_error", "error")
-            hint = f" — continue with: schola run resume={outcome.run_dir}" if resumable else ""
-            fail(outcome.status, f"{outcome.message}{hint}")
-        out.print(f"run directory: {escape(str(outcome.run_dir))}")
-        return outcome.exit_code
+        hc = HydraConfig.get()
+        raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        files = Files.from_choices(dict(hc.runtime.choices), raw["scenario"].get("source"))
+        plan, store = prepare(raw, hc.runtime.output_dir, files)
+        return finish(run_plan(plan, store, debug=debug))
     except ScholaError as e:
         if debug:
             raise
         fail("error", str(e))
         return e.exit_code
+
+
+def finish(outcome: Outcome) -> int:
+    """Print the results table, why a run stopped and how to continue it, and the run directory."""
+    from schola.report import metrics_table
+
+    out.print(metrics_table(outcome.run_dir))
+    if outcome.exit_code:
+        fail(outcome.status, f"{outcome.message}" + (f" — {outcome.hint}" if outcome.hint else ""))
+    out.print(f"run directory: {escape(str(outcome.run_dir))}")
+    return outcome.exit_code
+
+
+def setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    for noisy in ("LiteLLM", "litellm", "httpx", "openai", "autogen_core", "autogen_core.events"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 class Progress:
@@ -274,7 +277,7 @@ class Progress:
         self.total = total
         self.tty = err.is_terminal and not os.environ.get("CI")
         self.bar: Any = None
-        self.ledger: Any = None
+        self.ledger: Ledger | None = None
         self.log = logging.getLogger("schola")
 
     def __enter__(self) -> Progress:
@@ -289,10 +292,8 @@ class Progress:
                 def render(self, task: Any) -> Text:
                     return Text(progress.usage())
 
-            self.bar = Bar(
-                TextColumn("episodes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), Usage(),
-                console=err, transient=True,
-            )  # fmt: skip
+            columns = (TextColumn("episodes"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), Usage())
+            self.bar = Bar(*columns, console=err, transient=True)
             self.bar.start()
             self.task = self.bar.add_task("run", total=self.total)
         return self
@@ -301,9 +302,9 @@ class Progress:
         if self.ledger is None:
             return ""
         t = self.ledger.total()
-        return f"{t.requests} replies · {t.tokens} tokens · ${t.cost_usd:.4f} · {t.cache_hits} cache hits"
+        return f"{t.requests} requests · {t.tokens} tokens · ${t.cost_usd:.4f} · {t.cache_hits} cache hits"
 
-    def update(self, done: int, total: int, ledger: Any) -> None:
+    def update(self, done: int, total: int, ledger: Ledger) -> None:
         self.ledger = ledger
         if self.bar is not None:
             self.bar.update(self.task, completed=done, total=total)
@@ -315,21 +316,31 @@ class Progress:
             self.bar.stop()
 
 
-# -- list / show / report ----------------------------------------------------------------------
+# -- list / show / report / train / cache --------------------------------------------------------
+def describe(kind: str, obj: Any) -> str:
+    """One line about a plugin; a scenario also lists its scorers, stages and data keys."""
+    doc = getattr(obj, "description", None) or obj.__doc__ or ""
+    line = doc.strip().split("\n")[0]
+    if kind == "scenarios":
+        data = getattr(getattr(obj, "data", None), "model_fields", {})
+        parts = [f"scorers: {', '.join(obj.scorers) or '-'}", f"stages: {', '.join(obj.stages) or '-'}",
+                 f"data: {', '.join(data) or '-'}"]  # fmt: skip
+        line += " [" + "; ".join(parts) + "]"
+    return line
+
+
 def cmd_list(ns: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
+
+    from schola import plugins
 
     t = Table(title="registered plugins")
     for col in ("kind", "name", "from", "about"):
         t.add_column(col)
     for kind, reg in plugins.ALL.items():
         for name, obj in reg.load_all().items():
-            if isinstance(obj, Exception):
-                about = Text(f"failed to load: {obj}", style="red")
-            else:
-                doc = getattr(obj, "description", None) or obj.__doc__ or ""
-                about = Text(doc.strip().split("\n")[0])
+            about = Text(f"failed to load: {obj}", style="red") if isinstance(obj, Exception) else Text(describe(kind, obj))
             t.add_row(kind[:-1], name, Text(reg.origin(name)), about)
     out.print(t)
     return 0
@@ -349,5 +360,28 @@ def cmd_report(ns: argparse.Namespace) -> int:
     out.print(table)
     out.print(f"written: {escape(str(csv_path))}, {escape(str(png))}")
     return 0
+
+
+def cmd_train(ns: argparse.Namespace) -> int:
+    try:
+        from schola.train import main as train_main
+    except ImportError as e:
+        raise ConfigError(f"schola train needs its extras: pip install 'schola[train]' ({e})") from None
+    return int(train_main(list(ns.rest)))
+
+
+def cmd_cache(ns: argparse.Namespace) -> int:
+    from schola.backends.cache import Cache, default_cache_dir
+
+    directory = Path(ns.dir) if ns.dir else default_cache_dir()
+    with Cache.open_existing(directory) as cache:
+        if ns.action == "prune":
+            removed = cache.prune(older_than_days=ns.older_than_days, max_mb=ns.max_mb)
+            out.print(f"removed {removed} replies", markup=False)
+        info = cache.info()
+    out.print(f"cache {escape(str(directory))}: {info['replies']} replies, {info['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
 if __name__ == "__main__":
     entry()

@@ -41,6 +41,15 @@ class TransientBackendError(BackendError):
 
 
 class BudgetExceeded(ScholaError):
-    """A `budget.*` limit was reached; the run stops cleanly and can be resumed with a larger budget."""
+    """A `budget.*` limit was reached; the run stops cleanly and can be resumed with a larger budget.
+
+    Args:
+        message: which limit, and how much was used.
+        key: the budget key to raise (`budget.max_requests`).
+    """
 
     exit_code = 4
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key

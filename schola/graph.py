@@ -5,6 +5,10 @@ lists, concurrently, and collect their outputs), `join` (gather and reduce value
 (a registered scorer), `route` (a conditional edge on guard expressions; to an earlier step it makes a loop, which
 needs `max_iters`). Steps run as soon as the steps they come `after` are settled, so independent branches run
 concurrently. By default a step comes after the one listed before it.
+
+Templates see the episode's data fields, earlier outputs, map items, `init` values and the globals: `params`,
+`roles`, `seed`, `scenario`, `episode_id`, `round`, `iteration` (how many times the running step already ran in
+this episode or map item: the loop counter) and `dialogue` (the replies so far, `{agent, node, text}` each).
 """
 
 from __future__ import annotations
@@ -12,16 +16,22 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter
-from collections.abc import MutableMapping
-from typing import Annotated, Any, Literal, Protocol, Union
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, Union
 
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field
 
 from schola import templates
+from schola.aio import gather_all
 from schola.errors import ConfigError
 
-GLOBALS = frozenset({"params", "roles", "seed", "scenario", "episode_id"})
+if TYPE_CHECKING:
+    from schola.roles import Reply
+
+MAX_MAP_ITEMS = 1_000_000
+
+GLOBALS = frozenset({"params", "roles", "seed", "scenario", "episode_id", "round", "iteration", "dialogue"})
 
 
 class _Node(BaseModel):
@@ -37,6 +47,10 @@ class AgentNode(_Node):
     output: str
     sample: str | None = Field(None, description="expression for the sample index; default: the step's run count")
     sampling: dict[str, Any] = Field(default_factory=dict)
+    options: list[str] | str | None = Field(
+        None, description="answer options (a list, or an expression giving one) whose probabilities go to `probs`"
+    )
+    probs: str | None = Field(None, description='output for {"p": {option: probability}, "source": ...}')
 
 
 class MapNode(_Node):
@@ -60,6 +74,7 @@ class ScoreNode(_Node):
     params: dict[str, Any] = Field(default_factory=dict, description="literal keyword arguments")
     output: str
     record: bool = Field(True, description="count it as an episode score (metrics get its mean and CI)")
+    labels: dict[str, str] = Field(default_factory=dict, description="metric labels (values may be templates)")
 
 
 class Route(BaseModel):
@@ -72,7 +87,8 @@ class RouteNode(_Node):
     kind: Literal["route"]
     routes: list[Route]
     default: str | None = Field(None, description="where to go when no guard holds; null ends this branch")
-    max_iters: int | None = Field(None, ge=1, description="times a route back to an earlier step may be taken")
+    max_iters: int | None = Field(None, ge=1, le=10_000, description="times a route back to an earlier step may be taken")
+    init: dict[str, Any] = Field(default_factory=dict, description="initial values of the loop's accumulators")
 
 
 Node = Annotated[Union[AgentNode, MapNode, JoinNode, ScoreNode, RouteNode], Field(discriminator="kind")]
@@ -82,17 +98,30 @@ MapNode.model_rebuild()
 class EpisodeContext(Protocol):
     """What a running graph needs from the runtime."""
 
-    async def act(self, role: str, prompt: str, *, node: str, sample: int, sampling: dict[str, Any]) -> str: ...
+    async def act(
+        self,
+        role: str,
+        prompt: str,
+        *,
+        node: str,
+        sample: int,
+        sampling: dict[str, Any],
+        options: Sequence[str] | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> Reply: ...
 
     async def score(self, scorer: str, inputs: dict[str, Any], params: dict[str, Any], *, node: str) -> Any: ...
 
-    def record(self, name: str, value: Any) -> None: ...
+    def record(self, name: str, value: Any, labels: dict[str, str] | None = None) -> None: ...
 
 
 def outputs_of(node: Any) -> set[str]:
     if isinstance(node, MapNode):
         return set(node.collect)
-    return {node.output} if hasattr(node, "output") else set()
+    out = {node.output} if hasattr(node, "output") else set()
+    if isinstance(node, AgentNode) and node.probs:
+        out.add(node.probs)
+    return out
 
 
 class Graph:
@@ -153,8 +182,11 @@ class Graph:
     def check(self, *, known: set[str], roles: set[str], scorers: set[str]) -> None:
         """Check every step before any model call: roles, scorers, templates, and that each name a step reads is
         produced by an earlier step, the episode's data, a map item or a global."""
+        known = known | set(self.init())
         for i, nid in enumerate(self.order):
             n = self.nodes[nid]
+            for out in sorted(outputs_of(n) & GLOBALS):
+                raise self._error(f"step '{nid}' writes '{out}', a name every template sees; choose another name", i)
             avail = known | GLOBALS | {o for a in nx.ancestors(self.g, nid) for o in outputs_of(self.nodes[a])}
             reads: list[tuple[str, str, bool]] = []  # (field, source, is_expression)
             if isinstance(n, AgentNode):
@@ -165,6 +197,10 @@ class Graph:
                 reads.append(("prompt", n.prompt, False))
                 if n.sample is not None:
                     reads.append(("sample", n.sample, True))
+                if isinstance(n.options, str):
+                    reads.append(("options", n.options, True))
+                if (n.options is None) != (n.probs is None):
+                    raise self._error("options and probs go together: the options, and the output for their probabilities", i)
             elif isinstance(n, MapNode):
                 reads += [(f"over.{k}", v, True) for k, v in n.over.items()]
             elif isinstance(n, JoinNode):
@@ -174,6 +210,7 @@ class Graph:
                 if n.scorer not in scorers:
                     raise self._error(f"unknown scorer '{n.scorer}'; registered: {', '.join(sorted(scorers))}", i, "scorer")
                 reads += [(f"inputs.{k}", v, True) for k, v in n.inputs.items()]
+                reads += [(f"labels.{k}", v, False) for k, v in n.labels.items() if "{" in v]
             elif isinstance(n, RouteNode):
                 reads += [("routes", r.when, True) for r in n.routes]
             for field, source, is_expr in reads:
@@ -197,11 +234,59 @@ class Graph:
     def outputs(self) -> set[str]:
         return {o for n in self.nodes.values() for o in outputs_of(n)}
 
+    def walk(self) -> Iterator[Any]:
+        """Every step, those inside maps included."""
+        for nid in self.order:
+            yield self.nodes[nid]
+            if nid in self.children:
+                yield from self.children[nid].walk()
+
+    def score_steps(self) -> Iterator[tuple[str, ScoreNode]]:
+        """(config key, step) of every score step, those inside maps included."""
+        for i, nid in enumerate(self.order):
+            n = self.nodes[nid]
+            if isinstance(n, ScoreNode):
+                yield f"{self.where}[{i}]", n
+            if nid in self.children:
+                yield from self.children[nid].score_steps()
+
+    def init(self) -> dict[str, Any]:
+        """Initial state the routes declare (`init:` on a route), those inside maps included."""
+        out: dict[str, Any] = {}
+        for n in self.walk():
+            if isinstance(n, RouteNode):
+                out.update(n.init)
+        return out
+
+    def reads(self) -> set[str]:
+        """Every name a template or expression of this graph reads (for checks against the data)."""
+        names: set[str] = set()
+        for n in self.walk():
+            sources: list[tuple[str, bool]] = []
+            if isinstance(n, AgentNode):
+                sources += [(n.prompt, False)] + ([(n.role, False)] if "{{" in n.role else [])
+                sources += [(n.sample, True)] if n.sample else []
+                sources += [(n.options, True)] if isinstance(n.options, str) else []
+            elif isinstance(n, MapNode):
+                sources += [(v, True) for v in n.over.values()]
+            elif isinstance(n, JoinNode):
+                sources += [(v, True) for v in (n.inputs.values() if isinstance(n.inputs, dict) else n.inputs)]
+            elif isinstance(n, ScoreNode):
+                sources += [(v, True) for v in n.inputs.values()]
+            elif isinstance(n, RouteNode):
+                sources += [(r.when, True) for r in n.routes]
+            for source, is_expr in sources:
+                names |= templates.variables(source, is_expression=is_expr)
+        return names
+
     # -- running -----------------------------------------------------------------------------
-    async def run(self, state: MutableMapping[str, Any], ctx: EpisodeContext) -> None:
-        """Run the steps on `state` (read and written in place), concurrently where the graph allows."""
+    async def run(self, state: MutableMapping[str, Any], ctx: EpisodeContext, path: str = "") -> None:
+        """Run the steps on `state` (read and written in place), concurrently where the graph allows.
+
+        `path` is where in the maps this graph runs (`teach[1].`), for the transcript's node names."""
+        state.setdefault("dialogue", [])
         if len(self.order) == 1:  # the common map body: no scheduling needed
-            await self._step(self.order[0], state, ctx, 0)
+            await self._step(self.order[0], state, ctx, 0, path)
             return
         pending = set(self.order)
         active: dict[str, bool] = {n: self.g.in_degree(n) == 0 for n in self.order}
@@ -213,7 +298,7 @@ class Graph:
                     if any(p in pending for p in self.g.predecessors(nid)):
                         continue
                     if active[nid]:
-                        running[asyncio.ensure_future(self._step(nid, state, ctx, runs[nid]))] = nid
+                        running[asyncio.ensure_future(self._step(nid, state, ctx, runs[nid], path))] = nid
                         runs[nid] += 1
                     else:
                         pending.discard(nid)  # skipped: no active edge reaches it
@@ -239,43 +324,67 @@ class Graph:
             for task in running:
                 task.cancel()
 
-    async def _step(self, nid: str, state: MutableMapping[str, Any], ctx: EpisodeContext, run: int) -> Any:
+    async def _step(self, nid: str, state: MutableMapping[str, Any], ctx: EpisodeContext, run: int, path: str) -> Any:
         n = self.nodes[nid]
         key = f"{self.where}.{nid}"
+        state["iteration"] = run  # read by this step's templates, rendered before any await
         if isinstance(n, AgentNode):
             role = templates.render(n.role, state, key=key) if "{{" in n.role else n.role
             prompt = templates.render(n.prompt, state, key=key)
             sample = int(templates.evaluate(n.sample, state, key=key)) if n.sample is not None else run
-            node = state.get("_path", "") + nid  # e.g. teach[1].exam[2].solve: where in the maps this reply is
-            state[n.output] = await ctx.act(role, prompt, node=node, sample=sample, sampling=n.sampling)
+            options = templates.evaluate(n.options, state, key=key) if isinstance(n.options, str) else n.options
+            if options is not None and (not isinstance(options, (list, tuple)) or not options):
+                raise ConfigError(f"options must give a non-empty list, got {options!r}", key=f"{key}.options")
+            node = path + nid  # e.g. teach[1].exam[2].solve: where in the maps this reply is
+            reply = await ctx.act(role, prompt, node=node, sample=sample, sampling=n.sampling,
+                                  options=[str(o) for o in options] if options else None, state=state)  # fmt: skip
+            text = reply if isinstance(reply, str) else reply.text
+            data = None if isinstance(reply, str) else reply.data
+            state[n.output] = data if data is not None else text
+            if n.probs:
+                state[n.probs] = {"p": getattr(reply, "option_probs", None), "source": getattr(reply, "probs_source", None)}
+            state["dialogue"].append({"agent": role, "node": node, "text": text})
         elif isinstance(n, ScoreNode):
-            args = {k: templates.evaluate(v, state, key=key) for k, v in n.inputs.items()}
-            value = await ctx.score(n.scorer, args, n.params, node=nid)
+            args = {k: templates.evaluate(v, state, key=f"{key}.inputs.{k}") for k, v in n.inputs.items()}
+            labels = {k: templates.render(v, state, key=f"{key}.labels.{k}") if "{" in v else v for k, v in n.labels.items()}
+            value = await ctx.score(n.scorer, args, n.params, node=path + nid)
             state[n.output] = value
             if n.record:
-                ctx.record(n.output, value)
+                ctx.record(n.output, value, labels or None)
         elif isinstance(n, JoinNode):
             state[n.output] = join(n, state, key)
         elif isinstance(n, MapNode):
-            await self._map(n, state, ctx, key)
+            await self._map(n, state, ctx, key, path)
         elif isinstance(n, RouteNode):
             return self._route(n, state, key, run)
         return None
 
-    async def _map(self, n: MapNode, state: MutableMapping[str, Any], ctx: EpisodeContext, key: str) -> None:
-        lists = {k: list(templates.evaluate(v, state, key=f"{key}.over.{k}")) for k, v in n.over.items()}
+    async def _map(self, n: MapNode, state: MutableMapping[str, Any], ctx: EpisodeContext, key: str, path: str) -> None:
+        lists = {}
+        for k, v in n.over.items():
+            value = templates.evaluate(v, state, key=f"{key}.over.{k}")
+            if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+                raise ConfigError(f"'{v}' must give a list to map over, got {type(value).__name__}", key=f"{key}.over.{k}")
+            lists[k] = list(itertools.islice(value, MAX_MAP_ITEMS + 1))
+        size = 1
+        for values in lists.values():
+            size *= len(values)
+        if size > MAX_MAP_ITEMS:
+            raise ConfigError(f"the map has {size:,} items; at most {MAX_MAP_ITEMS:,}", key=f"{key}.over")
         child = self.children[n.id]
-        path = state.get("_path", "")
+        parent_dialogue = state["dialogue"]
 
-        async def one(i: int, values: tuple[Any, ...]) -> dict[str, Any]:
+        async def one(i: int, values: tuple[Any, ...]) -> tuple[dict[str, Any], list[Any]]:
             # Each item works on its own copy of the state: items never see each other's outputs.
-            scope = {**state, **dict(zip(lists, values)), "_path": f"{path}{n.id}[{i}]."}
-            await child.run(scope, ctx)
-            return {k: scope.get(v) for k, v in n.collect.items()}
+            scope = {**state, **dict(zip(lists, values)), "dialogue": list(parent_dialogue)}
+            await child.run(scope, ctx, f"{path}{n.id}[{i}].")
+            return {k: scope.get(v) for k, v in n.collect.items()}, scope["dialogue"][len(parent_dialogue) :]
 
         results = await gather_all([one(i, v) for i, v in enumerate(itertools.product(*lists.values()))])
         for k in n.collect:
-            state[k] = [r[k] for r in results]
+            state[k] = [r[k] for r, _ in results]
+        for _, said in results:  # the items' replies join the episode's dialogue in item order
+            parent_dialogue.extend(said)
 
     def _route(self, n: RouteNode, state: MutableMapping[str, Any], key: str, run: int) -> str | None:
         # `run` counts earlier visits of this route in the episode: each of them took the loop.
@@ -284,16 +393,6 @@ class Graph:
                 if (n.id, r.to) not in self.back or run < (n.max_iters or 0):
                     return r.to
         return n.default
-
-
-async def gather_all(coros: list[Any]) -> list[Any]:
-    """Like asyncio.gather, but the first failure cancels the rest and is raised as itself."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return list(await asyncio.gather(*tasks))
-    finally:
-        for t in tasks:
-            t.cancel()
 
 
 def join(n: JoinNode, state: MutableMapping[str, Any], key: str) -> Any:

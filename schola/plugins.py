@@ -5,11 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from schola.errors import ConfigError
 
-GROUPS = {"roles": "schola.roles", "scenarios": "schola.scenarios", "scorers": "schola.scorers", "backends": "schola.backends"}
+GROUPS = {
+    "roles": "schola.roles",
+    "scenarios": "schola.scenarios",
+    "scorers": "schola.scorers",
+    "stages": "schola.stages",
+    "backends": "schola.backends",
+}
 
 
 @dataclass
@@ -69,14 +77,30 @@ class Registry:
 
     def register(self, name: str, obj: Any) -> None:
         """Register an object in-process (tests, notebooks); entry points are the way for packages."""
-        self._entry_points()
+        eps = self._entry_points()
         self._loaded[name] = obj
-        self._eps[name] = None  # type: ignore[index]
+        eps[name] = None
         self._origin[name] = "registered in-process"
+
+    def unregister(self, name: str) -> None:
+        """Forget a plugin registered in-process (entry-point plugins are found again on next use)."""
+        self._loaded.pop(name, None)
+        self._errors.pop(name, None)
+        self._eps = None
+
+    @contextmanager
+    def registered(self, name: str, obj: Any) -> Iterator[Any]:
+        """`register` for the length of a `with` block."""
+        self.register(name, obj)
+        try:
+            yield obj
+        finally:
+            self.unregister(name)
 
 
 roles = Registry("roles")
 scenarios = Registry("scenarios")
 scorers = Registry("scorers")
+stages = Registry("stages")
 backends = Registry("backends")
-ALL = {"roles": roles, "scenarios": scenarios, "scorers": scorers, "backends": backends}
+ALL = {"roles": roles, "scenarios": scenarios, "scorers": scorers, "stages": stages, "backends": backends}

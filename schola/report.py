@@ -12,10 +12,8 @@ import yaml
 from rich.markup import escape
 from rich.table import Table
 
-from schola.config import flatten
 from schola.errors import ConfigError
-
-IGNORED = ("resume", "scenario.source", "cache.")
+from schola.resume import bookkeeping, flatten
 
 
 def fmt(v: Any) -> str:
@@ -29,10 +27,18 @@ def label_text(labels: dict[str, Any]) -> str:
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
+    """A run's metrics.json; a missing or damaged one is a ConfigError naming it."""
     path = run_dir / "metrics.json"
     if not path.exists():
         raise ConfigError(f"{run_dir} has no metrics.json (not a run directory, or the run never started)")
-    return json.loads(path.read_text())
+    try:
+        m = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, IsADirectoryError) as e:
+        raise ConfigError(f"damaged ({type(e).__name__}): not a metrics file Schola wrote", file=str(path)) from None
+    if not isinstance(m, dict) or not isinstance(m.get("metrics"), list):
+        raise ConfigError("damaged: expected {\"scenario\", \"metrics\": [...]}", file=str(path))
+    m["metrics"] = [r for r in m["metrics"] if isinstance(r, dict) and "name" in r]
+    return m
 
 
 def metrics_table(run_dir: Path) -> Table:
@@ -41,7 +47,7 @@ def metrics_table(run_dir: Path) -> Table:
     eps = m.get("episodes", {})
     usage = m.get("usage", {}).get("total", {})
     title = (
-        f"{m['scenario']} — {m.get('status', '?')}: {eps.get('finished', '?')}/{eps.get('total', '?')} episodes, "
+        f"{m.get('scenario', '?')} — {m.get('status', '?')}: {eps.get('finished', '?')}/{eps.get('total', '?')} episodes, "
         f"{usage.get('tokens', 0)} tokens, {usage.get('cache_hits', 0)} cache hits, "
         f"${usage.get('cost_usd', 0):.4f}, {m.get('wall_s', 0):.1f}s"
     )
@@ -50,7 +56,7 @@ def metrics_table(run_dir: Path) -> Table:
         t.add_column(col, justify="right" if col in ("value", "n") else "left")
     for r in m["metrics"]:
         ci = f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]" if r.get("ci_low") is not None else "-"
-        t.add_row(escape(r["name"]), escape(label_text(r.get("labels", {}))), fmt(r["value"]), ci, str(r.get("n", "")))
+        t.add_row(escape(r["name"]), escape(label_text(r.get("labels", {}))), fmt(r.get("value")), ci, str(r.get("n", "")))
     return t
 
 
@@ -65,8 +71,11 @@ def sweep_rows(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
         raise ConfigError(f"no runs (metrics.json) under {root}")
     configs = {}
     for r in runs:
-        cfg = yaml.safe_load((r / "config.yaml").read_text()) if (r / "config.yaml").exists() else {}
-        configs[r] = {k: v for k, v in flatten(cfg).items() if not k.startswith(IGNORED)}
+        try:
+            cfg = yaml.safe_load((r / "config.yaml").read_text(encoding="utf-8")) if (r / "config.yaml").is_file() else {}
+        except (yaml.YAMLError, UnicodeDecodeError):
+            cfg = {}
+        configs[r] = {k: v for k, v in flatten(cfg if isinstance(cfg, dict) else {}).items() if not bookkeeping(k)}
     keys = sorted({k for c in configs.values() for k in c})
     varying = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
     rows = []
@@ -78,7 +87,7 @@ def sweep_rows(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
                 {
                     "run": str(r.relative_to(root)) if r != root else ".",
                     **{k: configs[r].get(k) for k in varying},
-                    "metric": row["name"], "labels": label_text(row.get("labels", {})), "value": row["value"],
+                    "metric": row["name"], "labels": label_text(row.get("labels", {})), "value": row.get("value"),
                     "ci_low": row.get("ci_low"), "ci_high": row.get("ci_high"), "n": row.get("n"),
                     "tokens": total.get("tokens", 0), "cost_usd": total.get("cost_usd", 0.0),
                     "wall_s": m.get("wall_s"), "status": m.get("status"),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -11,7 +12,7 @@ from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from schola import templates
-from schola.backends.base import ScholaClient
+from schola.backends.base import ScholaClient, option_of
 from schola.types import CallInfo
 
 
@@ -26,16 +27,31 @@ class RoleConfig(BaseModel):
     system: str | None = Field(None, description="system prompt template; default: the role's own")
     backend: str | None = Field("default", description="a backend name; null for a role without a model")
     sampling: dict[str, Any] = Field(default_factory=dict, description="temperature, max_tokens, top_p, stop")
-    samples: int = Field(1, ge=1, description="how many samples a scenario draws from this role")
+    samples: int = Field(1, ge=1, le=100_000, description="how many samples a scenario draws from this role")
+    option_samples: int = Field(
+        8, ge=1, le=1000, description="samples that estimate option probabilities when a backend has no logprobs"
+    )
 
 
 @dataclass
 class Reply:
+    """What a role says.
+
+    Args:
+        text: the reply's text (what the transcript shows).
+        data: structured output of a role without a model (a step's output is `data` when it is not None).
+        option_probs: the probability of each option, when the step asked for `options`.
+        probs_source: how `option_probs` was found: logprobs, samples or scripted.
+    """
+
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: bool = False
     latency_s: float = 0.0
+    data: Any = None
+    option_probs: dict[str, float] | None = None
+    probs_source: str | None = None
 
 
 class Role:
@@ -46,10 +62,15 @@ class Role:
         config: its validated config.
         client: the model client, or None for a role without a model.
         seed: the run seed, passed to the backend for cache keys and sampling.
+
+    A subclass that sets `sees_state = True` gets the episode's state (read-only) as `state` in `act`, so it
+    can check its reply against the episode (a Socratic tutor that knows the answer) without the prompt
+    carrying it.
     """
 
     Config: ClassVar[type[RoleConfig]] = RoleConfig
     system_prompt: ClassVar[str] = "{{ persona }}"
+    sees_state: ClassVar[bool] = False
 
     def __init__(self, name: str, config: RoleConfig, client: ChatCompletionClient | None, *, seed: int = 0) -> None:
         self.name, self.config, self.client, self.seed = name, config, client, seed
@@ -60,22 +81,62 @@ class Role:
         """What templates see as `roles.<name>`."""
         return {**self.config.model_dump(exclude={"system"}), "name": self.name}
 
-    async def act(self, prompt: str, *, sample: int = 0, sampling: dict[str, Any] | None = None) -> Reply:
-        """Answer `prompt` in character. Override for a role without a model."""
+    async def act(
+        self,
+        prompt: str,
+        *,
+        sample: int = 0,
+        sampling: dict[str, Any] | None = None,
+        options: Sequence[str] | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> Reply:
+        """Answer `prompt` in character; with `options`, also the probability of each option. Override for a
+        role without a model."""
         if self.client is None:
             raise NotImplementedError(f"role '{self.name}' has no backend and does not override act()")
         messages = [*self._system, UserMessage(content=prompt, source="user")]
         args: dict[str, Any] = {**self.config.sampling, **(sampling or {})}
+        info = CallInfo(role=self.name, sample=sample, seed=self.seed)
         if isinstance(self.client, ScholaClient):
-            args["schola"] = CallInfo(role=self.name, sample=sample, seed=self.seed)
+            args["schola"] = info
         else:  # another AutoGen client: K samples still get K seeds
             args["seed"] = self.seed * 1_000_003 + sample
         start = time.perf_counter()
         out = await self.client.create(messages, extra_create_args=args)
-        return Reply(
+        reply = Reply(
             text=out.content if isinstance(out.content, str) else str(out.content),
             prompt_tokens=out.usage.prompt_tokens,
             completion_tokens=out.usage.completion_tokens,
             cached=out.cached,
             latency_s=time.perf_counter() - start,
         )
+        if options:
+            reply.option_probs, reply.probs_source = await self.option_probs(messages, list(options), info, args)
+        return reply
+
+    async def option_probs(
+        self, messages: list[Any], options: list[str], info: CallInfo, args: dict[str, Any]
+    ) -> tuple[dict[str, float], str]:
+        """The model's probability of each option: from token log-probabilities where the backend has them,
+        else the share of `option_samples` samples that answer with each option."""
+        if isinstance(self.client, ScholaClient):
+            found = await self.client.option_probs(messages, options, info=info)
+            if found is not None:
+                return found
+        assert self.client is not None
+        counts = dict.fromkeys(options, 0)
+        k = self.config.option_samples
+        for i in range(k):
+            sample_args = {**args, "temperature": 1.0, "max_tokens": 8}
+            if isinstance(self.client, ScholaClient):
+                sample_args["schola"] = CallInfo(role=info.role, sample=info.sample * 10_007 + 1 + i, seed=info.seed)
+            else:
+                sample_args["seed"] = self.seed * 1_000_003 + info.sample * 10_007 + 1 + i
+            out = await self.client.create(messages, extra_create_args=sample_args)
+            picked = option_of(str(out.content), options)
+            if picked is not None:
+                counts[picked] += 1
+        total = sum(counts.values())
+        if total == 0:
+            return {o: 1.0 / len(options) for o in options}, "samples"
+        return {o: c / total for o, c in counts.items()}, "samples"

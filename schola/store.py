@@ -1,47 +1,46 @@
-"""The run directory (Hydra's output directory): config.yaml, transcript.jsonl, results.jsonl, metrics.json and
-status.json. Transcript and results are append-only; resume drops the lines of unfinished episodes."""
+"""The run directory (Hydra's output directory): config.yaml, transcript.jsonl, results.jsonl, metrics.json,
+status.json and ledger.json. Transcript and results are append-only; resume drops the lines of unfinished
+episodes, and any torn or damaged line, and keeps the rest."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
-from schola.backends.base import redact
 from schola.errors import ConfigError
+from schola.secrets import env_secrets, redact_config
 
-SECRET_KEY = re.compile(r"(api_?key|token|secret|password)$", re.I)
-
-
-def redact_config(obj: Any, secrets: list[str]) -> Any:
-    """A copy with every secret-looking key and every known secret value replaced by '***'."""
-    if isinstance(obj, dict):
-        return {k: "***" if SECRET_KEY.search(str(k)) and v else redact_config(v, secrets) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [redact_config(v, secrets) for v in obj]
-    return redact(obj, secrets) if isinstance(obj, str) else obj
+# Folders a run directory may never be inside (pseudo file systems).
+FORBIDDEN_ROOTS = ("/proc", "/sys", "/dev")
 
 
-def env_secrets(config: dict[str, Any]) -> list[str]:
-    """The values of every environment variable a config names through `api_key_env`."""
-    names: set[str] = set()
+def dumps(record: Any) -> str:
+    """One JSON line, keys sorted: identical runs write identical bytes."""
+    return json.dumps(record, ensure_ascii=False, sort_keys=True, default=str)
 
-    def walk(o: Any) -> None:
-        if isinstance(o, dict):
-            for k, v in o.items():
-                if k == "api_key_env" and isinstance(v, str):
-                    names.add(v)
-                walk(v)
-        elif isinstance(o, list):
-            for v in o:
-                walk(v)
 
-    walk(config)
-    return [v for n in names if len(v := os.environ.get(n, "")) >= 4]
+def check_run_dir(path: str | Path | None) -> Path:
+    """The run directory a user asked for, checked before anything is written: not empty, not a file, not under
+    a file, not in a pseudo file system, and creatable."""
+    if path is None or not str(path).strip():
+        raise ConfigError("the run directory is empty; give a folder (hydra.run.dir=runs/my-run)", key="hydra.run.dir")
+    p = Path(path).expanduser()
+    resolved = p.resolve()
+    if any(str(resolved) == r or str(resolved).startswith(r + "/") for r in FORBIDDEN_ROOTS):
+        raise ConfigError(f"{p} is inside {resolved.parts[1]!r}, not a place for a run", key="hydra.run.dir")
+    for parent in [resolved, *resolved.parents]:
+        if parent.exists() and not parent.is_dir():
+            what = "is a file" if parent == resolved else f"is under the file {parent}"
+            raise ConfigError(f"the run directory {p} {what}", key="hydra.run.dir")
+    try:
+        resolved.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the run directory {p}: {e.strerror}", key="hydra.run.dir") from None
+    return p
 
 
 class RunStore:
@@ -54,8 +53,9 @@ class RunStore:
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._transcript = None
-        self._results = None
+        self._transcript: IO[str] | None = None
+        self._results: IO[str] | None = None
+        self._ledger_written = 0.0
 
     @property
     def config_path(self) -> Path:
@@ -63,12 +63,28 @@ class RunStore:
 
     def write_config(self, config: dict[str, Any]) -> None:
         safe = redact_config(config, env_secrets(config))
-        self.config_path.write_text(yaml.safe_dump(safe, sort_keys=False))
+        self.config_path.write_text(yaml.safe_dump(safe, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
     def read_config(self) -> dict[str, Any]:
-        if not self.config_path.exists():
+        """The saved config; a missing, damaged or foreign file is a ConfigError naming it."""
+        path = self.config_path
+        if not path.is_file():
             raise ConfigError(f"{self.dir} is not a run directory (no config.yaml)", key="resume")
-        return yaml.safe_load(self.config_path.read_text()) or {}
+        try:
+            saved = yaml.load(path.read_bytes().decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"not UTF-8 text (byte {e.start})", file=str(path)) from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"malformed YAML: {str(e).splitlines()[0]}", file=str(path)) from None
+        if not isinstance(saved, dict):
+            raise ConfigError("expected a run's saved config (a mapping with scenario:, backend:, ...)", file=str(path))
+        missing = [k for k in ("scenario", "backend") if not isinstance(saved.get(k), dict)]
+        if missing:
+            raise ConfigError(f"not a run's saved config: no {' and no '.join(missing)} section", file=str(path))
+        return saved
+
+    def has_run(self) -> bool:
+        return any((self.dir / n).exists() for n in ("results.jsonl", "transcript.jsonl", "metrics.json"))
 
     def open(self) -> None:
         self._transcript = open(self.dir / "transcript.jsonl", "a", encoding="utf-8")
@@ -81,50 +97,94 @@ class RunStore:
         self._transcript = self._results = None
 
     def transcript(self, record: dict[str, Any]) -> None:
-        self._transcript.write(json.dumps(record, ensure_ascii=False) + "\n")  # type: ignore[union-attr]
+        assert self._transcript is not None, "RunStore.open() first"
+        self._transcript.write(dumps(record) + "\n")
 
     def result(self, record: dict[str, Any]) -> None:
         """Append a finished episode; the transcript is flushed first so a finished episode is whole on disk."""
-        self._transcript.flush()  # type: ignore[union-attr]
-        self._results.write(json.dumps(record, ensure_ascii=False) + "\n")  # type: ignore[union-attr]
-        self._results.flush()  # type: ignore[union-attr]
+        assert self._transcript is not None and self._results is not None, "RunStore.open() first"
+        self._transcript.flush()
+        self._results.write(dumps(record) + "\n")
+        self._results.flush()
 
     def results(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.dir / "results.jsonl")
+        """Finished episodes, each once (a duplicated line counts once; damaged lines are dropped)."""
+        seen: set[str] = set()
+        out = []
+        for r in read_jsonl(self.dir / "results.jsonl"):
+            eid = r.get("episode")
+            if isinstance(eid, str) and isinstance(r.get("inputs"), dict) and eid not in seen:
+                seen.add(eid)
+                out.append(r)
+        return out
 
     def prepare_resume(self) -> list[dict[str, Any]]:
-        """Keep finished episodes; drop transcript lines of the others (and any torn last line)."""
+        """Keep finished episodes; drop transcript lines of the others (and any torn or damaged line)."""
+        path = self.dir / "results.jsonl"
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"{path} is not a file", key="resume")
         done = self.results()
         self._rewrite("results.jsonl", done)
-        keep = {r["episode"] for r in done}
-        self._rewrite("transcript.jsonl", [r for r in read_jsonl(self.dir / "transcript.jsonl") if r.get("episode") in keep])
+        keep = {r["episode"] for r in done}  # stages run again on resume and log their calls again
+        lines = [r for r in read_jsonl(self.dir / "transcript.jsonl") if r.get("episode") in keep]
+        self._rewrite("transcript.jsonl", lines)
         return done
 
     def _rewrite(self, name: str, records: list[dict[str, Any]]) -> None:
         tmp = self.dir / (name + ".tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        tmp.write_text("".join(dumps(r) + "\n" for r in records), encoding="utf-8")
+        tmp.replace(self.dir / name)
+
+    def write_json(self, name: str, payload: dict[str, Any]) -> None:
+        """Write `name` atomically (a crash never leaves half a file), keys sorted."""
+        tmp = self.dir / (name + ".tmp")
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, default=str), encoding="utf-8")
         tmp.replace(self.dir / name)
 
     def write_metrics(self, scenario: str, rows: list[dict[str, Any]], **extra: Any) -> None:
-        payload = {"scenario": scenario, "metrics": rows, **extra}
-        (self.dir / "metrics.json").write_text(json.dumps(payload, indent=2))
+        self.write_json("metrics.json", {"scenario": scenario, "metrics": rows, **extra})
 
     def write_status(self, **status: Any) -> None:
-        (self.dir / "status.json").write_text(json.dumps(status, indent=2))
+        self.write_json("status.json", status)
+
+    def write_ledger(self, ledger: dict[str, Any], *, wall_s: float, every_s: float = 0.0) -> None:
+        """Save the run's usage (seeded again on resume); at most once per `every_s` seconds."""
+        now = time.monotonic()
+        if every_s and now - self._ledger_written < every_s:
+            return
+        self._ledger_written = now
+        self.write_json("ledger.json", {**ledger, "wall_s": round(wall_s, 3)})
 
     def read_json(self, name: str) -> dict[str, Any] | None:
+        """A JSON file of the run, or None if absent; a damaged one is a ConfigError naming it."""
         path = self.dir / name
-        return json.loads(path.read_text()) if path.exists() else None
+        if not path.exists():
+            return None
+        try:
+            payload = json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, IsADirectoryError) as e:
+            raise ConfigError(f"damaged ({type(e).__name__}); not a file Schola wrote", file=str(path)) from None
+        if not isinstance(payload, dict):
+            raise ConfigError("damaged: expected a JSON object", file=str(path))
+        return payload
+
+
+STAGE_EPISODE = "-stage-"  # transcript lines of roles asked by run-level stages
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSONL file; a torn last line (a crash mid-write) is dropped."""
-    if not path.exists():
+    """The objects of a JSONL file; a torn last line (a crash mid-write), a line that is not UTF-8 or not a JSON
+    object is dropped."""
+    if not path.is_file():
         return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    with path.open("rb") as f:
+        for raw in f:
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(record, dict):
+                out.append(record)
     return out
+

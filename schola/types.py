@@ -26,7 +26,7 @@ class CallInfo(NamedTuple):
 
 @dataclass
 class Usage:
-    """Totals of model use for one role."""
+    """Totals of model use for one role: `requests` reached a model; `cache_hits` were answered from the cache."""
 
     requests: int = 0
     prompt_tokens: int = 0
@@ -53,7 +53,9 @@ class Budget:
 class Ledger:
     """Tokens, latency and cost per role, shared by every backend of a run, and the run's budget.
 
-    Cache hits are booked (so a resumed run shows what it reused) but cost nothing against the budget.
+    The ledger covers the whole run: it is saved in the run directory and seeded from there on resume, so
+    `budget.*` limits every invocation together and `usage` adds up across them. Cache hits are booked under
+    `cache_hits` (tokens included, so a resumed run shows what it reused) and cost nothing against the budget.
     """
 
     budget: Budget = field(default_factory=Budget)
@@ -68,11 +70,13 @@ class Ledger:
         if self._stopped:
             raise BudgetExceeded(f"no new requests: {self._stopped}")
         if b.max_requests is not None and s.requests + self._inflight >= b.max_requests:
-            raise BudgetExceeded(f"budget.max_requests={b.max_requests} reached")
+            raise BudgetExceeded(f"budget.max_requests={b.max_requests} reached", key="budget.max_requests")
         if b.max_tokens is not None and s.tokens >= b.max_tokens:
-            raise BudgetExceeded(f"budget.max_tokens={b.max_tokens} reached ({s.tokens} tokens used)")
+            raise BudgetExceeded(f"budget.max_tokens={b.max_tokens} reached ({s.tokens} tokens used)", key="budget.max_tokens")
         if b.max_cost_usd is not None and s.cost_usd >= b.max_cost_usd:
-            raise BudgetExceeded(f"budget.max_cost_usd={b.max_cost_usd} reached (${s.cost_usd:.4f} spent)")
+            raise BudgetExceeded(
+                f"budget.max_cost_usd={b.max_cost_usd} reached (${s.cost_usd:.4f} spent)", key="budget.max_cost_usd"
+            )
 
     def begin(self) -> None:
         """Check the budget and reserve one request (so concurrent requests cannot overshoot max_requests)."""
@@ -94,7 +98,7 @@ class Ledger:
     ) -> None:
         with self._lock:
             u = self.by_role[role]
-            u.requests += 1
+            u.requests += int(not cached)
             u.prompt_tokens += prompt_tokens
             u.completion_tokens += completion_tokens
             u.latency_s += latency_s
@@ -115,4 +119,31 @@ class Ledger:
 
     def to_dict(self) -> dict[str, Any]:
         t = self.total()
-        return {"total": {**asdict(t), "tokens": t.tokens}, "by_role": {r: asdict(u) for r, u in self.by_role.items()}}
+        return {
+            "total": {**asdict(t), "tokens": t.tokens},
+            "by_role": {r: asdict(u) for r, u in sorted(self.by_role.items())},
+            "spent": asdict(self._spent),
+        }
+
+    def seed(self, saved: dict[str, Any]) -> None:
+        """Continue from a saved `to_dict()` (a resumed run): its usage and spending count toward this one's."""
+        fields = set(Usage.__dataclass_fields__)
+        with self._lock:
+            for role, usage in (saved.get("by_role") or {}).items():
+                self.by_role[role] = Usage(**{k: v for k, v in usage.items() if k in fields})
+            spent = saved.get("spent")
+            if spent is None:  # written before `spent` was saved: everything booked but cache hits was spent
+                spent = {k: sum(u.get(k, 0) for u in (saved.get("by_role") or {}).values())
+                         for k in ("requests", "prompt_tokens", "completion_tokens", "cost_usd")}  # fmt: skip
+            self._spent = Usage(**{k: v for k, v in spent.items() if k in fields})
+
+    def exhausted(self) -> str | None:
+        """Which budget key is spent already (for a resume that did not raise it), else None."""
+        b, s = self.budget, self._spent
+        if b.max_requests is not None and s.requests >= b.max_requests:
+            return f"budget.max_requests={b.max_requests} is spent ({s.requests} requests made)"
+        if b.max_tokens is not None and s.tokens >= b.max_tokens:
+            return f"budget.max_tokens={b.max_tokens} is spent ({s.tokens} tokens used)"
+        if b.max_cost_usd is not None and s.cost_usd >= b.max_cost_usd:
+            return f"budget.max_cost_usd={b.max_cost_usd} is spent (${s.cost_usd:.4f})"
+        return None

@@ -4,17 +4,22 @@ Only providers from autogen_core and autogen_ext load (no arbitrary import paths
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 from typing import Any, Literal
 
 from autogen_core.models import ChatCompletionClient
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from schola.backends.base import BackendConfig, Completion, ScholaClient, from_dicts, http_preflight
+from schola.backends.base import BackendConfig, Completion, ScholaClient, from_dicts, http_preflight, retry_after_seconds
 from schola.errors import BackendError, TransientBackendError
 from schola.types import CallInfo
 
 ALLOWED = ("autogen_core.", "autogen_ext.")
+MODEL_INFO = {"vision": False, "function_calling": False, "json_output": False, "family": "unknown",
+              "structured_output": False}  # fmt: skip
 
 
 class AutoGenConfig(BackendConfig):
@@ -22,8 +27,23 @@ class AutoGenConfig(BackendConfig):
     provider: str = Field(
         "autogen_ext.models.openai.OpenAIChatCompletionClient", description="an AutoGen ChatCompletionClient class"
     )
-    config: dict[str, Any] = Field(default_factory=dict, description="the client's component config")
+    config: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "model": "smollm2",
+            "base_url": "http://127.0.0.1:8000/v1",
+            "model_info": dict(MODEL_INFO),
+        },
+        description="the client's component config",
+    )
     api_key_env: str | None = Field(None, description="NAME of the environment variable with the key")
+    max_concurrency: int = 16
+
+    @field_validator("provider")
+    @classmethod
+    def _allowed(cls, v: str) -> str:
+        if not v.startswith(ALLOWED) or not re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Z]\w*", v):
+            raise ValueError(f"expected an AutoGen client class from autogen_core or autogen_ext, not {v!r}")
+        return v
 
 
 class AutoGenClient(ScholaClient):
@@ -47,8 +67,10 @@ class AutoGenClient(ScholaClient):
 
     @property
     def identity(self) -> str:
-        c = self.config.config
-        return f"autogen:{self.config.provider}:{c.get('model')}@{c.get('base_url', '')}"
+        """The whole component config (less any key): two clients that differ anywhere never share replies."""
+        c = {k: v for k, v in self.config.config.items() if k != "api_key"}
+        blob = json.dumps({"provider": self.config.provider, "config": c}, sort_keys=True, default=str)
+        return "autogen:" + hashlib.sha256(blob.encode()).hexdigest()
 
     @property
     def secrets(self) -> list[str]:
@@ -64,7 +86,8 @@ class AutoGenClient(ScholaClient):
         try:
             out = await self.inner.create(from_dicts(messages), extra_create_args=sampling)
         except (openai.RateLimitError, openai.APIConnectionError, openai.InternalServerError) as e:
-            raise TransientBackendError(f"{type(e).__name__}: {e}") from None
+            headers = getattr(getattr(e, "response", None), "headers", None)
+            raise TransientBackendError(f"{type(e).__name__}: {e}", retry_after=retry_after_seconds(headers)) from None
         except openai.APIStatusError as e:
             raise BackendError(f"{type(e).__name__}: {e}") from None
         return Completion(

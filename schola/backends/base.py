@@ -4,7 +4,9 @@ a concurrency limit, a per-request timeout and the ledger. A backend only implem
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import re
 import time
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -28,9 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schola.backends.cache import Cache, cache_key
 from schola.errors import BackendError, TransientBackendError
+from schola.secrets import redact
 from schola.types import CallInfo, Ledger
 
 SAMPLING_KEYS = ("temperature", "max_tokens", "top_p", "top_k", "stop", "presence_penalty", "frequency_penalty")
+LOGPROB_TOP_K = 20  # alternatives of the first token asked for when a step wants option probabilities
+MAX_RETRY_AFTER_S = 300.0
 FINISH_REASONS = {"stop", "length", "function_calls", "content_filter", "unknown"}
 
 
@@ -40,10 +45,13 @@ class BackendConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: str
-    max_concurrency: int = Field(4, ge=1, description="requests in flight")
-    timeout_s: float = Field(60.0, gt=0, description="per request")
-    max_retries: int = Field(4, ge=0, description="retries of transient errors (429, 5xx, timeouts, resets)")
-    retry_base_s: float = Field(0.5, gt=0, description="first backoff; doubles per retry, with jitter")
+    max_concurrency: int = Field(4, ge=1, le=100_000, description="requests in flight")
+    timeout_s: float = Field(60.0, gt=0, le=86_400, description="per request")
+    max_retries: int = Field(4, ge=0, le=100, description="retries of transient errors (429, 5xx, timeouts, resets)")
+    retry_base_s: float = Field(0.5, gt=0, le=600, description="first backoff; doubles per retry, with jitter")
+    max_tokens: int | None = Field(
+        512, ge=1, le=1_000_000, description="completion tokens per reply unless a role or step sets max_tokens"
+    )
 
 
 @dataclass
@@ -55,6 +63,7 @@ class Completion:
     completion_tokens: int
     finish_reason: str = "stop"
     cost_usd: float = 0.0
+    top_logprobs: list[tuple[str, float]] | None = None  # the first generated token's alternatives
 
 
 def to_dicts(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
@@ -80,11 +89,56 @@ def from_dicts(messages: list[dict[str, str]]) -> list[LLMMessage]:
     return [make.get(m["role"], lambda c: UserMessage(content=c, source="user"))(m["content"]) for m in messages]
 
 
-def redact(text: str, secrets: Sequence[str | None]) -> str:
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "***")
-    return text
+def retry_after_seconds(headers: Any) -> float | None:
+    """The wait a 429/503 response asks for: `Retry-After` in seconds or as an HTTP date (None when absent)."""
+    if not hasattr(headers, "get"):
+        return None
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _norm(text: str) -> str:
+    return text.strip().strip("()[].:,*\"'").strip().lower()
+
+
+def option_of(text: str, options: Sequence[str]) -> str | None:
+    """Which option a reply answers with: the option its first word (or label) is, else the first option
+    named as a whole word; None when it names none."""
+    words = re.findall(r"[\w']+", text.lower())
+    norm = {_norm(o): o for o in options}
+    if words and words[0] in norm:
+        return norm[words[0]]
+    for w in words:
+        if w in norm:
+            return norm[w]
+    return None
+
+
+def distribute(top: Sequence[Sequence[Any]], options: Sequence[str]) -> dict[str, float] | None:
+    """Option probabilities from the first token's top log-probabilities: each token counts toward the
+    options it begins (case and spacing ignored), then the options are normalised. None if no token fits."""
+    mass = dict.fromkeys(options, 0.0)
+    for token, logprob in top:
+        t = _norm(str(token))
+        if not t:
+            continue
+        for o in options:
+            if _norm(o).startswith(t):
+                mass[o] += math.exp(float(logprob))
+    total = sum(mass.values())
+    return {o: m / total for o, m in mass.items()} if total > 0 else None
 
 
 async def http_preflight(base_url: str, *, api_key: str | None = None, timeout_s: float = 5.0) -> None:
@@ -125,8 +179,10 @@ class Watchdog:
         except asyncio.CancelledError:
             if task in self.expired:
                 self.expired.discard(task)
-                task.uncancel()
-                raise TimeoutError from None
+                # Only the watchdog's own cancel is a timeout: an outside cancel (Ctrl-C, a failure stopping
+                # the others) that arrived in the same tick leaves a cancel request behind, and stays a cancel.
+                if task.uncancel() == 0:
+                    raise TimeoutError from None
             raise
         finally:
             self.deadlines.pop(task, None)
@@ -137,7 +193,7 @@ class Watchdog:
             await asyncio.sleep(self.tick)
             now = loop.time()
             for task, deadline in list(self.deadlines.items()):
-                if deadline <= now and task not in self.expired:
+                if deadline <= now and task not in self.expired and not task.cancelling():
                     self.expired.add(task)
                     task.cancel()
 
@@ -204,30 +260,59 @@ class ScholaClient(ChatCompletionClient):
     ) -> CreateResult:
         info = extra_create_args.get("schola") or CallInfo()
         sampling = {k: extra_create_args[k] for k in SAMPLING_KEYS if extra_create_args.get(k) is not None}
-        msgs = to_dicts(messages)
+        if "max_tokens" not in sampling and self.config.max_tokens is not None:
+            sampling["max_tokens"] = self.config.max_tokens
+        done, cached = await self._call(self._complete, to_dicts(messages), sampling, info)
+        return self._result(done, cached=cached)
+
+    async def option_probs(
+        self, messages: Sequence[LLMMessage], options: Sequence[str], *, info: CallInfo
+    ) -> tuple[dict[str, float], str] | None:
+        """The probability the model gives each option as its next answer, from the first token's top
+        log-probabilities; None when this backend has none (the role then estimates from samples)."""
+        if not self.has_logprobs:
+            return None
+        sampling = {"max_tokens": 1, "temperature": 0.0, "top_logprobs": LOGPROB_TOP_K}
+        done, _ = await self._call(self._top_logprobs, to_dicts(messages), sampling, info)
+        probs = distribute(done.top_logprobs or [], options)
+        return (probs, "logprobs") if probs is not None else None
+
+    has_logprobs: ClassVar[bool] = False
+
+    async def _top_logprobs(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+        """One request for the first token's top log-probabilities (`Completion.top_logprobs`); backends that
+        have them set `has_logprobs` and override this."""
+        raise BackendError(f"backend '{self.name}' has no token log-probabilities")
+
+    async def _call(
+        self, fn: Any, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
+    ) -> tuple[Completion, bool]:
+        """`fn` (a request) through the cache, the concurrency limit, the budget, retries and the ledger."""
         key = cache_key(self.identity, msgs, sampling, info.seed, info.sample) if self.cache else None
         if key is not None and (hit := self.cache.get(key)) is not None:  # type: ignore[union-attr]
             done = Completion(**hit)
             self._account(info.role, done, 0.0, cached=True)
-            return self._result(done, cached=True)
+            return done, True
         async with self._sem:
             self.ledger.begin()
             try:
                 start = time.perf_counter()
-                done = await self._with_retries(msgs, sampling, info)
+                done = await self._with_retries(fn, msgs, sampling, info)
                 latency = time.perf_counter() - start
                 self._account(info.role, done, latency, cached=False)
             finally:
                 self.ledger.end()
         if key is not None:
             self.cache.put(key, done.__dict__)  # type: ignore[union-attr]
-        return self._result(done, cached=False)
+        return done, False
 
-    async def _with_retries(self, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+    async def _with_retries(
+        self, fn: Any, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
+    ) -> Completion:
         cfg = self.config
         for attempt in range(cfg.max_retries + 1):
             try:
-                return await self._watchdog.run(self._complete(msgs, sampling, info))
+                return await self._watchdog.run(fn(msgs, sampling, info))  # type: ignore[no-any-return]
             except TransientBackendError as e:
                 error, retry_after = e, e.retry_after
             except (asyncio.TimeoutError, TimeoutError):
@@ -237,7 +322,8 @@ class ScholaClient(ChatCompletionClient):
             if attempt == cfg.max_retries:
                 break
             backoff = min(30.0, cfg.retry_base_s * 2**attempt) * (0.5 + random.random())
-            await asyncio.sleep(retry_after if retry_after is not None else backoff)
+            # A server's Retry-After is honoured, capped so a hostile value cannot stall a run for hours.
+            await asyncio.sleep(min(retry_after, MAX_RETRY_AFTER_S) if retry_after is not None else backoff)
         message = redact(str(error), self.secrets)
         raise BackendError(f"backend '{self.name}': {message} (gave up after {cfg.max_retries + 1} attempts)")
 

@@ -32,6 +32,7 @@ class EmbeddedConfig(BackendConfig):
     n_threads: int | None = Field(None, description="default: llama.cpp's choice")
     max_concurrency: int = 1
     timeout_s: float = 300.0
+    max_retries: int = 1
 
 
 def default_model_path() -> Path:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from schola.backends.base import BackendConfig, Completion, ScholaClient, http_preflight
+from schola.backends.base import BackendConfig, Completion, ScholaClient, http_preflight, retry_after_seconds
 from schola.errors import BackendError, TransientBackendError
 from schola.types import CallInfo
 
@@ -114,13 +114,8 @@ class LiteLLMClient(ScholaClient):
             litellm.ServiceUnavailableError,
         )
         if isinstance(e, transient) or (isinstance(status, int) and (status == 429 or status >= 500)):
-            headers = getattr(getattr(e, "response", None), "headers", None) or {}
-            retry_after = headers.get("retry-after") if hasattr(headers, "get") else None
-            try:
-                wait = float(retry_after) if retry_after is not None else None
-            except ValueError:
-                wait = None
-            return TransientBackendError(text, retry_after=wait)
+            headers = getattr(getattr(e, "response", None), "headers", None)
+            return TransientBackendError(text, retry_after=retry_after_seconds(headers))
         return BackendError(text)
 
     async def close(self) -> None:

@@ -6,34 +6,79 @@ import asyncio
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from autogen_core.models import LLMMessage
+from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schola.backends.base import BackendConfig, Completion, ScholaClient
+from schola.backends.base import BackendConfig, Completion, ScholaClient, to_dicts
+from schola.errors import BackendError
 from schola.types import CallInfo
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
+_ENV = SandboxedEnvironment()
+
+
+def _template(source: str) -> str:
+    try:
+        _ENV.parse(source)
+    except TemplateSyntaxError as e:
+        raise ValueError(f"invalid reply template {source[:60]!r}: {e.message}") from None
+    return source
+
+
 class Rule(BaseModel):
-    """Reply with `reply` (a Jinja2 template) when `match` (a regex) is found in the last user message."""
+    """Reply with `reply` (a Jinja2 template) when `match` (a regex) is found in the last user message; with
+    `probs`, a step asking for option probabilities gets these (normalised over its options)."""
 
     model_config = ConfigDict(extra="forbid")
     match: str = ""
     role: str | None = Field(None, description="only for this role")
-    reply: str
+    reply: str = ""
+    probs: dict[str, float] | None = Field(None, description="option -> probability, for steps with options")
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"invalid regex {v!r}: {e}") from None
+        return v
+
+    @field_validator("reply")
+    @classmethod
+    def _reply(cls, v: str) -> str:
+        return _template(v)
 
 
 class ScriptedConfig(BackendConfig):
     kind: Literal["scripted"] = "scripted"
     max_concurrency: int = 1024
+    timeout_s: float = 60.0
+    max_retries: int = 0
     rules: list[Rule] = Field(default_factory=list)
-    default: str = "{{ prompt }}"
+    default: str = Field("{{ prompt }}", description="the reply when no rule matches (echo)")
     transcript: str | None = Field(None, description="a transcript.jsonl whose replies are replayed by prompt")
-    latency_s: float = Field(0.0, ge=0, description="simulated time per request")
+    latency_s: float = Field(0.0, ge=0, le=3600, description="simulated time per request")
+
+    @field_validator("default")
+    @classmethod
+    def _default(cls, v: str) -> str:
+        return _template(v)
+
+    @field_validator("transcript")
+    @classmethod
+    def _transcript(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise ValueError(f"transcript {v!r} is not a file")
+        return v
 
 
 class ScriptedClient(ScholaClient):
@@ -45,15 +90,18 @@ class ScriptedClient(ScholaClient):
 
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        env = SandboxedEnvironment()
-        self._rules = [(re.compile(r.match), r.role, env.from_string(r.reply)) for r in self.config.rules]
-        self._default = env.from_string(self.config.default)
+        self._rules = [(re.compile(r.match), r.role, _ENV.from_string(r.reply), r.probs) for r in self.config.rules]
+        self._default = _ENV.from_string(self.config.default)
         self._constant = None if "{" in self.config.default else self.config.default
         self._replay: dict[str, str] = {}
         if self.config.transcript:
-            for line in Path(self.config.transcript).read_text().splitlines():
-                rec = json.loads(line)
-                self._replay.setdefault(rec["prompt"], rec["text"])
+            for line in Path(self.config.transcript).read_bytes().splitlines():
+                try:
+                    rec = json.loads(line.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    continue  # a torn or damaged line replays nothing
+                if isinstance(rec, dict) and isinstance(rec.get("prompt"), str) and isinstance(rec.get("text"), str):
+                    self._replay.setdefault(rec["prompt"], rec["text"])
         blob = self.config.model_dump_json(include={"rules", "default", "transcript"})
         self._identity = "scripted:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -81,11 +129,31 @@ class ScriptedClient(ScholaClient):
 
         ctx = {"prompt": prompt, "system": system, "role": info.role, "sample": info.sample, "seed": info.seed}
         ctx |= {"pick": pick, "numbers": lambda s: [int(float(x)) for x in _NUMBER.findall(str(s))]}
-        for pattern, role, template in self._rules:
+        for pattern, role, template, _ in self._rules:
             if role not in (None, info.role):
                 continue
             if (m := pattern.search(prompt)) is not None:
-                return template.render(ctx, match=m)
+                return self._render_safely(template, ctx, match=m)
         if self._constant is not None:
             return self._constant
-        return self._default.render(ctx, match=None)
+        return self._render_safely(self._default, ctx, match=None)
+
+    def _render_safely(self, template: Any, ctx: dict[str, Any], *, match: Any) -> str:
+        try:
+            return str(template.render(ctx, match=match))
+        except Exception as e:  # a rule's template failing on this prompt is the rule's fault: a config error
+            raise BackendError(f"scripted rule failed on this prompt: {type(e).__name__}: {e}") from None
+
+    async def option_probs(
+        self, messages: Sequence[LLMMessage], options: Sequence[str], *, info: CallInfo
+    ) -> tuple[dict[str, float], str] | None:
+        """The first matching rule's `probs`, normalised over the options (none: estimate from samples)."""
+        prompt = next((m["content"] for m in reversed(to_dicts(messages)) if m["role"] == "user"), "")
+        for pattern, role, _, probs in self._rules:
+            if role in (None, info.role) and pattern.search(prompt) is not None:
+                if probs is None:
+                    return None
+                mass = {o: max(0.0, float(probs.get(o, 0.0))) for o in options}
+                total = sum(mass.values())
+                return ({o: m / total for o, m in mass.items()} if total else {o: 1 / len(options) for o in options}), "scripted"
+        return None

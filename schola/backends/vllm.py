@@ -35,10 +35,13 @@ class ServeConfig(BaseModel):
 
 class VLLMConfig(LiteLLMConfig):
     kind: Literal["vllm"] = "vllm"  # type: ignore[assignment]
-    model: str = Field("smollm2", description="the served model name")
+    model: str = Field("Qwen/Qwen2.5-7B-Instruct", description="the served model name")
     api_key_env: str | None = "VLLM_API_KEY"
     max_concurrency: int = 64
-    serve: ServeConfig | None = Field(None, description="manage a server; null attaches to base_url")
+    timeout_s: float = 120.0
+    serve: ServeConfig = Field(
+        default_factory=ServeConfig, description="how to start a managed server (used only when base_url is null)"
+    )
 
 
 def free_port() -> int:
@@ -54,9 +57,8 @@ class VLLMClient(LiteLLMClient):
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self._proc: subprocess.Popen[bytes] | None = None
-        self._base_url = self.config.base_url
-        if self.config.serve is None and not self._base_url:
-            raise BackendError("backend 'vllm' needs base_url (attach) or serve: {...} (manage a server)")
+        self._base_url = self.config.base_url  # given: attach to that server; null: start one (serve:)
+        self.managed = not self._base_url
 
     @property
     def model(self) -> str:
@@ -71,14 +73,13 @@ class VLLMClient(LiteLLMClient):
         return f"vllm:{self.config.model}"
 
     async def preflight(self) -> None:
-        if self.config.serve is not None and self._proc is None:
+        if self.managed and self._proc is None:
             await self.start()
         await super().preflight()
 
     async def start(self) -> None:
         """Start the server and wait until `ready_path` answers."""
         serve = self.config.serve
-        assert serve is not None
         port = serve.port or free_port()
         command = serve.command or ["vllm", "serve", self.config.model]
         argv = [sys.executable if c == "python" else c for c in command] + serve.args

@@ -141,8 +141,9 @@ async def test_a_stopped_ledger_refuses_new_requests_but_serves_the_cache(tmp_pa
     assert client.calls == 1
 
 
-def test_backend_yaml_declares_exactly_the_schema_keys() -> None:
-    """conf/backend/*.yaml must declare every key (Hydra needs '+key' otherwise) and no unknown one."""
+def test_backend_yamls_declare_every_schema_key_with_the_schemas_default() -> None:
+    """conf/backend/*.yaml declare every key (Hydra needs '+key' otherwise) and no unknown one, each with the
+    schema's default: a default lives in one place and the YAML only shows it."""
     import yaml
 
     from schola import plugins
@@ -151,7 +152,8 @@ def test_backend_yaml_declares_exactly_the_schema_keys() -> None:
         declared = yaml.safe_load(path.read_text())
         schema = plugins.backends.get(declared["kind"]).Config
         assert set(declared) == set(schema.model_fields), path.name
-        schema.model_validate(declared)
+        defaults = schema.model_validate({"kind": declared["kind"]}).model_dump()
+        assert schema.model_validate(declared).model_dump() == defaults, path.name
 
 
 async def test_secrets_never_reach_error_messages() -> None:

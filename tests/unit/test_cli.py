@@ -15,7 +15,7 @@ import yaml
 from schola import plugins
 from pydantic import ConfigDict
 
-from schola.config import flatten
+from schola.resume import flatten
 from schola.backends.base import BackendConfig, Completion, ScholaClient
 from schola.errors import BackendError
 from schola.types import CallInfo
@@ -88,27 +88,37 @@ def test_several_students_with_different_personas_and_backends(cli: Any, tmp_pat
     assert len([t for t in lines if t["agent"] == "hasty"]) == 9
 
 
-def test_budget_stops_cleanly_and_resume_finishes_without_duplicates(cli: Any, tmp_path: Path) -> None:
+def test_budget_limits_the_whole_run_across_resumes_and_usage_adds_up(cli: Any, tmp_path: Path) -> None:
     run = tmp_path / "r"
-    code, out = cli(*LBT, "budget.max_requests=5", "run.concurrency=1", f"hydra.run.dir={run}")
+    code, out = cli(*LBT, "budget.max_requests=20", "run.concurrency=1", f"hydra.run.dir={run}")
     assert code == 4, out
-    assert "resume=" in out
+    assert "raise budget.max_requests" in out and f"resume={run}" in out
     assert json.loads((run / "status.json").read_text())["status"] == "budget"
-    assert len(read_jsonl(run / "results.jsonl")) == 0
-    code, out = cli("run", f"resume={run}", *SCRIPTED, "scenario=lbt", "budget.max_requests=20", "run.concurrency=1")
-    assert code == 4, out
-    finished = read_jsonl(run / "results.jsonl")
-    assert 1 <= len(finished) < 4
+    assert [r["episode"] for r in read_jsonl(run / "results.jsonl")] == ["tp0"]  # tp1 was stopped half-way
+    dropped = len(read_jsonl(run / "transcript.jsonl")) - 12  # tp1's replies, dropped on resume
     # a stopped run still shows what its finished episodes say
-    assert metrics(run)[("accuracy", "rule=SUM")]["n"] == len(finished)
-    code, out = cli("run", f"resume={run}", *SCRIPTED, "scenario=lbt", "run.concurrency=1")
+    assert metrics(run)[("accuracy", "rule=SUM")]["n"] == 1
+    # the budget is the whole run's: resuming without raising it stops at once and names the key to raise
+    code, out = cli("run", f"resume={run}")
+    assert code == 4 and "budget.max_requests=20 is spent" in out, out
+    code, out = cli("run", f"resume={run}", "budget.max_requests=100", "run.concurrency=1")
     assert code == 0, out
-    results = read_jsonl(run / "results.jsonl")
-    assert [r["episode"] for r in results] == ["tp0", "tp1", "tp2", "tp3"]
+    assert [r["episode"] for r in read_jsonl(run / "results.jsonl")] == ["tp0", "tp1", "tp2", "tp3"]
     transcript = read_jsonl(run / "transcript.jsonl")
     keys = [(t["episode"], t["node"], t["agent"], t["sample"], t["prompt"]) for t in transcript]
     assert len(keys) == len(set(keys)) == 4 * 12
-    assert json.loads((run / "metrics.json").read_text())["status"] == "finished"
+    final = json.loads((run / "metrics.json").read_text())
+    assert final["status"] == "finished"
+    # usage adds up across the three invocations: each reply is a request or a cache hit, and the replies of
+    # tp1's dropped attempt were asked again (from the cache)
+    total = final["usage"]["total"]
+    assert dropped > 0 and total["requests"] + total["cache_hits"] == 48 + dropped
+    assert final["wall_s"] == json.loads((run / "ledger.json").read_text())["wall_s"] > 0
+    # the same requests reached the model as in one uninterrupted run (with a cache of its own)
+    code, out = cli(*LBT, "run.concurrency=1", f"hydra.run.dir={tmp_path / 'whole'}", f"cache.dir={tmp_path / 'c2'}")
+    assert code == 0
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())["usage"]["total"]
+    assert total["requests"] == whole["requests"]
 
 
 def test_resume_refuses_a_different_experiment(cli: Any, tmp_path: Path) -> None:
@@ -166,7 +176,7 @@ def test_list_shows_every_plugin_and_its_package(cli: Any) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["run", "scenario=nope"], "available scenarios: lbt"),
+        (["run", "scenario=nope"], "available scenarios: arte, comd"),
         (["run", "backend=nope"], "available backends:"),
         (["run", *SCRIPTED, "seed=abc"], "key 'seed'"),
         (["run", *SCRIPTED, "run.concurrency=0"], "key 'run.concurrency'"),
@@ -289,7 +299,7 @@ def test_backend_failure_mid_run_keeps_finished_episodes_and_resumes(cli: Any, t
     done = [r["episode"] for r in read_jsonl(run / "results.jsonl")]
     assert done == ["tp0"]
     Failing.broken, Failing.calls = False, 0
-    code, out = cli("run", f"resume={run}", *LBT[1:], "backend={kind: failing}", "run.concurrency=1", "cache.enabled=false")
+    code, out = cli("run", f"resume={run}")
     assert code == 0, out
     assert [r["episode"] for r in read_jsonl(run / "results.jsonl")] == ["tp0", "tp1", "tp2", "tp3"]
     assert Failing.calls == 36  # the three unfinished episodes, nothing redone

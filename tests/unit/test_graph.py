@@ -28,7 +28,7 @@ class Ctx:
         self.recorded: dict[str, list[Any]] = {}
         self.delay, self.inflight, self.peak = delay, 0, 0
 
-    async def act(self, role: str, prompt: str, *, node: str, sample: int, sampling: dict[str, Any]) -> str:
+    async def act(self, role: str, prompt: str, *, node: str, sample: int, sampling: dict[str, Any], **_: Any) -> str:
         self.inflight += 1
         self.peak = max(self.peak, self.inflight)
         await asyncio.sleep(self.delay)
@@ -39,7 +39,7 @@ class Ctx:
     async def score(self, scorer: str, inputs: dict[str, Any], params: dict[str, Any], *, node: str) -> Any:
         return float(str(inputs["a"]) == str(inputs["b"]))
 
-    def record(self, name: str, value: Any) -> None:
+    def record(self, name: str, value: Any, labels: Any = None) -> None:
         self.recorded.setdefault(name, []).append(value)
 
 

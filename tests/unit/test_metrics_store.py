@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from schola.metrics import bootstrap_ci, cohen_kappa, mean_row
-from schola.store import RunStore, redact_config
+from schola.secrets import redact_config
+from schola.store import RunStore
 
 
 def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_data() -> None:
@@ -28,7 +29,7 @@ def test_resume_drops_unfinished_episodes_and_a_torn_last_line(tmp_path: Path) -
     store.open()
     store.transcript({"episode": "a", "text": "1"})
     store.transcript({"episode": "b", "text": "2"})
-    store.result({"episode": "a", "scores": {}})
+    store.result({"episode": "a", "inputs": {}, "scores": {}})
     store.close()
     with open(tmp_path / "results.jsonl", "a") as f:
         f.write('{"episode": "b", "sco')  # a crash mid-write

@@ -1,0 +1,278 @@
+"""Plan building: a composed config turned into checked parts — backends, roles, scenario plugin, data and graphs —
+before any model call. Every problem is a ConfigError naming the file and key."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from schola import plugins
+from schola.errors import ConfigError
+from schola.graph import GLOBALS, Graph
+from schola.roles import Role, RoleConfig
+from schola.scenario import GENERIC, Scenario, roles_used_by
+from schola.schema import Config, Files, validate, validation_error
+
+MAX_ROLES = 100_000
+
+
+@dataclass
+class Plan:
+    """A validated run, ready to start: nothing here has called a model."""
+
+    config: Config
+    raw: dict[str, Any]
+    files: Files
+    scenario: Scenario
+    data: BaseModel
+    params: BaseModel
+    backends: dict[str, tuple[type, Any]] = field(default_factory=dict)
+    roles: dict[str, tuple[type[Role], RoleConfig]] = field(default_factory=dict)
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    graph: Graph | None = None
+    graphs: dict[str, Graph] = field(default_factory=dict)
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def selected(self) -> list[dict[str, Any]]:
+        """The episodes this run runs: the first `run.episodes`, or all."""
+        return self.episodes[: self.config.run.episodes] if self.config.run.episodes else self.episodes
+
+    def find_scorer(self, name: str) -> Callable[..., Any]:
+        return find_scorer(self.scenario, name)
+
+    def find_stage(self, name: str) -> Callable[..., Any]:
+        return find_stage(self.scenario, name)
+
+    def graph_named(self, name: str | None) -> Graph:
+        if name is None:
+            assert self.graph is not None
+            return self.graph
+        if name not in self.graphs:
+            known = ", ".join(self.graphs) or "none"
+            raise ConfigError(f"run_episodes(graph='{name}'): no such graph under scenario.graphs (has: {known})")
+        return self.graphs[name]
+
+
+def _own(scenario: Scenario, kind: str, name: str) -> Any:
+    prefix, _, rest = name.partition(".")
+    own: dict[str, Any] = getattr(scenario, kind)
+    return own.get(rest) if rest and prefix == scenario.name else None
+
+
+def find_scorer(scenario: Scenario, name: str, *, key: str | None = None, file: str | None = None) -> Any:
+    """`<scenario>.<scorer>` from the scenario plugin, else a registered scorer."""
+    return _own(scenario, "scorers", name) or plugins.scorers.get(name, key=key, file=file)
+
+
+def find_stage(scenario: Scenario, name: str, *, key: str | None = None, file: str | None = None) -> Any:
+    """`<scenario>.<stage>` from the scenario plugin, else a generic stage (schola.stages entry points)."""
+    found = _own(scenario, "stages", name)
+    if found is not None:
+        return found
+    if _own(scenario, "scorers", name) is not None or name in plugins.scorers.names():
+        raise ConfigError(f"'{name}' is a scorer, not a stage: use it in a score step of the graph", key=key, file=file)
+    return plugins.stages.get(name, key=key, file=file)
+
+
+def merge(base: Any, over: Any) -> Any:
+    """`over` deep-merged onto `base`: mappings merge key by key, everything else (lists included) is replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(base.get(k), v) if k in base else v
+        return out
+    return copy.deepcopy(over)
+
+
+def apply_variant(scenario: dict[str, Any], files: Files) -> dict[str, Any]:
+    """The scenario with its selected variant's keys merged over it."""
+    variants = scenario.get("variants") or {}
+    variant = scenario.get("variant")
+    if not isinstance(variants, dict) or not variants or variant is None:
+        return scenario
+    if variant not in variants:
+        raise ConfigError(
+            f"unknown variant '{variant}'; the scenario has: {', '.join(map(str, variants))}",
+            key="scenario.variant",
+            file=files.scenario,
+        )
+    over = variants[variant]
+    if not isinstance(over, dict):
+        raise ConfigError("expected a mapping of scenario keys", key=f"scenario.variants.{variant}", file=files.scenario)
+    for forbidden in ("name", "kind", "variant", "variants", "source"):
+        if forbidden in over:
+            raise ConfigError(f"a variant cannot set '{forbidden}'", key=f"scenario.variants.{variant}.{forbidden}",
+                              file=files.scenario)  # fmt: skip
+    return dict(merge(scenario, over))
+
+
+def build_plan(raw: dict[str, Any], files: Files) -> Plan:
+    """Validate a composed config and everything it names (plugins, graph, data) without calling a model.
+    Every error names the file its key came from."""
+    try:
+        return _build_plan(raw, files)
+    except ConfigError as e:
+        if e.file is not None:
+            raise
+        raise ConfigError(e.detail, key=e.key, file=files.for_key(e.key)) from None
+
+
+def _build_plan(raw: dict[str, Any], files: Files) -> Plan:
+    if not isinstance(raw, dict) or not isinstance(raw.get("scenario"), dict):
+        raise ConfigError("expected a mapping with a scenario: section", key="scenario", file=files.scenario)
+    effective = {**raw, "scenario": apply_variant(raw["scenario"], files)}
+    cfg = validate(Config, effective, "", files)
+    sc = cfg.scenario
+    f_sc = files.scenario
+    scenario = plugins.scenarios.get(sc.kind, key="scenario.kind", file=f_sc) if sc.kind else GENERIC
+    data = validate(scenario.data, sc.data, "scenario.data", files)
+    params = validate(scenario.params, sc.params, "scenario.params", files)
+    plan = Plan(config=cfg, raw=raw, files=files, scenario=scenario, data=data, params=params)
+    _backends(plan, cfg, files)
+    _roles(plan, files)
+    try:
+        plan.episodes = scenario.load(data, params=params, seed=cfg.seed, source=sc.source)
+    except ConfigError as e:
+        raise ConfigError(e.detail, key=e.key or "scenario.data", file=e.file or f_sc) from None
+    if not plan.episodes:
+        raise ConfigError("the data has no episodes", key="scenario.data", file=f_sc)
+    fields = _check_episodes(plan.episodes, files)
+    if not sc.graph:
+        raise ConfigError("expected a list of steps (agent, map, join, score, route)", key="scenario.graph", file=f_sc)
+    init = set(sc.init)
+    for name in init & GLOBALS:
+        raise ConfigError(f"'{name}' is a name every template sees; init cannot set it", key=f"scenario.init.{name}",
+                          file=f_sc)  # fmt: skip
+    scorers = set(plugins.scorers.names()) | {f"{scenario.name}.{k}" for k in scenario.scorers}
+    roles = set(plan.roles)
+    plan.graph = Graph(sc.graph, file=f_sc)
+    plan.graph.check(known=fields | init, roles=roles, scorers=scorers)
+    _check_reads(plan.graph, plan.episodes, fields - init, files)
+    for name, spec in sc.graphs.items():
+        g = Graph(spec.steps, where=f"scenario.graphs.{name}.steps", file=f_sc)
+        g.check(known=set(spec.inputs) | init, roles=roles, scorers=scorers)
+        plan.graphs[name] = g
+    for g in [plan.graph, *plan.graphs.values()]:
+        _check_scorer_roles(plan, g)
+    for i, st in enumerate(sc.stages):
+        find_stage(scenario, st.fn, key=f"scenario.stages[{i}].fn", file=f_sc)
+    return plan
+
+
+def _backends(plan: Plan, cfg: Config, files: Files) -> None:
+    """`default` is `backend`; more by name under `backends`. A scenario's scripted rules are the rules of every
+    scripted backend that brings no replies of its own (no rules, default or transcript set)."""
+    for name, bcfg in {"default": cfg.backend, **cfg.backends}.items():
+        key = "backend" if name == "default" else f"backends.{name}"
+        kind = bcfg.get("kind") if isinstance(bcfg, dict) else None
+        if not isinstance(kind, str) or not kind:
+            raise ConfigError("expected kind: embedded, litellm, vllm, scripted, autogen, transformers or a plugin's",
+                              key=f"{key}.kind", file=files.for_key(key))  # fmt: skip
+        cls = plugins.backends.get(kind, key=f"{key}.kind", file=files.for_key(key))
+        own = bcfg.get("rules") or bcfg.get("transcript") or bcfg.get("default", "{{ prompt }}") != "{{ prompt }}"
+        if kind == "scripted" and cfg.scenario.scripted and not own:
+            bcfg = {**bcfg, "rules": list(cfg.scenario.scripted)}
+        plan.backends[name] = (cls, validate(cls.Config, bcfg, key, files))
+
+
+def _roles(plan: Plan, files: Files) -> None:
+    """A list under roles makes a group whose members are <group>.<i> (or their `name`)."""
+    f_sc = files.scenario
+    count = sum(len(s) if isinstance(s, list) else 1 for s in plan.config.scenario.roles.values())
+    if count > MAX_ROLES:
+        raise ConfigError(f"{count} roles; at most {MAX_ROLES}", key="scenario.roles", file=f_sc)
+    for group, spec in plan.config.scenario.roles.items():
+        members = spec if isinstance(spec, list) else [spec]
+        names = []
+        for i, rcfg in enumerate(members):
+            key = f"scenario.roles.{group}" + (f"[{i}]" if isinstance(spec, list) else "")
+            kind = rcfg.get("role")
+            if not isinstance(kind, str):
+                raise ConfigError("expected role: teacher, student, judge, ... or a plugin's role (a name)",
+                                  key=f"{key}.role", file=f_sc)  # fmt: skip
+            cls = plugins.roles.get(kind, key=f"{key}.role", file=f_sc)
+            role_config = validate(cls.Config, rcfg, key, files)
+            if role_config.backend is not None and role_config.backend not in plan.backends:
+                raise ConfigError(
+                    f"unknown backend '{role_config.backend}'; defined: {', '.join(plan.backends)} "
+                    f"(add one with +backends.{role_config.backend}={{kind: ..., ...}})",
+                    key=f"{key}.backend",
+                    file=f_sc,
+                )
+            name = role_config.name or (f"{group}.{i}" if isinstance(spec, list) else group)
+            if name in plan.roles or (name in plan.groups and name != group):
+                raise ConfigError(f"role name '{name}' is used twice", key=key, file=f_sc)
+            plan.roles[name] = (cls, role_config)
+            names.append(name)
+        plan.groups[group] = names
+
+
+def _check_episodes(episodes: list[dict[str, Any]], files: Files) -> set[str]:
+    """Episode ids are unique and no data field shadows a name every template sees; returns the data fields."""
+    seen: dict[str, int] = {}
+    fields: set[str] = set()
+    for i, e in enumerate(episodes):
+        if not isinstance(e, dict) or "id" not in e:
+            raise ConfigError(f"episode {i} is not a record with an id", key="scenario.data", file=files.scenario)
+        eid = str(e["id"])
+        if eid in seen:
+            raise ConfigError(
+                f"duplicate episode id '{eid}' (records {seen[eid]} and {i}); ids must be unique "
+                "(set data.id_field to a unique column, or give each record its own id)",
+                key="scenario.data",
+                file=files.scenario,
+            )
+        seen[eid] = i
+        fields.update(e)
+    shadow = sorted((fields - {"id"}) & GLOBALS)
+    if shadow:
+        raise ConfigError(
+            f"data field(s) {', '.join(shadow)} would hide the template globals of the same name "
+            f"({', '.join(sorted(GLOBALS))}); rename them with data.fields",
+            key="scenario.data",
+            file=files.scenario,
+        )
+    return fields
+
+
+def _check_reads(graph: Graph, episodes: list[dict[str, Any]], fields: set[str], files: Files) -> None:
+    """Every data field the graph reads is in every record, not only in some."""
+    wanted = graph.reads() & fields
+    for i, e in enumerate(episodes):
+        if missing := wanted - e.keys():
+            raise ConfigError(
+                f"record {i} (episode '{e['id']}') has no field '{sorted(missing)[0]}', which the graph reads",
+                key="scenario.data",
+                file=files.scenario,
+            )
+
+
+def _check_scorer_roles(plan: Plan, graph: Graph) -> None:
+    """A scorer that calls roles (llm_judge's judge) needs them in the scenario."""
+    for key, node in graph.score_steps():
+        fn = find_scorer(plan.scenario, node.scorer)
+        for role in roles_used_by(fn, node.params):
+            if role not in plan.roles:
+                raise ConfigError(
+                    f"scorer '{node.scorer}' asks role '{role}', which the scenario does not have "
+                    f"(add it under scenario.roles, or set params to another role: {', '.join(sorted(plan.roles))})",
+                    key=key,
+                    file=plan.files.scenario,
+                )
+
+
+def wants_context(fn: Callable[..., Any]) -> bool:
+    """Scorers and stages with a `ctx` parameter get the episode (or run) context."""
+    try:
+        return "ctx" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+__all__ = ["Plan", "build_plan", "find_scorer", "find_stage", "merge", "validation_error", "wants_context"]

@@ -1,0 +1,150 @@
+"""Resume, in one place: which keys may differ between a run and its continuation, the saved config with the
+user's allowed changes, and the check that a resumed run is the same experiment on the same data.
+
+A resumed run (`schola run resume=DIR [changes]`) continues from `DIR/config.yaml` as it was saved: finished
+episodes (and their transcript lines) are kept, unfinished ones run again, the ledger continues (so `budget.*`
+limits the whole run across resumes), and only the keys below may change."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from schola.errors import ConfigError
+
+if TYPE_CHECKING:
+    from schola.plan import Plan
+    from schola.schema import Files
+
+# Bookkeeping keys never describe the experiment: where its run continues from, the file its scenario came from,
+# where replies are cached. `schola report` leaves them out when it shows what differs between runs.
+BOOKKEEPING = ("resume", "scenario.source", "cache.")
+# Keys that may change on resume: bookkeeping, how much may be spent, how fast it runs and where the endpoints
+# are. Everything else must be as the run was started.
+FREE_PREFIXES = (*BOOKKEEPING, "budget.", "run.concurrency")
+FREE_SUFFIXES = (".base_url", ".base_urls", ".api_key_env", ".timeout_s", ".max_retries", ".max_concurrency")
+FREE_TEXT = "budget.*, run.concurrency, cache.* and endpoints (*.base_url, *.timeout_s, *.max_concurrency)"
+
+
+def bookkeeping(key: str) -> bool:
+    """True for a key that never describes the experiment."""
+    return key.startswith(BOOKKEEPING)
+
+
+def free(key: str) -> bool:
+    """True for a key that may differ between a run and its resume."""
+    return key.startswith(FREE_PREFIXES) or key.endswith(FREE_SUFFIXES)
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {dotted.key: value}."""
+    if isinstance(d, dict) and d:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out |= flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return {prefix: d}
+
+
+_MISSING = object()
+
+
+def _expand(overrides: list[str]) -> list[tuple[str, Any]]:
+    """Overrides as (dotted key, value) pairs; a mapping value (`backend={kind: x}`) becomes one pair per leaf."""
+    import yaml
+
+    pairs: list[tuple[str, Any]] = []
+    for o in overrides:
+        key, sep, text = o.partition("=")
+        if not sep:
+            raise ConfigError(f"'{o}' is not a KEY=VALUE override", file="command line")
+        try:
+            value = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            value = text
+        key = key.lstrip("+~")
+        if isinstance(value, dict) and value:
+            pairs += [(k, v) for k, v in flatten(value, key).items()]
+        else:
+            pairs.append((key, value))
+    return pairs
+
+
+def saved_config(run_dir: str | Path, overrides: list[str]) -> tuple[dict[str, Any], Files]:
+    """The config to continue `run_dir` with: the saved one, with the user's changes to free keys.
+
+    A change to any other key is a ConfigError naming it; choosing the same backend or scenario again
+    (`backend=scripted` for a run that used it) is allowed and changes nothing."""
+    from omegaconf import OmegaConf
+
+    from schola.schema import Files
+    from schola.store import RunStore
+
+    directory = Path(run_dir)
+    if not (directory / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no config.yaml)", key="resume")
+    store = RunStore(directory)
+    saved = store.read_config()
+    before = flatten(saved)
+    changes = []
+    for key, value in _expand(overrides):
+        if key == "resume" or key.startswith("hydra."):
+            continue
+        if key in ("backend", "scenario") and isinstance(value, str):  # a group choice: the same one is fine
+            was = saved[key].get("kind" if key == "backend" else "name")
+            if value != was:
+                raise ConfigError(
+                    f"cannot change {key} when resuming (the run used {key}={was}); a resumed run is the same "
+                    "experiment: start a new run instead",
+                    key=key,
+                    file="command line",
+                )
+            continue
+        if before.get(key, _MISSING) == value:
+            continue
+        if not free(key):
+            shown = f"the run used {before[key]!r}" if key in before else "the run did not set it"
+            raise ConfigError(
+                f"cannot change '{key}' when resuming ({shown}; you gave {value!r}): a resumed run is the same "
+                f"experiment: only {FREE_TEXT} may change; start a new run for another experiment",
+                key=key,
+                file="command line",
+            )
+        changes.append((key, value))
+    merged = OmegaConf.create(saved)
+    for key, value in changes:
+        try:
+            OmegaConf.update(merged, key, value, merge=True, force_add=True)
+        except Exception as e:  # OmegaConf's own errors: a key it cannot set
+            raise ConfigError(f"bad override: {str(e).splitlines()[0]}", key=key, file="command line") from None
+    raw: dict[str, Any] = OmegaConf.to_container(merged, resolve=False)  # type: ignore[assignment]
+    raw["resume"] = str(directory)
+    source = raw["scenario"].get("source")
+    return raw, Files.of_saved(str(store.config_path), source if source and Path(source).is_file() else None)
+
+
+def check_resume(saved: dict[str, Any], plan: Plan, finished: list[dict[str, Any]], *, run_dir: str) -> None:
+    """A resumed run must be the same experiment: only free keys may change, and the finished episodes must
+    have the inputs the data gives them now."""
+    a, b = flatten(saved), flatten(plan.raw)
+    diff = sorted(k for k in set(a) | set(b) if not free(k) and a.get(k) != b.get(k) and a.get(k) != "***")
+    if diff:
+        shown = "; ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in diff[:5])
+        raise ConfigError(
+            f"cannot resume {run_dir} with a different configuration ({shown}); only {FREE_TEXT} may change",
+            key=diff[0],
+        )
+    current = {str(e["id"]): e for e in plan.episodes}
+    for r in finished:
+        if r["episode"] in current and same_inputs(current[r["episode"]], r["inputs"]) is False:
+            raise ConfigError(
+                f"episode '{r['episode']}' of {run_dir} was run on other data than scenario.data gives now; "
+                "resume needs the same data (start a new run instead)",
+                key="scenario.data",
+            )
+
+
+def same_inputs(inputs: dict[str, Any], saved: dict[str, Any]) -> bool:
+    """Whether an episode's inputs now are those it was run on (compared as saved: through JSON)."""
+    return bool(json.loads(json.dumps(inputs, default=str)) == saved)

@@ -1,0 +1,140 @@
+"""The typed schema of a run's configuration: the one source of truth for every key (pydantic models validated
+right after Hydra composes the config), and the translation of validation errors into ConfigErrors that name
+the file, the key and what was expected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schola.errors import ConfigError
+from schola.graph import Node
+
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunConfig(Strict):
+    episodes: int | None = Field(None, ge=1, le=10_000_000, description="run the first N episodes; null: all")
+    concurrency: int = Field(8, ge=1, le=100_000, description="episodes in flight")
+
+
+class BudgetConfig(Strict):
+    """Limits for the whole run, across every resume of it."""
+
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost_usd: float | None = Field(None, gt=0)
+    max_requests: int | None = Field(None, ge=1)
+
+
+class CacheConfig(Strict):
+    enabled: bool = True
+    dir: str | None = Field(None, description="null: $SCHOLA_CACHE_DIR or ~/.cache/schola")
+
+
+class StageConfig(BaseModel):
+    """A run-level stage: `fn` names it; every other key is a keyword argument."""
+
+    model_config = ConfigDict(extra="allow")
+    fn: str = Field(description="a generic stage (schola.stages entry point) or <scenario>.<stage>")
+
+
+class GraphSpec(Strict):
+    """A named graph for episodes a stage starts (`ctx.run_episodes(inputs, graph=NAME)`)."""
+
+    inputs: list[str] = Field(default_factory=list, description="the fields those episodes carry")
+    steps: list[Node]
+
+
+class ScenarioConfig(Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="letters, digits, _ - . (it names the run directory)")
+    kind: str | None = Field(None, description="a registered scenario plugin; null: YAML only")
+    variant: str | None = None
+    description: str = ""
+    source: str | None = Field(None, description="the scenario's YAML file (set by the CLI)")
+    data: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    roles: dict[str, dict[str, Any] | list[dict[str, Any]]] = Field(default_factory=dict)
+    init: dict[str, Any] = Field(default_factory=dict, description="initial episode state (loop accumulators)")
+    graph: list[Node] = Field(default_factory=list)
+    graphs: dict[str, GraphSpec] = Field(default_factory=dict, description="more graphs, for stage-run episodes")
+    stages: list[StageConfig] = Field(default_factory=list)
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="variant name -> scenario keys merged over these when selected"
+    )
+    scripted: list[dict[str, Any]] = Field(
+        default_factory=list, description="rules the scripted backend uses for this scenario (its tests)"
+    )
+
+
+class Config(Strict):
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    resume: str | None = None
+    run: RunConfig = Field(default_factory=RunConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    backend: dict[str, Any]
+    backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    scenario: ScenarioConfig
+
+
+@dataclass
+class Files:
+    """Which file each top-level key came from, for error messages."""
+
+    scenario: str = "conf/scenario/?.yaml"
+    backend: str = "conf/backend/?.yaml"
+    config: str = "conf/config.yaml"
+
+    def for_key(self, key: str | None) -> str:
+        head = (key or "").split(".")[0].split("[")[0]
+        return {"scenario": self.scenario, "backend": self.backend}.get(head, self.config)
+
+    @classmethod
+    def from_choices(cls, choices: dict[str, Any], scenario_source: str | None) -> Files:
+        return cls(
+            scenario=scenario_source or f"conf/scenario/{choices.get('scenario')}.yaml",
+            backend=f"conf/backend/{choices.get('backend')}.yaml",
+        )
+
+    @classmethod
+    def of_saved(cls, path: str, scenario_source: str | None) -> Files:
+        """Errors in a run's saved config name that file (or the scenario's own file where it still exists)."""
+        return cls(scenario=scenario_source or path, backend=path, config=path)
+
+
+STEP_KINDS = {"agent", "map", "join", "score", "route"}
+
+
+def validation_error(e: ValidationError, *, prefix: str, files: Files) -> ConfigError:
+    """The first problem of a pydantic error as a ConfigError naming file, key and what was expected."""
+    err = e.errors()[0]
+    loc = prefix
+    for part in err["loc"]:
+        if isinstance(part, int):
+            loc += f"[{part}]"
+        elif not (isinstance(part, str) and part in STEP_KINDS and loc.endswith("]")):
+            loc += ("." if loc else "") + str(part)
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; see `schola check` and the README for the keys)"
+    elif err["type"] == "union_tag_invalid":
+        msg = f"unknown step kind {err.get('input', {}).get('kind')!r}; expected agent, map, join, score or route"
+    elif "input" in err and not isinstance(err["input"], (dict, list)):
+        shown = repr(err["input"])
+        msg += f" (got {shown[:80]}{'...' if len(shown) > 80 else ''})"
+    more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+    return ConfigError(msg + more, key=loc, file=files.for_key(loc))
+
+
+def validate(model: type[BaseModel], value: Any, key: str, files: Files) -> Any:
+    """`model` validated from `value`, or a ConfigError naming `key` in its file."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as e:
+        raise validation_error(e, prefix=key, files=files) from None
