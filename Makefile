@@ -28,9 +28,9 @@ run: install
 # import-linter reads a regular install: the editable one maps agents/, scenarios/ and conf/ in at import time,
 # where grimp cannot see them.
 lint: dev
-	rm -rf build/lint
+	rm -rf build
 	$(BIN)/pip install -q --no-deps --no-build-isolation --target build/lint . 2>/dev/null
-	PYTHONPATH=build/lint $(BIN)/lint-imports
+	cd build/lint && PYTHONPATH=. ../../$(BIN)/lint-imports --config ../../pyproject.toml --no-cache
 
 test: dev lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

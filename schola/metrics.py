@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
-from scipy import stats  # type: ignore[import-untyped, unused-ignore]
 
 N_RESAMPLES = 2000
 RESAMPLE_BYTES = 16 * 2**20  # what one batch of resamples may hold
@@ -82,6 +81,8 @@ def bootstrap_interval(
         return (None, None)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # degenerate resamples are expected and left out below
+        from scipy import stats  # type: ignore[import-untyped, unused-ignore]  # slow to import: on first use
+
         res = stats.bootstrap(
             tuple(data),
             statistic,
@@ -114,6 +115,8 @@ def bootstrap_ci(values: Sequence[float], *, confidence: float = 0.95, seed: int
         return (float(x[0]), float(x[0]))
     alpha = (1 - confidence) / 2
     if np.all((x == 0) | (x == 1)):
+        from scipy import stats  # type: ignore[import-untyped, unused-ignore]
+
         low, high = stats.binom.ppf([alpha, 1 - alpha], len(x), x.mean()) / len(x)
         return (float(low), float(high))
     low_b, high_b = bootstrap_interval((x,), np.mean, seed=seed, confidence=confidence, vectorized=True)

@@ -10,10 +10,12 @@ import re
 from fractions import Fraction
 from typing import Any
 
+from schola.scenario import uses_roles
+
 _NUM = r"-?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_FINAL = re.compile(r"\[\[\s*final answer\s*\]\]\s*:?\s*(.+)", re.I)
-_STATED = re.compile(r"(?:final answer|the answer is|answer\s*:)\s*:?\s*(.+)", re.I)
+_FINAL = re.compile(r"\[\[\s*final answer\s*\]\]\s*:?\s*(.+)", re.IGNORECASE)
+_STATED = re.compile(r"(?:final answer|the answer is|answer\s*:)\s*:?\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(_NUM)
 _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 
@@ -95,37 +97,61 @@ def same_answer(a: str | None, b: str | None) -> bool:
     return normalize(a).lower() == normalize(b).lower()
 
 
+def _aliases(target: Any) -> list[Any]:
+    """A target that is a list or tuple stands for any of its elements."""
+    return list(target) if isinstance(target, (list, tuple)) else [target]
+
+
 def exact_match(prediction: Any, target: Any, *, ignore_case: bool = True) -> float:
-    p, t = str(prediction).strip(), str(target).strip()
-    return float(p.lower() == t.lower() if ignore_case else p == t)
+    """1.0 when `prediction` equals `target` (or any element of a list target), ignoring surrounding spaces."""
+    p = str(prediction).strip()
+    for t in _aliases(target):
+        t = str(t).strip()
+        if (p.lower() == t.lower()) if ignore_case else (p == t):
+            return 1.0
+    return 0.0
 
 
 def numeric_match(prediction: str | None, target: Any, *, strict: bool = False) -> float:
-    """1.0 when the answer extracted from `prediction` equals `target` (numerically when both are numbers)."""
-    return float(same_answer(extract_answer(prediction, strict=strict), str(target)))
+    """1.0 when the answer extracted from `prediction` equals `target` (or any element of a list target),
+    numerically when both are numbers."""
+    found = extract_answer(prediction, strict=strict)
+    return float(any(same_answer(found, str(t)) for t in _aliases(target)))
 
 
-def contains(text: str | None, target: Any, *, ignore_case: bool = True) -> float:
-    """1.0 when any of `target` (a string or list of aliases) occurs in `text`."""
-    items = target if isinstance(target, (list, tuple)) else [target]
-    hay = (text or "").lower() if ignore_case else (text or "")
-    return float(any((str(t).lower() if ignore_case else str(t)) in hay for t in items))
+def contains(text: str | None, target: Any, *, ignore_case: bool = True, word: bool = False) -> float:
+    """1.0 when any of `target` (a string or list of aliases) occurs in `text`. With `word`, only as whole words:
+    "ant" does not match "want"; an alias may hold punctuation ("U.S.") and several words ("New York", matched
+    across any whitespace). An empty alias matches nothing."""
+    hay = text or ""
+    flags = re.IGNORECASE if ignore_case else 0
+    for alias in (str(t) for t in _aliases(target)):
+        if not alias.strip():
+            continue
+        if word:
+            body = r"\s+".join(re.escape(w) for w in alias.split())
+            if re.search(rf"(?<!\w){body}(?!\w)", hay, flags):
+                return 1.0
+        elif (alias.lower() in hay.lower()) if ignore_case else (alias in hay):
+            return 1.0
+    return 0.0
 
 
 def regex(text: str | None, *, pattern: str, group: int | None = None) -> Any:
     """1.0/0.0 whether `pattern` matches; with `group`, the matched group's text (None when no match)."""
-    m = re.search(pattern, text or "", re.S)
+    m = re.search(pattern, text or "", re.DOTALL)
     if group is None:
         return float(m is not None)
     return m.group(group) if m else None
 
 
+@uses_roles("judge")
 async def llm_judge(
     ctx: Any, *, answer: str, rubric: str, question: str = "", judge: str = "judge", scale: float = 10.0
 ) -> float | None:
     """A judge role grades `answer` against `rubric`; the score after 'Score:' divided by `scale` (None if absent)."""
     prompt = f"Question:\n{question}\n\nRubric:\n{rubric}\n\nAnswer:\n{answer}\n\nGrade it. End with 'Score: <0-{scale:g}>'."
-    reply = await ctx.act(judge, prompt)
-    m = re.findall(r"score\s*:\s*(" + _NUM + ")", reply, re.I)
+    reply = (await ctx.act(judge, prompt)).text
+    m = re.findall(r"score\s*:\s*(" + _NUM + ")", reply, re.IGNORECASE)
     value = to_number(m[-1]) if m else None
     return None if value is None else max(0.0, min(1.0, float(value) / scale))

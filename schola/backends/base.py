@@ -273,7 +273,13 @@ class ScholaClient(ChatCompletionClient):
         if not self.has_logprobs:
             return None
         sampling = {"max_tokens": 1, "temperature": 0.0, "top_logprobs": LOGPROB_TOP_K}
-        done, _ = await self._call(self._top_logprobs, to_dicts(messages), sampling, info)
+        try:
+            done, _ = await self._call(self._top_logprobs, to_dicts(messages), sampling, info)
+        except BackendError as e:  # a server without logprobs: estimate from samples from now on
+            if "logprobs" not in str(e):
+                raise
+            self.has_logprobs = False
+            return None
         probs = distribute(done.top_logprobs or [], options)
         return (probs, "logprobs") if probs is not None else None
 

@@ -107,9 +107,9 @@ class EmbeddedClient(ScholaClient):
         seed = int.from_bytes(hashlib.sha256(f"{info.seed}/{info.sample}".encode()).digest()[:4], "big")
 
         def call() -> dict[str, Any]:
-            return llama.create_chat_completion(messages=messages, seed=seed, **sampling)
+            return llama.create_chat_completion(messages=messages, seed=seed, **sampling)  # type: ignore[no-any-return]
 
-        out = await asyncio.get_running_loop().run_in_executor(_WORKER, call)
+        out = await self._in_worker(call)
         usage = out.get("usage") or {}
         choice = out["choices"][0]
         return Completion(
@@ -118,6 +118,62 @@ class EmbeddedClient(ScholaClient):
             completion_tokens=usage.get("completion_tokens", 0),
             finish_reason=choice.get("finish_reason") or "unknown",
         )
+
+    has_logprobs = True
+
+    async def _top_logprobs(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+        """The first answer token's distribution, read from the model's logits after the chat prompt (llama.cpp
+        keeps the last position's logits; asking for logprobs the usual way needs logits for every position)."""
+        llama = self.llama
+        k = int(sampling.get("top_logprobs", 20))
+
+        def call() -> Completion:
+            import llama_cpp
+            import numpy as np
+
+            tokens = llama.tokenize(self._chat_prompt(messages).encode(), add_bos=False, special=True)
+            if len(tokens) >= self.config.n_ctx:
+                raise ValueError(f"Requested tokens ({len(tokens)}) exceed context window of {self.config.n_ctx}")
+            llama.reset()
+            llama.eval(tokens)
+            logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(llama.n_vocab(),))
+            logprobs = logits - logits.max()
+            logprobs = logprobs - np.log(np.exp(logprobs).sum())
+            top = np.argsort(-logprobs)[:k]
+            pairs = [(llama.detokenize([int(i)]).decode("utf-8", errors="replace"), float(logprobs[i])) for i in top]
+            return Completion(text=pairs[0][0], prompt_tokens=len(tokens), completion_tokens=0, top_logprobs=pairs)
+
+        return await self._in_worker(call)
+
+    def _chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        """The model's own chat template applied to `messages`, ready for the assistant's answer."""
+        from llama_cpp import llama_chat_format
+
+        llama = self.llama
+        template = llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise BackendError(f"{self.path.name} has no chat template; option probabilities need one")
+
+        def text(token: int) -> str:
+            return str(llama.detokenize([token]).decode("utf-8", errors="ignore"))
+
+        formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=template, eos_token=text(llama.token_eos()), bos_token=text(llama.token_bos()),
+            add_generation_prompt=True,
+        )  # fmt: skip
+        return str(formatter(messages=messages).prompt)
+
+    async def _in_worker(self, call: Any) -> Any:
+        """Run `call` on the model's one worker thread; a prompt longer than the context is a clear error."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(_WORKER, call)
+        except ValueError as e:
+            if "context window" not in str(e) and "exceed" not in str(e):
+                raise
+            raise BackendError(
+                f"backend '{self.name}': the prompt does not fit the model's context ({e}); shorten the prompt, "
+                f"lower max_tokens or raise backend.n_ctx (now {self.config.n_ctx})"
+            ) from None
 
     def count_tokens(self, messages: Any, *, tools: Any = []) -> int:
         text = "\n".join(m["content"] for m in to_dicts(messages))

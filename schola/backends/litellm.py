@@ -94,6 +94,30 @@ class LiteLLMClient(ScholaClient):
         done.cost_usd = self._cost(litellm, response, done)
         return done
 
+    has_logprobs = True
+
+    async def _top_logprobs(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+        """One token with its top alternatives (`logprobs`/`top_logprobs` of the OpenAI API; vLLM, llama.cpp's
+        server and OpenAI answer them). A server that does not is a BackendError, and the role falls back to
+        samples."""
+        litellm = import_litellm()
+        try:
+            response = await litellm.acompletion(
+                model=self.model, messages=messages, api_base=self.base_url, api_key=self.api_key,
+                timeout=self.config.timeout_s, num_retries=0, max_tokens=1, temperature=0.0, logprobs=True,
+                top_logprobs=int(sampling.get("top_logprobs", 20)), **self.config.extra,
+            )  # fmt: skip
+        except Exception as e:
+            raise self._classify(litellm, e) from None
+        choice = response.choices[0]
+        content = getattr(getattr(choice, "logprobs", None), "content", None) or []
+        if not content or not getattr(content[0], "top_logprobs", None):
+            raise BackendError(f"{self.base_url or self.model} returned no logprobs")
+        pairs = [(str(t.token), float(t.logprob)) for t in content[0].top_logprobs]
+        usage = getattr(response, "usage", None)
+        return Completion(text=choice.message.content or "", prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                          completion_tokens=getattr(usage, "completion_tokens", 0) or 0, top_logprobs=pairs)  # fmt: skip
+
     def _cost(self, litellm: Any, response: Any, done: Completion) -> float:
         if self.config.cost_per_1k_tokens:
             p, c = self.config.cost_per_1k_tokens

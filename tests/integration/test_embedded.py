@@ -60,3 +60,28 @@ def test_lbt_runs_end_to_end_on_the_embedded_model(cli: Any, tmp_path: Path) -> 
     assert all(t["completion_tokens"] > 0 for t in lines)
     rows = json.loads((tmp_path / "r" / "metrics.json").read_text())["metrics"]
     assert {r["labels"].get("rule") for r in rows if r["name"] == "accuracy"} == {"MAJ", "MAX", "SUM", "AVG"}
+
+
+async def test_option_probabilities_come_from_the_models_logits() -> None:
+    from autogen_core.models import SystemMessage
+
+    client = EmbeddedClient()
+    question = [SystemMessage(content="Answer with yes or no."),
+                UserMessage(content="Is Paris the capital of France? Answer yes or no.", source="user")]  # fmt: skip
+    found = await client.option_probs(question, ["yes", "no"], info=CallInfo(role="student"))
+    assert found is not None
+    probs, source = found
+    assert source == "logprobs" and sum(probs.values()) == pytest.approx(1.0)
+    assert 0.0 < probs["yes"] < 1.0 and 0.0 < probs["no"] < 1.0  # both are among the first token's top choices
+    again = await client.option_probs(question, ["yes", "no"], info=CallInfo(role="student"))
+    assert again == found  # deterministic: the logits, not a sample
+    reply = await client.create(question, extra_create_args=args(0, temperature=0.0))
+    assert reply.content  # the model still answers normally after the logits were read
+
+
+async def test_a_prompt_longer_than_the_context_is_a_clear_backend_error() -> None:
+    from schola.errors import BackendError
+
+    client = EmbeddedClient({"n_ctx": 256})
+    with pytest.raises(BackendError, match="does not fit the model's context.*backend.n_ctx"):
+        await client.create([UserMessage(content="word " * 2000, source="user")], extra_create_args=args(0))

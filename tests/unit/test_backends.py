@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,87 @@ async def test_autogen_assistant_agent_runs_on_a_schola_backend() -> None:
     result = await agent.run(task="What is the capital of France?")
     assert result.messages[-1].content == "Paris is the capital."
     assert client.ledger.total().requests == 1
+
+
+async def test_an_outside_cancel_in_the_same_tick_as_a_timeout_stays_a_cancel() -> None:
+    from schola.backends.base import Watchdog
+
+    watchdog = Watchdog(10.0)
+    task = asyncio.ensure_future(watchdog.run(asyncio.sleep(10)))
+    await asyncio.sleep(0)  # the request is waiting on its reply
+    watchdog.expired.add(task)  # what the watchdog does at the deadline ...
+    task.cancel()
+    task.cancel()  # ... and Ctrl-C (or a failing sibling) in the same tick
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    alone = asyncio.ensure_future(watchdog.run(asyncio.sleep(10)))
+    await asyncio.sleep(0)
+    watchdog.expired.add(alone)
+    alone.cancel()  # the deadline alone is a timeout, retried as a transient error
+    with pytest.raises(TimeoutError):
+        await alone
+
+
+async def test_two_autogen_clients_that_differ_anywhere_never_share_a_cached_reply(tmp_path: Path) -> None:
+    from schola.backends.autogen import AutoGenClient
+
+    cache = Cache(tmp_path)
+    replay = "autogen_ext.models.replay.ReplayChatCompletionClient"
+    a = AutoGenClient({"provider": replay, "config": {"chat_completions": ["from A"]}}, cache=cache)
+    b = AutoGenClient({"provider": replay, "config": {"chat_completions": ["from B"]}}, cache=cache)
+    assert a.identity != b.identity
+    first = await a.create(MSG, extra_create_args=args())
+    second = await b.create(MSG, extra_create_args=args())
+    assert (first.content, second.content, second.cached) == ("from A", "from B", False)
+
+
+def test_an_autogen_provider_outside_autogen_is_refused_by_the_schema() -> None:
+    from pydantic import ValidationError
+
+    from schola.backends.autogen import AutoGenConfig
+
+    with pytest.raises(ValidationError, match="expected an AutoGen client class"):
+        AutoGenConfig.model_validate({"provider": "os.system"})
+
+
+@pytest.mark.parametrize(("header", "expected"), [("3", 3.0), ("0.5", 0.5), ("soon", None), (None, None)])
+def test_retry_after_is_read_in_seconds_or_as_a_date(header: str | None, expected: float | None) -> None:
+    from email.utils import formatdate
+
+    from schola.backends.base import retry_after_seconds
+
+    assert retry_after_seconds({"retry-after": header} if header else {}) == expected
+    in_two_minutes = retry_after_seconds({"Retry-After": formatdate(time.time() + 120, usegmt=True)})
+    assert in_two_minutes is not None and 100 < in_two_minutes <= 120
+
+
+async def test_every_request_gets_the_backends_max_tokens_unless_the_role_sets_one() -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Recording(Flaky):
+        async def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+            seen.append(sampling)
+            return await super()._complete(messages, sampling, info)
+
+    client = Recording(config={"max_tokens": 64})
+    await client.create(MSG, extra_create_args=args())
+    await client.create(MSG, extra_create_args=args(max_tokens=8))
+    assert [s["max_tokens"] for s in seen] == [64, 8]
+
+
+def test_the_vllm_backend_attaches_when_given_a_base_url_and_manages_a_server_otherwise() -> None:
+    from schola.backends.vllm import VLLMClient
+
+    assert not VLLMClient({"base_url": "http://127.0.0.1:8000/v1"}).managed
+    assert VLLMClient({}).managed
+
+
+async def test_option_probabilities_come_from_the_first_tokens_top_logprobs() -> None:
+    import math
+
+    from schola.backends.base import distribute
+
+    top = [(" Yes", math.log(0.6)), ("yes", math.log(0.1)), (" No", math.log(0.2)), ("Maybe", math.log(0.1))]
+    assert distribute(top, ["yes", "no"]) == pytest.approx({"yes": 0.7 / 0.9, "no": 0.2 / 0.9})
+    assert distribute([("(B", 0.0)], ["A", "B"]) == {"A": 0.0, "B": 1.0}
+    assert distribute([("Perhaps", 0.0)], ["A", "B"]) is None

@@ -322,3 +322,62 @@ def test_ctrl_c_keeps_finished_episodes_and_the_run_resumes(tmp_path: Path) -> N
     resumed = subprocess.run(cmd[:4] + [f"resume={run}"], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert [r["episode"] for r in read_jsonl(run / "results.jsonl")] == ["tp0", "tp1", "tp2", "tp3"]
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"- a list\n- not a config\n", b"scenario: {name: x\n", b"seed: 1\n", b"\xff\xfe bad bytes"]
+)
+def test_a_damaged_or_foreign_config_yaml_in_a_run_directory_is_a_config_error(
+    cli: Any, tmp_path: Path, content: bytes
+) -> None:
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_bytes(content)
+    code, out = cli("run", f"resume={run}")
+    assert code == 2, out
+    assert str(run / "config.yaml") in out and "Traceback" not in out
+
+
+def test_options_may_come_anywhere_among_the_arguments(cli: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "conf"
+    (folder / "scenario").mkdir(parents=True)
+    (folder / "scenario" / "peer.yaml").write_text(PEER_REVIEW)
+    path = tmp_path / "peer_review.yaml"
+    path.write_text(PEER_REVIEW)
+    code, out = cli("run", str(path), "-m", *SCRIPTED, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert code == 0, out
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1"]
+    code, out = cli("check", "scenario=peer", "--config-dir", str(folder), *SCRIPTED, "seed=3")
+    assert code == 0 and "peer_review" in out, out
+
+
+def test_the_available_scenarios_hint_includes_config_dir_ones(cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "conf" / "scenario").mkdir(parents=True)
+    (tmp_path / "conf" / "scenario" / "mine.yaml").write_text(PEER_REVIEW)
+    code, out = cli("check", "--config-dir", str(tmp_path / "conf"), "scenario=nope", *SCRIPTED)
+    assert code == 2 and "mine" in out.split("available scenarios:")[1] and "lbt" in out
+
+
+def test_list_shows_each_scenarios_scorers_stages_and_data_keys(cli: Any) -> None:
+    from schola.cli import describe
+
+    code, out = cli("list")
+    assert code == 0
+    assert "paired_difference" in out and "agreement" in out  # the generic stages
+    line = describe("scenarios", plugins.scenarios.get("lbt"))
+    assert "scorers: answer; stages: select; data: generator, problems, variants, path, link" in line
+
+
+@pytest.mark.parametrize("directory", ["missing", "a-file"])
+def test_config_dir_must_be_a_folder(cli: Any, tmp_path: Path, directory: str) -> None:
+    (tmp_path / "a-file").write_text("x")
+    code, out = cli("check", "--config-dir", str(tmp_path / directory), *SCRIPTED)
+    assert code == 2 and f"--config-dir {tmp_path / directory}" in out
+
+
+def test_a_users_file_named_like_a_builtin_runs_the_users_file(cli: Any, tmp_path: Path) -> None:
+    weird = tmp_path / "odd, [name]=ü"
+    weird.mkdir()
+    (weird / "lbt.YAML").write_text(PEER_REVIEW)
+    code, out = cli("check", str(weird / "lbt.YAML"), *SCRIPTED)
+    assert code == 0 and "peer_review" in out, out

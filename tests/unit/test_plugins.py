@@ -60,3 +60,10 @@ def test_list_shows_plugins_with_their_package_and_reports_a_broken_one(plugin_p
     assert "parrot" in done.stdout and "counting" in done.stdout and "schola-echo-plugin 0.0.1" in done.stdout
     assert "broken" in done.stdout and "failed to load" in done.stdout and "ModuleNotFoundError" in done.stdout
     assert "teacher" in done.stdout  # the rest still load
+
+
+def test_a_scenario_plugin_ships_its_default_yaml_so_it_runs_by_name(plugin_path: Path, tmp_path: Path) -> None:
+    done = schola("run", "scenario=counting", "backend=scripted", "hydra.run.dir=out", plugin=plugin_path, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    metrics = {r["name"]: r for r in json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"]}
+    assert metrics["echoed"]["n"] == 3 and metrics["episodes_seen"]["value"] == 3.0
