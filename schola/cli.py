@@ -102,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[command](ns)
     except ScholaError as e:
-        if debug:
-            raise
+        if debug:  # the traceback, with every secret typed on the command line masked
+            import traceback
+
+            err.print(redact(traceback.format_exc(), _SECRETS), markup=False, highlight=False)
         fail("error", str(e))
         return e.exit_code
     except KeyboardInterrupt:

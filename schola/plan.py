@@ -254,9 +254,33 @@ def _check_reads(graph: Graph, episodes: list[dict[str, Any]], fields: set[str],
 
 
 def _check_scorer_roles(plan: Plan, graph: Graph) -> None:
-    """A scorer that calls roles (llm_judge's judge) needs them in the scenario."""
+    """Every score step gives its scorer the arguments it needs and no others, and a scorer that asks roles
+    (llm_judge's judge) finds them in the scenario."""
     for key, node in graph.score_steps():
         fn = find_scorer(plan.scenario, node.scorer)
+        given = set(node.inputs) | set(node.params)
+        if clash := set(node.inputs) & set(node.params):
+            raise ConfigError(f"'{sorted(clash)[0]}' is given both as an input and a param", key=key, file=plan.files.scenario)
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            params = {}
+        if params and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            takes = {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL} - {"ctx"}
+            needed = {n for n in takes if params[n].default is inspect.Parameter.empty}
+            if missing := needed - given:
+                raise ConfigError(
+                    f"scorer '{node.scorer}' needs {', '.join(sorted(missing))} (in inputs: or params:); "
+                    f"it takes {', '.join(sorted(takes))}",
+                    key=key,
+                    file=plan.files.scenario,
+                )
+            if unknown := given - takes:
+                raise ConfigError(
+                    f"scorer '{node.scorer}' takes no {', '.join(sorted(unknown))}; it takes {', '.join(sorted(takes))}",
+                    key=key,
+                    file=plan.files.scenario,
+                )
         for role in roles_used_by(fn, node.params):
             if role not in plan.roles:
                 raise ConfigError(

@@ -125,11 +125,17 @@ def validation_error(e: ValidationError, *, prefix: str, files: Files) -> Config
         msg = "unknown key (check the spelling; see `schola check` and the README for the keys)"
     elif err["type"] == "union_tag_invalid":
         msg = f"unknown step kind {err.get('input', {}).get('kind')!r}; expected agent, map, join, score or route"
-    elif "input" in err and not isinstance(err["input"], (dict, list)):
+    elif "input" in err and not isinstance(err["input"], (dict, list)) and not _secret(loc, err["input"]):
         shown = repr(err["input"])
         msg += f" (got {shown[:80]}{'...' if len(shown) > 80 else ''})"
     more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
     return ConfigError(msg + more, key=loc, file=files.for_key(loc))
+
+
+def _secret(key: str, value: Any) -> bool:
+    from schola.secrets import SECRET_KEY, looks_like_key
+
+    return bool(SECRET_KEY.search(key.split(".")[-1])) or (isinstance(value, str) and looks_like_key(value))
 
 
 def validate(model: type[BaseModel], value: Any, key: str, files: Files) -> Any:

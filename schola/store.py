@@ -120,9 +120,10 @@ class RunStore:
 
     def prepare_resume(self) -> list[dict[str, Any]]:
         """Keep finished episodes; drop transcript lines of the others (and any torn or damaged line)."""
-        path = self.dir / "results.jsonl"
-        if path.exists() and not path.is_file():
-            raise ConfigError(f"{path} is not a file", key="resume")
+        for name in ("results.jsonl", "transcript.jsonl", "ledger.json"):
+            path = self.dir / name
+            if path.exists() and not path.is_file():
+                raise ConfigError(f"{path} is not a file; this run directory is damaged", key="resume")
         done = self.results()
         self._rewrite("results.jsonl", done)
         keep = {r["episode"] for r in done}  # stages run again on resume and log their calls again
@@ -145,7 +146,7 @@ class RunStore:
         self.write_json("metrics.json", {"scenario": scenario, "metrics": rows, **extra})
 
     def write_status(self, **status: Any) -> None:
-        self.write_json("status.json", status)
+        self.write_json("status.json", redact_config(status))
 
     def write_ledger(self, ledger: dict[str, Any], *, wall_s: float, every_s: float = 0.0) -> None:
         """Save the run's usage (seeded again on resume); at most once per `every_s` seconds."""

@@ -26,11 +26,11 @@ from autogen_core.models import (
     UserMessage,
 )
 from autogen_core.tools import Tool, ToolSchema
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schola.backends.cache import Cache, cache_key
 from schola.errors import BackendError, TransientBackendError
-from schola.secrets import redact
+from schola.secrets import check_env_name, redact
 from schola.types import CallInfo, Ledger
 
 SAMPLING_KEYS = ("temperature", "max_tokens", "top_p", "top_k", "stop", "presence_penalty", "frequency_penalty")
@@ -52,6 +52,14 @@ class BackendConfig(BaseModel):
     max_tokens: int | None = Field(
         512, ge=1, le=1_000_000, description="completion tokens per reply unless a role or step sets max_tokens"
     )
+
+    @model_validator(mode="after")
+    def _key_names(self) -> BackendConfig:
+        """`api_key_env` holds the NAME of a variable: a key typed there is refused, never echoed."""
+        name = getattr(self, "api_key_env", None)
+        if isinstance(name, str) and (problem := check_env_name(name)):
+            raise ValueError(f"api_key_env: {problem}")
+        return self
 
 
 @dataclass

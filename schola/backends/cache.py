@@ -7,8 +7,11 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
+
+from schola.errors import ConfigError
 
 
 def default_cache_dir() -> Path:
@@ -36,12 +39,24 @@ class Cache:
 
     def __init__(self, directory: str | Path, *, batch: int = 256, preload_keys: int = 200_000) -> None:
         path = Path(directory).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
         self.path = path / "cache.sqlite"
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL DEFAULT 0)"
+            )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(replies)")}
+            if "created" not in columns:  # a cache written before replies were dated
+                self._db.execute("ALTER TABLE replies ADD COLUMN created REAL DEFAULT 0")
+        except (OSError, sqlite3.Error) as e:
+            raise ConfigError(
+                f"cannot use the response cache at {path}: {e} (set cache.dir to a writable folder, or "
+                "cache.enabled=false)",
+                key="cache.dir",
+            ) from None
         self._pending: dict[str, str] = {}
         self._batch = batch
         self._lock = threading.Lock()
@@ -75,11 +90,58 @@ class Cache:
         with self._lock:
             if not self._pending:
                 return
-            rows, self._pending = list(self._pending.items()), {}
-            self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO replies (key, value) VALUES (?, ?)", rows)
+            now = time.time()
+            rows = [(k, v, now) for k, v in self._pending.items()]
+            self._pending = {}
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR REPLACE INTO replies (key, value, created) VALUES (?, ?, ?)", rows)
             self._db.execute("COMMIT")
 
     def close(self) -> None:
         self.flush()
         self._db.close()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @classmethod
+    def open_existing(cls, directory: str | Path) -> Cache:
+        """The cache in `directory` (for `schola cache`); a ConfigError when there is none."""
+        if not (Path(directory).expanduser() / "cache.sqlite").is_file():
+            raise ConfigError(f"no response cache in {directory}", key="cache.dir")
+        return cls(directory, preload_keys=0)
+
+    def info(self) -> dict[str, Any]:
+        """How many replies the cache holds and how much disk it takes."""
+        self.flush()
+        replies, oldest = self._db.execute("SELECT count(*), min(created) FROM replies").fetchone()
+        size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+        return {"replies": replies, "bytes": size, "oldest": oldest}
+
+    def prune(self, *, older_than_days: float | None = None, max_mb: float | None = None) -> int:
+        """Remove replies older than `older_than_days`, then the oldest until the store fits `max_mb`; returns
+        how many were removed. The file shrinks (VACUUM) afterwards."""
+        self.flush()
+        before = self._db.execute("SELECT count(*) FROM replies").fetchone()[0]
+        if older_than_days is not None:
+            self._db.execute("DELETE FROM replies WHERE created < ?", (time.time() - older_than_days * 86400,))
+        if max_mb is not None:
+            budget = max_mb * 1e6
+            total = self._db.execute("SELECT coalesce(sum(length(key) + length(value)), 0) FROM replies").fetchone()[0]
+            if total > budget:
+                rows = self._db.execute("SELECT key, length(key) + length(value) FROM replies ORDER BY created").fetchall()
+                drop = []
+                for key, size in rows:
+                    if total <= budget:
+                        break
+                    drop.append((key,))
+                    total -= size
+                self._db.executemany("DELETE FROM replies WHERE key = ?", drop)
+        removed = int(before - self._db.execute("SELECT count(*) FROM replies").fetchone()[0])
+        self._db.execute("VACUUM")
+        if self._keys is not None:
+            self._keys = {k for (k,) in self._db.execute("SELECT key FROM replies")}
+        return removed

@@ -268,3 +268,44 @@ async def test_option_probabilities_come_from_the_first_tokens_top_logprobs() ->
     assert distribute(top, ["yes", "no"]) == pytest.approx({"yes": 0.7 / 0.9, "no": 0.2 / 0.9})
     assert distribute([("(B", 0.0)], ["A", "B"]) == {"A": 0.0, "B": 1.0}
     assert distribute([("Perhaps", 0.0)], ["A", "B"]) is None
+
+
+def test_cache_info_and_prune_by_age_and_size(tmp_path: Path, cli: Any) -> None:
+    cache = Cache(tmp_path)
+    for i in range(50):
+        cache.put(f"k{i}", {"text": "x" * 1000})
+    cache.close()
+    code, out = cli("cache", "info", "--dir", str(tmp_path))
+    assert code == 0 and "50 replies" in out
+    code, out = cli("cache", "prune", "--dir", str(tmp_path), "--max-mb", "0.02")
+    assert code == 0 and "removed" in out
+    with Cache.open_existing(tmp_path) as c:
+        kept = c.info()["replies"]
+    assert 10 <= kept < 50
+    code, out = cli("cache", "prune", "--dir", str(tmp_path), "--older-than-days", "0")
+    with Cache.open_existing(tmp_path) as c:
+        assert c.info()["replies"] == 0
+
+
+def test_an_unusable_cache_dir_is_a_config_error(tmp_path: Path) -> None:
+    from schola.errors import ConfigError
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="cannot use the response cache"):
+        Cache(tmp_path / "file" / "sub")
+
+
+def test_two_processes_share_one_cache_without_corrupting_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom schola.backends.cache import Cache\n"
+        "c = Cache(sys.argv[1], batch=7)\n"
+        "[c.put(f'{sys.argv[2]}-{i}', {'text': str(i)}) for i in range(500)]\nc.close()\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), name]) for name in ("a", "b")]
+    assert [p.wait(60) for p in procs] == [0, 0]
+    with Cache.open_existing(tmp_path) as c:
+        assert c.info()["replies"] == 1000
+        assert c.get("a-499") == {"text": "499"} and c.get("b-0") == {"text": "0"}
