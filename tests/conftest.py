@@ -18,11 +18,19 @@ __all__ = ["SCRIPTED", "free_port", "read_jsonl"]
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own cache and working directory (runs/ lands there)."""
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own cache and working directory (runs/ lands there), and plugins it registers
+    in-process are forgotten after it."""
+    from schola import plugins
+
     monkeypatch.setenv("SCHOLA_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    before = {kind: set(reg._loaded) for kind, reg in plugins.ALL.items()}
+    yield tmp_path
+    for kind, reg in plugins.ALL.items():
+        for name in set(reg._loaded) - before[kind]:
+            if reg.origin(name) == "registered in-process":
+                reg.unregister(name)
 
 
 class CLI:

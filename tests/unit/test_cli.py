@@ -289,8 +289,15 @@ class Failing(ScholaClient):
         return Completion(text="[[Final Answer]]: $1$", prompt_tokens=1, completion_tokens=1)
 
 
-def test_backend_failure_mid_run_keeps_finished_episodes_and_resumes(cli: Any, tmp_path: Path) -> None:
-    plugins.backends.register("failing", Failing)
+@pytest.fixture
+def failing_backend() -> Any:
+    with plugins.backends.registered("failing", Failing):
+        yield Failing
+
+
+def test_backend_failure_mid_run_keeps_finished_episodes_and_resumes(
+    cli: Any, tmp_path: Path, failing_backend: Any
+) -> None:
     run = tmp_path / "r"
     Failing.broken, Failing.calls = True, 0
     code, out = cli(*LBT, "backend={kind: failing}", "run.concurrency=1", f"hydra.run.dir={run}", "cache.enabled=false")
@@ -305,21 +312,31 @@ def test_backend_failure_mid_run_keeps_finished_episodes_and_resumes(cli: Any, t
     assert Failing.calls == 36  # the three unfinished episodes, nothing redone
 
 
+def wait_for(predicate: Any, *, timeout: float, what: str) -> None:
+    """Poll `predicate` until it holds; fail the test (never hang) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout}s for {what}")
+        time.sleep(0.02)
+
+
 def test_ctrl_c_keeps_finished_episodes_and_the_run_resumes(tmp_path: Path) -> None:
     run = tmp_path / "r"
-    cmd = [sys.executable, "-m", "schola.cli", "run", *LBT[1:], "backend.latency_s=0.2", "run.concurrency=1", f"hydra.run.dir={run}"]
+    cmd = [sys.executable, "-m", "schola.cli", "run", *LBT[1:], "backend.latency_s=0.05", "run.concurrency=1", f"hydra.run.dir={run}"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (run / "results.jsonl").exists() or not (run / "results.jsonl").read_text():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    output = proc.communicate(timeout=30)[0].decode()
+    try:
+        wait_for(lambda: bool(read_jsonl(run / "results.jsonl")), timeout=60, what="the first finished episode")
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=30)[0].decode()
+    finally:
+        proc.kill()
     assert proc.returncode == 130, output
     assert "Traceback" not in output
     finished = read_jsonl(run / "results.jsonl")
     assert 1 <= len(finished) < 4
-    resumed = subprocess.run(cmd[:4] + [f"resume={run}"], env=env, capture_output=True, text=True)
+    resumed = subprocess.run(cmd[:4] + [f"resume={run}"], env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert [r["episode"] for r in read_jsonl(run / "results.jsonl")] == ["tp0", "tp1", "tp2", "tp3"]
 
