@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # A native llama.cpp build crashes on these CPUs; NATIVE=OFF still uses AVX2/FMA.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: run test install dev lint bench clean
+.PHONY: run test install dev lint browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,16 @@ run: install
 # where grimp cannot see them.
 lint: dev
 	rm -rf build
-	$(BIN)/pip install -q --no-deps --no-build-isolation --target build/lint . 2>/dev/null
+	$(BIN)/pip install -q --no-deps --no-build-isolation --target build/lint . 2>/dev/null; rm -rf *.egg-info
 	cd build/lint && PYTHONPATH=. ../../$(BIN)/lint-imports --config ../../pyproject.toml --no-cache
 
-test: dev lint
+# The viewer's browser tests drive Debian's Chromium; install it when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+test: dev lint browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: dev

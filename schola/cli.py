@@ -1,4 +1,4 @@
-"""schola run / check / list / show / report / train / cache.
+"""schola run / check / list / show / report / view / train / cache.
 
 Exit codes: 0 ok, 1 a bug (in Schola or a plugin), 2 configuration, 3 backend, 4 budget reached, 130 interrupted.
 No traceback unless --debug. Heavy imports happen inside the command that needs them, so `show`, `report` and
@@ -30,6 +30,7 @@ schola check [SCENARIO.yaml] [--config-dir DIR] [KEY=VALUE ...]      validate co
 schola list                                                          registered roles, scenarios, scorers, stages, backends
 schola show RUN_DIR                                                  metrics of a finished or stopped run
 schola report DIR                                                    one table (+ CSV, PNG) over every run under DIR
+schola view RUN_OR_SWEEP_DIR [--out FILE.html] [--open]              a self-contained HTML report and transcript viewer
 schola train sft|dpo EXPORT.jsonl --model MODEL [--out DIR] [...]    fine-tune a model on a run's export (schola[train])
 schola cache info|prune [--older-than-days N] [--max-mb N]           the response cache
 
@@ -55,7 +56,7 @@ err = _console(stderr=True)
 _SECRETS: list[str] = []  # values typed on the command line that must not be echoed back
 
 
-COMMANDS = ("run", "check", "list", "show", "report", "train", "cache")
+COMMANDS = ("run", "check", "list", "show", "report", "view", "train", "cache")
 
 
 def parser(command: str) -> argparse.ArgumentParser:
@@ -89,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         fail("error", f"unknown command '{command}'; expected one of {', '.join(COMMANDS)} (schola --help)")
         return 2
-    if command == "train":  # its options belong to the trainer
-        ns = argparse.Namespace(command="train", rest=rest, debug=debug)
+    if command in ("train", "view"):  # their options are their own
+        ns = argparse.Namespace(command=command, rest=rest, debug=debug)
     else:
         try:
             ns = parser(command).parse_intermixed_args(rest)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if e.code in (0, None) else 2
         ns.command, ns.debug = command, debug or ns.debug
     commands = {"run": cmd_run, "check": cmd_check, "list": cmd_list, "show": cmd_show, "report": cmd_report,
-                "train": cmd_train, "cache": cmd_cache}  # fmt: skip
+                "view": cmd_view, "train": cmd_train, "cache": cmd_cache}  # fmt: skip
     try:
         return commands[command](ns)
     except ScholaError as e:
@@ -220,6 +221,7 @@ def launch_sweep(ns: argparse.Namespace) -> int:
             codes.append(code)
             return code
 
+        setup_logging()
         argv = sys.argv
         sys.argv = ["schola", "-m", *folders.overrides, *searchpath_override(folders.dirs)]
         try:
@@ -255,9 +257,15 @@ def run_job(cfg: Any, *, debug: bool) -> int:
 
 
 def finish(outcome: Outcome) -> int:
-    """Print the results table, why a run stopped and how to continue it, and the run directory."""
+    """Write report.html; print the results table, why a run stopped and how to continue it, and the run
+    directory."""
     from schola.report import metrics_table
+    from schola.view import write_report
 
+    try:
+        write_report(outcome.run_dir)
+    except Exception as e:  # the viewer never changes a run's outcome
+        logging.getLogger("schola").warning("report.html not written: %s", e)
     out.print(metrics_table(outcome.run_dir))
     if outcome.exit_code:
         fail(outcome.status, f"{outcome.message}" + (f" — {outcome.hint}" if outcome.hint else ""))
@@ -265,9 +273,25 @@ def finish(outcome: Outcome) -> int:
     return outcome.exit_code
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (a notebook or a test may swap it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    root = logging.getLogger()
+    if not any(isinstance(h, _Stderr) for h in root.handlers):
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
     for noisy in ("LiteLLM", "litellm", "httpx", "openai", "autogen_core", "autogen_core.events"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -362,6 +386,12 @@ def cmd_report(ns: argparse.Namespace) -> int:
     out.print(table)
     out.print(f"written: {escape(str(csv_path))}, {escape(str(png))}")
     return 0
+
+
+def cmd_view(ns: argparse.Namespace) -> int:
+    from schola.view import main as view_main
+
+    return int(view_main(list(ns.rest)))
 
 
 def cmd_train(ns: argparse.Namespace) -> int:

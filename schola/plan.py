@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +44,12 @@ class Plan:
         return self.episodes[: self.config.run.episodes] if self.config.run.episodes else self.episodes
 
     def find_scorer(self, name: str) -> Callable[..., Any]:
-        return find_scorer(self.scenario, name)
+        found: Callable[..., Any] = find_scorer(self.scenario, name)
+        return found
 
     def find_stage(self, name: str) -> Callable[..., Any]:
-        return find_stage(self.scenario, name)
+        found: Callable[..., Any] = find_stage(self.scenario, name)
+        return found
 
     def graph_named(self, name: str | None) -> Graph:
         if name is None:
@@ -67,7 +69,8 @@ def _own(scenario: Scenario, kind: str, name: str) -> Any:
 
 def find_scorer(scenario: Scenario, name: str, *, key: str | None = None, file: str | None = None) -> Any:
     """`<scenario>.<scorer>` from the scenario plugin, else a registered scorer."""
-    return _own(scenario, "scorers", name) or plugins.scorers.get(name, key=key, file=file)
+    found: Callable[..., Any] = _own(scenario, "scorers", name) or plugins.scorers.get(name, key=key, file=file)
+    return found
 
 
 def find_stage(scenario: Scenario, name: str, *, key: str | None = None, file: str | None = None) -> Any:
@@ -262,7 +265,7 @@ def _check_scorer_roles(plan: Plan, graph: Graph) -> None:
         if clash := set(node.inputs) & set(node.params):
             raise ConfigError(f"'{sorted(clash)[0]}' is given both as an input and a param", key=key, file=plan.files.scenario)
         try:
-            params = inspect.signature(fn).parameters
+            params: Mapping[str, inspect.Parameter] = inspect.signature(fn).parameters
         except (TypeError, ValueError):
             params = {}
         if params and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

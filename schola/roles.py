@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
+from autogen_core.models import ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from schola import templates
@@ -75,7 +75,7 @@ class Role:
     def __init__(self, name: str, config: RoleConfig, client: ChatCompletionClient | None, *, seed: int = 0) -> None:
         self.name, self.config, self.client, self.seed = name, config, client, seed
         self.system = templates.render(config.system or self.system_prompt, {"persona": config.persona, "name": name})
-        self._system = [SystemMessage(content=self.system)] if self.system.strip() else []
+        self._system: list[LLMMessage] = [SystemMessage(content=self.system)] if self.system.strip() else []
 
     def describe(self) -> dict[str, Any]:
         """What templates see as `roles.<name>`."""
@@ -94,7 +94,7 @@ class Role:
         role without a model."""
         if self.client is None:
             raise NotImplementedError(f"role '{self.name}' has no backend and does not override act()")
-        messages = [*self._system, UserMessage(content=prompt, source="user")]
+        messages: list[LLMMessage] = [*self._system, UserMessage(content=prompt, source="user")]
         args: dict[str, Any] = {**self.config.sampling, **(sampling or {})}
         info = CallInfo(role=self.name, sample=sample, seed=self.seed)
         if isinstance(self.client, ScholaClient):

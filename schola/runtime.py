@@ -153,6 +153,7 @@ class Runner:
         self.init = {**(plan.graph.init() if plan.graph else {}), **cfg.scenario.init}
         self.results: list[dict[str, Any]] = []
         self._finished: dict[str, dict[str, Any]] = {}
+        self._rank: dict[str, int] = {}  # the order episodes were asked for: stages see results in it
         self._stage_rounds = 0
         self.exports: list[dict[str, Any]] = []
         self.total = 0
@@ -202,8 +203,16 @@ class Runner:
             while queue:
                 await self.run_episode(queue.pop(), graph=graph, graph_obj=g, round=round)
 
+        for eid in ids:
+            self._rank.setdefault(eid, len(self._rank))
         await gather_all([worker() for _ in range(min(self.plan.config.run.concurrency, len(todo)))])
+        self._in_order()
         return [self._finished[eid] for eid in ids]
+
+    def _in_order(self) -> None:
+        """Results in the order their episodes were asked for, not the order they finished in (which varies
+        with timing and across resumes): a stage's metrics, bootstrap CIs included, never depend on it."""
+        self.results.sort(key=lambda r: self._rank.get(r["episode"], len(self._rank)))
 
     async def run_episode(
         self, inputs: dict[str, Any], *, graph: str | None = None, graph_obj: Any = None, round: int = 0
@@ -283,6 +292,8 @@ class Runner:
             self.ledger.seed(saved)
             self._wall_before = float(saved.get("wall_s", 0.0))
         todo = [e for e in episodes if str(e["id"]) not in self._finished]
+        for e in episodes:
+            self._rank.setdefault(str(e["id"]), len(self._rank))
         self.total = len(episodes)
         if self._finished:
             log.info("resuming %s: %d episodes already finished", self.store.dir, len(self._finished))
@@ -346,7 +357,11 @@ class Runner:
             loop.add_signal_handler(signal.SIGTERM, lambda: task.cancel() if task else None)
         except (NotImplementedError, RuntimeError):
             return lambda: None
-        return lambda: loop.remove_signal_handler(signal.SIGTERM)
+
+        def undo() -> None:
+            loop.remove_signal_handler(signal.SIGTERM)
+
+        return undo
 
     async def preflight(self) -> None:
         """Every backend a role uses answers before the first episode (seconds, not minutes of retries)."""
@@ -379,6 +394,7 @@ class Runner:
 
     async def stages(self) -> list[MetricRow]:
         """The run-level stages, then a row per episode score over every episode (rounds included)."""
+        self._in_order()
         rows: list[MetricRow] = []
         for st in self.plan.config.scenario.stages:
             fn = self.plan.find_stage(st.fn)
@@ -408,7 +424,7 @@ def _act_parameters(cls: type[Role]) -> frozenset[str] | None:
 
 def accepted(cls: type[Role], extra: dict[str, Any]) -> dict[str, Any]:
     """`extra` less what a role's `act` does not take (roles written before `options`/`state` keep working)."""
-    names = _act_parameters(cls)
+    names = _act_parameters(cls)  # type: ignore[arg-type]  # classes are hashable
     if names is None:
         return extra
     if "options" in extra and "options" not in names:

@@ -150,7 +150,9 @@ async def llm_judge(
     ctx: Any, *, answer: str, rubric: str, question: str = "", judge: str = "judge", scale: float = 10.0
 ) -> float | None:
     """A judge role grades `answer` against `rubric`; the score after 'Score:' divided by `scale` (None if absent)."""
-    prompt = f"Question:\n{question}\n\nRubric:\n{rubric}\n\nAnswer:\n{answer}\n\nGrade it. End with 'Score: <0-{scale:g}>'."
+    prompt = (
+        f"Question:\n{question}\n\nRubric:\n{rubric}\n\nAnswer:\n{answer}\n\nGrade it. End with 'Score: <0-{scale:g}>'."
+    )
     reply = (await ctx.act(judge, prompt)).text
     m = re.findall(r"score\s*:\s*(" + _NUM + ")", reply, re.IGNORECASE)
     value = to_number(m[-1]) if m else None

@@ -36,6 +36,7 @@ from schola.types import CallInfo, Ledger
 SAMPLING_KEYS = ("temperature", "max_tokens", "top_p", "top_k", "stop", "presence_penalty", "frequency_penalty")
 LOGPROB_TOP_K = 20  # alternatives of the first token asked for when a step wants option probabilities
 MAX_RETRY_AFTER_S = 300.0
+PREFLIGHT_ATTEMPTS = 3  # tries of the endpoint check before a run (a reset or timeout is retried)
 FINISH_REASONS = {"stop", "length", "function_calls", "content_filter", "unknown"}
 
 
@@ -90,11 +91,15 @@ def to_dicts(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
 
 def from_dicts(messages: list[dict[str, str]]) -> list[LLMMessage]:
     """OpenAI-style dicts back to AutoGen messages."""
-    make = {
-        "system": lambda c: SystemMessage(content=c),
-        "assistant": lambda c: AssistantMessage(content=c, source="assistant"),
-    }
-    return [make.get(m["role"], lambda c: UserMessage(content=c, source="user"))(m["content"]) for m in messages]
+    out: list[LLMMessage] = []
+    for m in messages:
+        if m["role"] == "system":
+            out.append(SystemMessage(content=m["content"]))
+        elif m["role"] == "assistant":
+            out.append(AssistantMessage(content=m["content"], source="assistant"))
+        else:
+            out.append(UserMessage(content=m["content"], source="user"))
+    return out
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -153,11 +158,17 @@ async def http_preflight(base_url: str, *, api_key: str | None = None, timeout_s
     """Fail in seconds when an OpenAI-compatible endpoint cannot be reached or refuses the key."""
     url = base_url.rstrip("/") + "/models"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    try:
-        async with httpx.AsyncClient(timeout=timeout_s) as client:
-            response = await client.get(url, headers=headers)
-    except httpx.HTTPError as e:
-        raise BackendError(f"cannot reach {base_url} ({type(e).__name__}); is the server running?") from None
+    for attempt in range(PREFLIGHT_ATTEMPTS):
+        try:
+            async with httpx.AsyncClient(timeout=timeout_s) as client:
+                response = await client.get(url, headers=headers)
+            break
+        except httpx.HTTPError as e:
+            # A refused connection is a server that is down: say so at once. A reset or a timeout may be a
+            # passing fault (a proxy, a busy server): it is retried like any request.
+            if isinstance(e, httpx.ConnectError) or attempt == PREFLIGHT_ATTEMPTS - 1:
+                raise BackendError(f"cannot reach {base_url} ({type(e).__name__}); is the server running?") from None
+            await asyncio.sleep(0.5 * 2**attempt * (0.5 + random.random()))
     if response.status_code in (401, 403):
         raise BackendError(f"{base_url} refused the API key (HTTP {response.status_code})")
 
@@ -291,7 +302,7 @@ class ScholaClient(ChatCompletionClient):
         probs = distribute(done.top_logprobs or [], options)
         return (probs, "logprobs") if probs is not None else None
 
-    has_logprobs: ClassVar[bool] = False
+    has_logprobs: bool = False  # set by backends that implement _top_logprobs (cleared when a server lacks them)
 
     async def _top_logprobs(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
         """One request for the first token's top log-probabilities (`Completion.top_logprobs`); backends that
@@ -358,7 +369,7 @@ class ScholaClient(ChatCompletionClient):
 
     @staticmethod
     def _result(done: Completion, *, cached: bool) -> CreateResult:
-        reason = done.finish_reason if done.finish_reason in FINISH_REASONS else "unknown"
+        reason: Any = done.finish_reason if done.finish_reason in FINISH_REASONS else "unknown"
         usage = RequestUsage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens)
         # Every field is built here with its declared type, so pydantic's validation would only cost time.
         return CreateResult.model_construct(finish_reason=reason, content=done.text, usage=usage, cached=cached)

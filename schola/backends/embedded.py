@@ -143,7 +143,8 @@ class EmbeddedClient(ScholaClient):
             pairs = [(llama.detokenize([int(i)]).decode("utf-8", errors="replace"), float(logprobs[i])) for i in top]
             return Completion(text=pairs[0][0], prompt_tokens=len(tokens), completion_tokens=0, top_logprobs=pairs)
 
-        return await self._in_worker(call)
+        done: Completion = await self._in_worker(call)
+        return done
 
     def _chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """The model's own chat template applied to `messages`, ready for the assistant's answer."""
@@ -161,7 +162,7 @@ class EmbeddedClient(ScholaClient):
             template=template, eos_token=text(llama.token_eos()), bos_token=text(llama.token_bos()),
             add_generation_prompt=True,
         )  # fmt: skip
-        return str(formatter(messages=messages).prompt)
+        return str(formatter(messages=messages).prompt)  # type: ignore[arg-type]  # OpenAI-style dicts
 
     async def _in_worker(self, call: Any) -> Any:
         """Run `call` on the model's one worker thread; a prompt longer than the context is a clear error."""

@@ -3,6 +3,7 @@ and hosted APIs. LiteLLM is imported on first use: the import alone takes second
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any, Literal
 
@@ -64,6 +65,9 @@ class LiteLLMClient(ScholaClient):
         return [k for k in [self.api_key] if k and k != "no-key"]
 
     async def preflight(self) -> None:
+        # Import LiteLLM now, on a worker thread: imported by the first request, its seconds of import would
+        # block the loop and count against that request's timeout_s (a short timeout lost its first attempt).
+        await asyncio.to_thread(import_litellm)
         if self.base_url:
             await http_preflight(self.base_url, api_key=self.api_key)
 

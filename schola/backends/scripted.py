@@ -12,17 +12,17 @@ from typing import Any, Literal
 
 from autogen_core.models import LLMMessage
 from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schola.backends.base import BackendConfig, Completion, ScholaClient, to_dicts
 from schola.errors import BackendError
+from schola.sandbox import ENV
 from schola.types import CallInfo
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-_ENV = SandboxedEnvironment()
+_ENV = ENV  # the same bounded sandbox as every prompt: a scenario's scripted rules are untrusted too
 
 
 def _template(source: str) -> str:

@@ -209,7 +209,9 @@ class TransformersClient(ScholaClient):
     async def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
         return await self._submit(messages, sampling, info, logprobs=False)
 
-    async def _top_logprobs(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+    async def _top_logprobs(
+        self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
+    ) -> Completion:
         return await self._submit(messages, sampling, info, logprobs=True)
 
     async def _submit(
@@ -238,7 +240,7 @@ class TransformersClient(ScholaClient):
             try:
                 run = self._logprobs if batch[0].logprobs else self._generate
                 results = await loop.run_in_executor(_WORKER, run, batch)
-            except Exception as e:  # noqa: BLE001 (every waiting request gets the failure)
+            except Exception as e:
                 error = e if isinstance(e, BackendError) else BackendError(f"{type(e).__name__}: {e}")
                 for r in batch:
                     if not r.future.done():
@@ -307,7 +309,9 @@ class TransformersClient(ScholaClient):
         results = []
         for values, ids, n_prompt in zip(top.values.tolist(), top.indices.tolist(), lengths, strict=True):
             pairs = [(tokenizer.decode([i]), v) for i, v in zip(ids, values, strict=True)]
-            results.append(Completion(text=pairs[0][0], prompt_tokens=int(n_prompt), completion_tokens=0, top_logprobs=pairs))
+            results.append(
+                Completion(text=pairs[0][0], prompt_tokens=int(n_prompt), completion_tokens=0, top_logprobs=pairs)
+            )
         return results
 
     def count_tokens(self, messages: Any, *, tools: Any = []) -> int:

@@ -51,8 +51,8 @@ def free_port() -> int:
 
 
 class VLLMClient(LiteLLMClient):
-    Config = VLLMConfig  # type: ignore[assignment]
-    config: VLLMConfig  # type: ignore[assignment]
+    Config = VLLMConfig
+    config: VLLMConfig
 
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)

@@ -1,10 +1,24 @@
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from schola.scorers import contains, exact_match, extract_answer, llm_judge, numeric_match, regex, same_answer
+from schola.roles import Reply
+from schola.scorers import (
+    contains,
+    exact_match,
+    extract_answer,
+    llm_judge,
+    normalize,
+    numeric_match,
+    regex,
+    same_answer,
+    to_number,
+)
 
 # (reply, strict answer, answer with fallback to the last number)
 CASES: list[tuple[str, str | None, str | None]] = [
@@ -67,9 +81,9 @@ class FakeCtx:
     def __init__(self, reply: str) -> None:
         self.reply, self.prompts = reply, []
 
-    async def act(self, role: str, prompt: str, **_: Any) -> str:
+    async def act(self, role: str, prompt: str, **_: Any) -> Reply:
         self.prompts.append((role, prompt))
-        return self.reply
+        return Reply(text=self.reply)
 
 
 async def test_llm_judge_scales_the_judges_score() -> None:
@@ -77,3 +91,76 @@ async def test_llm_judge_scales_the_judges_score() -> None:
     assert await llm_judge(ctx, answer="42", rubric="correct number", question="6*7?") == pytest.approx(0.8)
     assert ctx.prompts[0][0] == "judge" and "correct number" in ctx.prompts[0][1]
     assert await llm_judge(FakeCtx("no score given"), answer="x", rubric="y") is None
+
+
+def test_a_list_target_matches_any_of_its_elements() -> None:
+    assert numeric_match("[[Final Answer]]: $2$", ["2"]) == 1.0
+    assert numeric_match("[[Final Answer]]: $0.5$", ["3", "1/2"]) == 1.0
+    assert numeric_match("[[Final Answer]]: $4$", ["2", "3"]) == 0.0
+    assert exact_match("Paris", ["Lyon", "paris"]) == 1.0
+    assert exact_match("['paris']", ["paris"]) == 0.0  # not the list's string form
+    assert exact_match("Rome", ["Lyon", "paris"]) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "whole", "part"),
+    [
+        ("I want it", "ant", 0.0, 1.0),
+        ("An ant, here.", "ant", 1.0, 1.0),
+        ("(ant)", "ant", 1.0, 1.0),
+        ("It is in the U.S. now", "U.S.", 1.0, 1.0),
+        ("Visit new  york\ncity", ["Boston", "New York"], 1.0, 0.0),
+        ("C++ is a language", "c++", 1.0, 1.0),
+        ("antelope", ["ant", "lope"], 0.0, 1.0),
+    ],
+)
+def test_contains_word_mode_matches_whole_words_only(
+    text: str, target: str | list[str], whole: float, part: float
+) -> None:
+    assert contains(text, target, word=True) == whole
+    assert contains(text, target) == part
+
+
+def test_an_empty_alias_matches_nothing() -> None:
+    assert contains("anything", "") == 0.0
+    assert contains("anything", ["", "zzz"], word=True) == 0.0
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text())
+def test_parsers_never_crash_on_arbitrary_text(text: str) -> None:
+    for strict in (True, False):
+        found = extract_answer(text, strict=strict)
+        assert found is None or isinstance(found, str)
+    assert isinstance(normalize(text), str)
+    assert to_number(text) is None or isinstance(to_number(text), Fraction)
+    numeric_match(text, text)
+    contains(text, text[:3], word=True)
+
+
+FORMS = ["[[Final Answer]]: ${}$", "\\boxed{{{}}}", "The answer is {}.", "so... Final answer: {}"]
+
+
+@st.composite
+def written_numbers(draw: st.DrawFn) -> tuple[str, Fraction]:
+    """A number as a reply may write it: integer (with or without thousands commas), decimal, fraction."""
+    kind = draw(st.sampled_from(["int", "commas", "decimal", "fraction", "latex"]))
+    n = draw(st.integers(-(10**12), 10**12))
+    if kind == "int":
+        return str(n), Fraction(n)
+    if kind == "commas":
+        return f"{n:,}", Fraction(n)
+    if kind == "decimal":
+        digits = draw(st.text("0123456789", min_size=1, max_size=6))
+        sign = "-" if n < 0 else ""
+        return f"{sign}{abs(n)}.{digits}", Fraction(f"{sign}{abs(n)}.{digits}")
+    q = draw(st.integers(1, 10**6))
+    return (f"{n}/{q}" if kind == "fraction" else f"\\frac{{{n}}}{{{q}}}"), Fraction(n, q)
+
+
+@settings(max_examples=300, deadline=None)
+@given(written_numbers(), st.sampled_from(FORMS))
+def test_a_written_number_round_trips(number: tuple[str, Fraction], form: str) -> None:
+    text, value = number
+    assert to_number(extract_answer(form.format(text))) == value
+    assert numeric_match(form.format(text), str(value)) == 1.0

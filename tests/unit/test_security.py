@@ -4,6 +4,7 @@ no secrets echoed or saved, bounded inputs, and the run directory only where the
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -139,9 +140,13 @@ def test_a_score_step_missing_a_scorer_argument_is_found_by_check(cli: Any, tmp_
 
 def test_sigterm_stops_a_run_like_ctrl_c_and_it_resumes(tmp_path: Path) -> None:
     run = tmp_path / "r"
-    cmd = [sys.executable, "-m", "schola.cli", "run", "scenario=lbt", *SCRIPTED, "backend.latency_s=0.05",
-           "run.concurrency=1", f"hydra.run.dir={run}"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    cmd = [sys.executable, "-m", "schola.cli", "run", *SCRIPTED, "backend.latency_s=0.05",
+           "backend.default='Score: 7'", "run.concurrency=1", f"hydra.run.dir={run}"]  # fmt: skip
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}  # where a scenario's temporary config folder would be left
+    proc = subprocess.Popen([*cmd[:4], str(scenario(tmp_path, PEER_REVIEW)), *cmd[4:]], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=env)  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not ((run / "results.jsonl").is_file() and (run / "results.jsonl").read_text()):
         time.sleep(0.05)
@@ -149,8 +154,6 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_it_resumes(tmp_path: Path) -> None:
     output = proc.communicate(timeout=60)[0].decode()
     assert proc.returncode == 130, output
     assert json.loads((run / "status.json").read_text())["status"] == "interrupted"
-    assert not list(Path("/tmp").glob("schola-conf-*")) or all(
-        p.stat().st_mtime < time.time() - 600 for p in Path("/tmp").glob("schola-conf-*")
-    )
-    done = subprocess.run(cmd[:4] + [f"resume={run}"], capture_output=True, text=True, timeout=120)
+    assert not list(tmp.iterdir())
+    done = subprocess.run(cmd[:4] + [f"resume={run}"], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stdout + done.stderr

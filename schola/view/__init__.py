@@ -1,0 +1,115 @@
+"""`schola view RUN_OR_SWEEP_DIR`: one self-contained HTML file (inline script and style, no network, works from
+file://) showing a run — status, redacted config, usage by role, metrics with CIs, plots, every episode as a
+conversation, the graph with call counts — or a sweep's runs side by side.
+
+Model output and data are untrusted: the data travels as a JSON block in which `<`, `>` and `&` are escaped (so no
+`</script>` can close it), the page builds its DOM with text nodes only, and a Content-Security-Policy lets no
+script run but the page's own (by hash), loads nothing from the network and allows images only as data URIs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import html
+import re
+import sys
+import webbrowser
+from pathlib import Path
+from typing import Any
+
+from schola.errors import ConfigError, ScholaError
+from schola.view.payload import run_payload, sweep_payload, to_json
+
+__all__ = ["build_html", "main", "write_report"]
+
+HERE = Path(__file__).parent
+REPORT = "report.html"
+_PLACEHOLDER = re.compile(r"@@(\w+)@@")
+
+
+def script_json(obj: Any) -> str:
+    """JSON that is safe inside <script type="application/json">: no `<`, `>` or `&` (and no JS line separators)."""
+    text = to_json(obj)
+    for raw, escaped in (
+        ("&", "\\u0026"),
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(raw, escaped)
+    return text
+
+
+def page(payload: dict[str, Any], title: str) -> str:
+    """The HTML page around `payload`; the CSP admits only the page's own script, by its hash."""
+    script = (HERE / "view.js").read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    csp = (
+        f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; img-src data:; "
+        "base-uri 'none'; form-action 'none'"
+    )
+    fields = {"csp": csp, "title": html.escape(title), "data": script_json(payload), "script": script}
+    # one pass: text put in by a field is never scanned for placeholders again
+    return _PLACEHOLDER.sub(lambda m: fields[m.group(1)], (HERE / "page.html").read_text(encoding="utf-8"))
+
+
+def is_run(path: Path) -> bool:
+    return (path / "metrics.json").is_file()
+
+
+def build_html(path: Path) -> str:
+    """The report of a run directory, or of every run below a folder (a sweep)."""
+    if not path.is_dir():
+        raise ConfigError(f"{path} is not a folder (expected a run directory or a sweep's folder)")
+    if is_run(path):
+        run = run_payload(path)
+        payload: dict[str, Any] = {"kind": "run", "runs": [run], "sweep": None}
+        title = f"{run['scenario']} · {run['status'].get('status', '?')} · schola view"
+    else:
+        sweep = sweep_payload(path)
+        runs = sweep.pop("runs")
+        payload = {"kind": "sweep", "runs": runs, "sweep": sweep}
+        title = f"sweep of {len(runs)} runs · schola view"
+    return page(payload, title)
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give a file name such as report.html", key="--out")
+    if not path.parent.is_dir():
+        raise ConfigError(f"the folder {path.parent} does not exist", key="--out")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write report.html into a run directory (`schola run` calls this at the end); returns its path."""
+    run_dir = Path(run_dir)
+    return write_atomic(run_dir / REPORT, build_html(run_dir))
+
+
+def main(argv: list[str]) -> int:
+    """`schola view RUN_OR_SWEEP_DIR [--out FILE.html] [--open]`; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="schola view", description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="a run directory, or a folder with runs below it (a sweep)")
+    parser.add_argument("--out", help=f"the HTML file to write (default: PATH/{REPORT})")
+    parser.add_argument("--open", action="store_true", help="open it in the default browser")
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as e:
+        return 0 if e.code in (0, None) else 2
+    root = Path(ns.path)
+    try:
+        out = write_atomic(Path(ns.out) if ns.out else root / REPORT, build_html(root))
+    except ScholaError as e:
+        print(f"schola: error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(f"written: {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    if ns.open:
+        webbrowser.open(out.resolve().as_uri())
+    return 0

@@ -1,0 +1,355 @@
+"use strict";
+// schola view: renders the JSON block #schola-data. Every string from a run is untrusted (model output, data):
+// the DOM is built with createElement and text nodes only; no markup is ever parsed from data.
+(() => {
+  const DATA = JSON.parse(document.getElementById("schola-data").textContent);
+  const PAGE = 100;
+  const SAFE_ATTRS = new Set(["id", "title", "colspan", "type", "placeholder", "min", "max", "step", "value", "for",
+    "data-key", "data-episode", "aria-label"]);
+  const TABS = (DATA.kind === "sweep" ? ["sweep"] : []).concat(["run", "episodes", "graph"]);
+  const wanted = location.hash.slice(1);  // report.html#episodes opens that tab
+  const state = { run: 0, tab: TABS.includes(wanted) ? wanted : TABS[0], episode: null };
+  const runs = DATA.runs;
+  const ui = runs.map(() => ({ sort: { key: "index", dir: 1 }, page: 0, text: "", scoreKey: "", min: "", max: "" }));
+
+  // -- DOM helpers: text only ---------------------------------------------------------------
+  function el(tag, props, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v == null || v === false) continue;
+      if (k === "class") e.className = String(v);
+      else if (k === "open") e.open = !!v;
+      else if (k.startsWith("on") && typeof v === "function") e.addEventListener(k.slice(2), v);
+      else if (SAFE_ATTRS.has(k)) e.setAttribute(k, String(v));
+      else throw new Error("attribute not allowed: " + k);
+    }
+    for (const kid of kids.flat(Infinity)) if (kid != null && kid !== false) e.append(kid instanceof Node ? kid : String(kid));
+    return e;
+  }
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, text) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+    if (text != null) e.textContent = String(text);
+    return e;
+  }
+  function image(uri, alt) {  // only PNG data URIs written by schola itself
+    const img = el("img", { title: alt });
+    if (/^data:image\/png;base64,[A-Za-z0-9+/=]+$/.test(uri)) img.src = uri;
+    img.alt = String(alt);
+    return img;
+  }
+  const num = (v) => typeof v === "number" && Number.isFinite(v);
+  function fmt(v) {
+    if (v == null) return "–";
+    if (num(v)) return Number.isInteger(v) ? String(v) : v.toFixed(3);
+    if (typeof v === "object") return JSON.stringify(v);
+    return String(v);
+  }
+  const fmt3 = (v) => (num(v) ? v.toFixed(3) : fmt(v));
+  const ms = (s) => (num(s) ? (s * 1000).toFixed(1) + " ms" : "–");
+  const statusClass = (s) => "badge status-" + String(s).replace(/[^a-z_]/g, "");
+  const labelText = (labels) => Object.entries(labels || {}).map(([k, v]) => k + "=" + v).join(", ");
+  function table(headers, rows, props) {
+    return el("table", props || {},
+      el("thead", {}, el("tr", {}, headers.map((h) => el("th", { class: h.num ? "num" : "" }, h.label || h)))),
+      el("tbody", {}, rows));
+  }
+  const cell = (v, isNum) => el("td", { class: isNum ? "num" : "" }, fmt(v));
+  function busy(on) { if (on) document.body.dataset.busy = "1"; else delete document.body.dataset.busy; }
+
+  // -- compressed blocks (gzip+base64), decoded on demand -----------------------------------
+  function bytes(b64) {
+    if (Uint8Array.fromBase64) return Uint8Array.fromBase64(b64);
+    const bin = atob(b64), out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out;
+  }
+  async function unpack(b64) {
+    if (typeof DecompressionStream === "undefined") throw new Error("this browser has no DecompressionStream; open the report in a current Chrome, Firefox or Safari");
+    const stream = new Blob([bytes(b64)]).stream().pipeThrough(new DecompressionStream("gzip"));
+    return JSON.parse(await new Response(stream).text());
+  }
+  const cache = runs.map(() => ({ index: null, chunks: [], blob: null }));
+  async function indexOf(r) {
+    const c = cache[r];
+    if (!c.index) c.index = unpack(runs[r].episodes.index).then((rows) => rows.map((row, i) => Object.assign(row, { index: i })));
+    return c.index;
+  }
+  function chunk(r, i) {
+    const c = cache[r];
+    if (!c.chunks[i]) c.chunks[i] = unpack(runs[r].episodes.chunks[i]);
+    return c.chunks[i];
+  }
+  async function searchText(r) {  // episode id -> every string of its conversation, lower-cased
+    const c = cache[r];
+    if (!c.blob) {
+      c.blob = Promise.all(runs[r].episodes.chunks.map((_, i) => chunk(r, i))).then((chunks) => {
+        const out = new Map();
+        for (const ch of chunks) for (const [id, ep] of Object.entries(ch)) {
+          const parts = [id];
+          (function walk(o) {
+            if (o == null) return;
+            if (typeof o === "object") { for (const v of Object.values(o)) walk(v); } else parts.push(String(o));
+          })(ep);
+          out.set(id, parts.join("\n").toLowerCase());
+        }
+        return out;
+      });
+    }
+    return c.blob;
+  }
+
+  // -- frame --------------------------------------------------------------------------------
+  const main = document.getElementById("main");
+  function frame() {
+    document.getElementById("tabs").replaceChildren(...TABS.map((t) =>
+      el("button", { class: t === state.tab ? "active" : "", id: "tab-" + t, onclick: () => go(t) }, t)));
+    const picker = document.getElementById("run-picker");
+    if (runs.length > 1) {
+      const sel = el("select", { id: "run-select", "aria-label": "run",
+        onchange: (e) => { state.run = Number(e.target.value); state.episode = null; if (state.tab === "sweep") state.tab = "run"; render(); } },
+        runs.map((r, i) => { const o = el("option", { value: i }, r.name + " — " + r.scenario); o.selected = i === state.run; return o; }));
+      picker.replaceChildren(sel);
+    }
+  }
+  function go(tab) { state.tab = tab; state.episode = null; try { history.replaceState(null, "", "#" + tab); } catch (e) { /* some file:// hosts refuse */ } render(); }
+  async function render() {
+    frame();
+    busy(true);
+    try {
+      if (state.tab === "sweep") main.replaceChildren(sweepPage());
+      else if (state.tab === "run") main.replaceChildren(runPage(runs[state.run]));
+      else if (state.tab === "graph") main.replaceChildren(graphPage(runs[state.run]));
+      else if (state.episode != null) main.replaceChildren(await episodePage(state.run, state.episode));
+      else main.replaceChildren(await episodesPage(state.run));
+    } catch (e) {
+      main.replaceChildren(el("p", { class: "error" }, "cannot show this page: " + e.message));
+    } finally {
+      busy(false);
+      if (!document.body.dataset.ready) document.body.dataset.readyMs = String(Math.round(performance.now()));
+      document.body.dataset.ready = "1";
+    }
+  }
+
+  // -- run page -------------------------------------------------------------------------------
+  function metricTable(rows) {
+    return table([{ label: "metric" }, { label: "labels" }, { label: "value", num: 1 }, { label: "95% CI", num: 1 }, { label: "n", num: 1 }],
+      rows.map((m) => el("tr", {}, el("td", {}, m.name), el("td", {}, labelText(m.labels)), el("td", { class: "num" }, fmt3(m.value)),
+        el("td", { class: "num" }, m.ci_low == null ? "–" : "[" + fmt3(m.ci_low) + ", " + fmt3(m.ci_high) + "]"), cell(m.n, 1))),
+      { id: "metrics" });
+  }
+  function usageTable(run) {
+    const usage = run.usage || {}, roles = run.roles || {};
+    const row = (name, u, role) => el("tr", {}, el("td", {}, name), el("td", {}, role ? fmt(role.role) : ""),
+      el("td", { class: "persona" }, role ? role.persona : ""), cell(u.requests, 1), cell(u.prompt_tokens, 1),
+      cell(u.completion_tokens, 1), cell(u.cache_hits, 1), el("td", { class: "num" }, "$" + (u.cost_usd || 0).toFixed(4)),
+      el("td", { class: "num" }, u.requests ? ms((u.latency_s || 0) / u.requests) : "–"));
+    const rows = Object.entries(usage.by_role || {}).map(([name, u]) => row(name, u, roles[name]));
+    if (usage.total) rows.push(row("total", usage.total));
+    if (usage.spent && usage.total && usage.spent.requests !== usage.total.requests) rows.push(row("spent by the last session", usage.spent));
+    return table(["role", "kind", "persona", { label: "requests", num: 1 }, { label: "prompt tokens", num: 1 },
+      { label: "completion tokens", num: 1 }, { label: "cache hits", num: 1 }, { label: "cost", num: 1 }, { label: "mean latency", num: 1 }],
+      rows, { id: "usage" });
+  }
+  function runPage(run) {
+    const st = run.status || {}, counts = run.episode_counts || {}, total = (run.usage || {}).total || {};
+    return el("div", { id: "run-page" },
+      el("h1", {}, run.scenario + (run.variant ? " · " + run.variant : ""), " ", el("span", { class: statusClass(st.status), id: "run-status" }, st.status || "?")),
+      run.description ? el("p", { class: "muted" }, run.description) : null,
+      st.message ? el("p", { class: "error" }, st.message) : null,
+      st.hint ? el("p", {}, el("code", {}, st.hint)) : null,
+      el("p", { class: "muted", id: "run-summary" }, run.dir, " · ", fmt(counts.finished), "/", fmt(counts.total), " episodes · ",
+        fmt(total.tokens || 0), " tokens · $", (total.cost_usd || 0).toFixed(4), " · ", fmt(run.wall_s), " s"),
+      el("h2", {}, "Metrics"), run.metrics.length ? metricTable(run.metrics) : el("p", { class: "muted" }, "no metrics"),
+      el("h2", {}, "Usage by role"), usageTable(run),
+      run.plots.length ? [el("h2", {}, "Plots"), run.plots.map((p) => el("figure", {},
+        p.uri ? image(p.uri, p.name) : el("p", { class: "muted" }, p.note), el("figcaption", { class: "muted" }, p.name)))] : null,
+      run.exports.length ? [el("h2", {}, "Exports"), el("ul", {}, run.exports.map((x) => el("li", {}, fmt(x))))] : null,
+      el("h2", {}, "Config"),
+      el("details", { id: "config" }, el("summary", {}, "config.yaml (secrets redacted)"), el("pre", {}, run.config_yaml || "(none)")));
+  }
+
+  // -- episodes -----------------------------------------------------------------------------
+  async function episodesPage(r) {
+    const run = runs[r], s = ui[r], keys = run.episodes.score_keys;
+    const all = await indexOf(r);
+    let rows = all;
+    if (s.scoreKey && (s.min !== "" || s.max !== "")) {
+      rows = rows.filter((e) => {
+        const v = e.scores[s.scoreKey];
+        return num(v) && (s.min === "" || v >= Number(s.min)) && (s.max === "" || v <= Number(s.max));
+      });
+    }
+    if (s.text.trim()) {
+      const needle = s.text.trim().toLowerCase(), text = await searchText(r);
+      rows = rows.filter((e) => (text.get(e.id) || e.id.toLowerCase()).includes(needle));
+    }
+    const value = (e, key) => key.startsWith("score:") ? e.scores[key.slice(6)] : e[key];
+    const { key, dir } = s.sort;
+    rows = rows.slice().sort((a, b) => {
+      const x = value(a, key), y = value(b, key);
+      if (x == null || y == null) return x == null ? (y == null ? 0 : 1) : -1;
+      if (num(x) && num(y)) return (x - y) * dir;
+      return String(x).localeCompare(String(y), undefined, { numeric: true }) * dir;
+    });
+    const pages = Math.max(1, Math.ceil(rows.length / PAGE));
+    s.page = Math.min(s.page, pages - 1);
+    const cols = [["id", "id"], ["round", "round", 1], ["status", "status"]].concat(keys.map((k) => ["score:" + k, k, 1]),
+      [["tokens", "tokens", 1], ["steps", "steps", 1], ["latency_s", "latency", 1], ["cached", "cache hits", 1]]);
+    const head = el("tr", {}, cols.map(([k, label, isNum]) => el("th", {
+      class: (isNum ? "num " : "") + (k === key ? (dir > 0 ? "asc" : "desc") : ""), "data-key": k,
+      onclick: () => { s.sort = { key: k, dir: k === key ? -dir : 1 }; render(); },
+    }, label)));
+    const body = rows.slice(s.page * PAGE, (s.page + 1) * PAGE).map((e) => el("tr", {
+      class: "clickable", "data-episode": e.id, onclick: () => { state.episode = e.index; render(); },
+    }, el("td", {}, e.id), cell(e.round, 1), el("td", {}, el("span", { class: statusClass(e.status) }, e.status)),
+      keys.map((k) => cell(e.scores[k], 1)), cell(e.tokens, 1), cell(e.steps, 1), el("td", { class: "num" }, ms(e.latency_s)), cell(e.cached, 1)));
+    const apply = (patch) => { Object.assign(s, patch, { page: 0 }); render(); };
+    let timer = null;
+    const search = el("input", { type: "search", id: "filter-text", placeholder: "text in ids, inputs, prompts, replies",
+      oninput: (e) => { clearTimeout(timer); busy(true); const v = e.target.value; timer = setTimeout(() => apply({ text: v }), 250); } });
+    search.value = s.text;
+    const scoreSel = el("select", { id: "filter-score", onchange: (e) => apply({ scoreKey: e.target.value }) },
+      el("option", { value: "" }, "score…"), keys.map((k) => { const o = el("option", { value: k }, k); o.selected = k === s.scoreKey; return o; }));
+    const bound = (id, name) => { const i = el("input", { type: "number", id, step: "any", placeholder: name,
+      onchange: (e) => apply({ [name]: e.target.value }) }); i.value = s[name]; return i; };
+    const pager = el("div", { class: "pager" },
+      el("button", { id: "page-prev", onclick: () => { s.page = Math.max(0, s.page - 1); render(); } }, "‹ previous"),
+      el("span", { id: "page-info" }, "page " + (s.page + 1) + " of " + pages),
+      el("button", { id: "page-next", onclick: () => { s.page = Math.min(pages - 1, s.page + 1); render(); } }, "next ›"));
+    const page = el("div", { id: "episodes-page" },
+      el("h1", {}, "Episodes ", el("span", { class: "muted" }, run.scenario)),
+      el("div", { class: "controls" }, search, scoreSel, bound("filter-min", "min"), "≤ score ≤", bound("filter-max", "max"),
+        el("span", { id: "episode-count", class: "muted" }, rows.length + " of " + all.length + " episodes")),
+      el("table", { id: "episodes", class: "sortable" }, el("thead", {}, head), el("tbody", {}, body)), pager);
+    if (s.text) setTimeout(() => { const i = document.getElementById("filter-text"); if (i && document.activeElement !== i) { i.focus(); i.setSelectionRange(i.value.length, i.value.length); } });
+    return page;
+  }
+
+  // Steps in order, grouped by map item (`teach[1].exam[2].solve`); repeated steps are numbered loop iterations.
+  function conversation(steps) {
+    const root = { entries: [], maps: new Map(), seen: new Map() };
+    for (const step of steps) {
+      const parts = String(step.node || "-").split(".");
+      let box = root;
+      for (const part of parts.slice(0, -1)) {
+        const m = /^(.*)\[(\d+)\]$/.exec(part);
+        if (!m) continue;
+        let group = box.maps.get(m[1]);
+        if (!group) { group = { type: "map", name: m[1], items: new Map() }; box.maps.set(m[1], group); box.entries.push(group); }
+        if (!group.items.has(m[2])) group.items.set(m[2], { entries: [], maps: new Map(), seen: new Map() });
+        box = group.items.get(m[2]);
+      }
+      const leaf = parts[parts.length - 1];
+      box.seen.set(leaf, (box.seen.get(leaf) || 0) + 1);
+      box.entries.push({ type: "step", step, iteration: box.seen.get(leaf), leaf });
+    }
+    return root;
+  }
+  function renderBox(box, roles) {
+    return box.entries.map((entry) => {
+      if (entry.type === "map") {
+        const items = [...entry.items.entries()].sort((a, b) => Number(a[0]) - Number(b[0]));
+        return el("details", { class: "map", open: true }, el("summary", {}, "map " + entry.name + " · " + items.length + " items"),
+          items.map(([i, item]) => el("details", { class: "item", open: items.length <= 6 },
+            el("summary", {}, entry.name + "[" + i + "]"), renderBox(item, roles))));
+      }
+      const t = entry.step, role = roles[t.agent] || {};
+      const loops = box.seen.get(entry.leaf) > 1;
+      return el("div", { class: "step" },
+        el("div", { class: "head" }, el("span", { class: "node" }, t.node), el("strong", { class: "agent" }, t.agent),
+          role.persona ? el("span", { class: "persona" }, role.persona) : null,
+          loops ? el("span", { class: "badge iteration" }, "iteration " + entry.iteration) : null,
+          el("span", { class: "badge" }, "sample " + fmt(t.sample)),
+          el("span", { class: "badge" }, fmt(t.prompt_tokens) + " + " + fmt(t.completion_tokens) + " tokens"),
+          el("span", { class: "badge" }, ms(t.latency_s)),
+          t.cached ? el("span", { class: "badge hit" }, "cache hit") : null,
+          t.option_probs ? el("span", { class: "badge" }, "p " + JSON.stringify(t.option_probs) + " (" + fmt(t.probs_source) + ")") : null),
+        el("details", { class: "prompt" }, el("summary", {}, "prompt"), el("pre", {}, fmt(t.prompt))),
+        el("details", { class: "reply", open: true }, el("summary", {}, "reply"), el("pre", {}, fmt(t.text))));
+    });
+  }
+  async function episodePage(r, i) {
+    const run = runs[r], e = (await indexOf(r))[i], ep = (await chunk(r, e.chunk))[e.id] || { steps: [] };
+    return el("div", { id: "episode-page" },
+      el("button", { id: "back", onclick: () => { state.episode = null; render(); } }, "‹ episodes"),
+      el("h1", {}, "Episode ", el("span", { id: "episode-id" }, e.id), " ", el("span", { class: statusClass(e.status) }, e.status)),
+      el("p", { class: "muted" }, "round " + fmt(e.round) + " · " + e.steps + " replies · " + e.tokens + " tokens · " + ms(e.latency_s) + " · " + e.cached + " cache hits"),
+      Object.keys(e.scores).length ? table(["score", { label: "value", num: 1 }],
+        Object.entries(e.scores).map(([k, v]) => el("tr", {}, el("td", {}, k), cell(v, 1)))) : null,
+      el("details", {}, el("summary", {}, "inputs"), el("pre", {}, JSON.stringify(ep.inputs, null, 2))),
+      el("details", {}, el("summary", {}, "outputs"), el("pre", {}, JSON.stringify(ep.outputs, null, 2))),
+      el("h2", {}, "Conversation"), el("div", { id: "conversation" }, renderBox(conversation(ep.steps), run.roles || {})));
+  }
+
+  // -- graph ----------------------------------------------------------------------------------
+  function drawGraph(g) {
+    const [w, h] = g.box, at = new Map(g.nodes.map((n) => [n.id, n]));
+    const root = svg("svg", { width: g.width, height: g.height, viewBox: "0 0 " + g.width + " " + g.height, class: "graph" });
+    const defs = svg("defs");
+    const marker = svg("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" });
+    marker.append(svg("path", { d: "M0,0 L10,5 L0,10 z", fill: "#6b7785" }));
+    defs.append(marker); root.append(defs);
+    for (const edge of g.edges) {
+      const a = at.get(edge.from), b = at.get(edge.to);
+      if (!a || !b) continue;
+      let d;
+      if (edge.kind === "loop") {
+        const x = Math.max(a.x, b.x) + w, bend = x + 40;
+        d = `M${a.x + w},${a.y + h / 2} C${bend},${a.y + h / 2} ${bend},${b.y + h / 2} ${b.x + w},${b.y + h / 2}`;
+      } else if (b.y - a.y > h * 2) {  // past the layers between: around their left side
+        const x = Math.min(a.x, b.x) - 18;
+        d = `M${a.x},${a.y + h / 2} C${x},${a.y + h / 2} ${x},${b.y + h / 2} ${b.x},${b.y + h / 2}`;
+      } else d = `M${a.x + w / 2},${a.y + h} L${b.x + w / 2},${b.y}`;
+      root.append(svg("path", { d, class: "edge " + edge.kind, "marker-end": "url(#arrow)" }));
+    }
+    for (const n of g.nodes) {
+      const group = svg("g", { class: "node", transform: `translate(${n.x},${n.y})` });
+      group.append(svg("title", {}, n.id), svg("rect", { width: w, height: h, rx: 6, class: "box " + String(n.kind).replace(/[^a-z]/g, "") }),
+        svg("text", { x: 8, y: 16, class: "name" }, n.name), svg("text", { x: 8, y: 32 }, n.detail.slice(0, 30)));
+      if (n.calls) group.append(svg("text", { x: 8, y: 49, class: "stats" }, n.calls + " calls · mean " + ms(n.mean_latency_s)));
+      root.append(group);
+    }
+    return root;
+  }
+  function graphPage(run) {
+    return el("div", { id: "graph-page" }, el("h1", {}, "Graph ", el("span", { class: "muted" }, run.scenario)),
+      run.graphs.length ? null : el("p", { class: "muted" }, "no graph in the saved config"),
+      run.graphs.map((g) => [el("h2", {}, g.name),
+        g.error ? el("p", { class: "error" }, g.error)
+          : g.calls ? table(["step", { label: "calls", num: 1 }, { label: "mean latency", num: 1 }],
+            Object.entries(g.calls).map(([k, v]) => el("tr", {}, el("td", {}, k), cell(v.calls, 1), el("td", { class: "num" }, ms(v.mean_latency_s)))))
+            : el("div", { class: "card" }, drawGraph(g))]));
+  }
+
+  // -- sweep ----------------------------------------------------------------------------------
+  function sweepPage() {
+    const sw = DATA.sweep, names = [...new Set(sw.rows.map((r) => r.run))];
+    const first = new Map(names.map((n) => [n, sw.rows.find((r) => r.run === n)]));
+    const series = [...new Set(sw.rows.map((r) => r.metric + "\u0000" + r.labels))];
+    const pick = (n) => () => { state.run = Math.max(0, runs.findIndex((r) => r.name === n)); state.tab = "run"; render(); };
+    return el("div", { id: "sweep-page" },
+      el("h1", {}, "Sweep: " + names.length + " runs ", el("span", { class: "muted" }, sw.root)),
+      el("h2", {}, "What differs"),
+      sw.varying.length ? table(["key"].concat(names), sw.varying.map((k) => el("tr", {}, el("td", {}, k), names.map((n) => cell(first.get(n)[k])))), { id: "sweep-config" })
+        : el("p", { class: "muted" }, "the runs' configs are the same"),
+      el("h2", {}, "Metrics (95% CI)"),
+      table(["metric", "labels"].concat(names.map((n) => ({ label: n, num: 1 }))), series.map((s) => {
+        const [metric, labels] = s.split("\u0000");
+        return el("tr", {}, el("td", {}, metric), el("td", {}, labels), names.map((n) => {
+          const r = sw.rows.find((x) => x.run === n && x.metric === metric && x.labels === labels);
+          return el("td", { class: "num" }, r ? fmt3(r.value) + (r.ci_low == null ? "" : " [" + fmt3(r.ci_low) + ", " + fmt3(r.ci_high) + "]") + " n=" + fmt(r.n) : "–");
+        }));
+      }), { id: "sweep-metrics" }),
+      sw.plot ? el("figure", {}, image(sw.plot, "report.png")) : null,
+      el("h2", {}, "Runs"),
+      table(["run", "status", { label: "tokens", num: 1 }, { label: "cost", num: 1 }, { label: "wall s", num: 1 }], names.map((n) => {
+        const r = first.get(n);
+        return el("tr", { class: "clickable", onclick: pick(n) }, el("td", {}, n), el("td", {}, el("span", { class: statusClass(r.status) }, r.status)),
+          cell(r.tokens, 1), el("td", { class: "num" }, "$" + (r.cost_usd || 0).toFixed(4)), cell(r.wall_s, 1));
+      }), { id: "sweep-runs" }));
+  }
+
+  render();
+})();
