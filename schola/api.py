@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from schola.aio import run_sync
-from schola.compose import YAML_SUFFIXES, ConfigFolders, compose
+from schola.compose import YAML_SUFFIXES, Composition, compose
 from schola.metrics import MetricRow
 from schola.store import read_jsonl
 
@@ -114,9 +114,9 @@ async def arun(
         target: str | Path = resume
     else:
         path, chosen = _scenario_args(scenario)
-        with ConfigFolders(chosen + list(overrides), [str(d) for d in config_dir], path) as folders:
-            raw, choices, default_dir = compose(folders.overrides, folders=folders)
-        files = Files.from_choices(choices, raw["scenario"].get("source"))
+        composition = Composition(chosen + list(overrides), [str(d) for d in config_dir], path)
+        raw, choices, default_dir = compose(composition)
+        files = Files.from_choices(choices, composition.file)
         target = run_dir if run_dir is not None else default_dir
     plan, store = prepare(raw, target, files, plan=build_plan(raw, files))
     outcome = await arun_plan(plan, store, progress=progress)

@@ -143,14 +143,14 @@ def split_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 def plan_of(ns: argparse.Namespace) -> tuple[Any, str]:
     """Compose and validate `run`/`check` arguments; returns (plan, the run directory Hydra would use)."""
-    from schola.compose import ConfigFolders, compose
+    from schola.compose import Composition, compose
     from schola.plan import build_plan
     from schola.schema import Files
 
     path, overrides = split_args(ns.args)
-    with ConfigFolders(overrides, ns.config_dir, path) as folders:
-        raw, choices, run_dir = compose(folders.overrides, folders=folders)
-    return build_plan(raw, Files.from_choices(choices, raw["scenario"].get("source"))), run_dir
+    composition = Composition(overrides, ns.config_dir, path)
+    raw, choices, run_dir = compose(composition)
+    return build_plan(raw, Files.from_choices(choices, composition.file)), run_dir
 
 
 def cmd_check(ns: argparse.Namespace) -> int:
@@ -207,36 +207,37 @@ def launch_sweep(ns: argparse.Namespace) -> int:
     import hydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from schola.compose import ConfigFolders, hydra_errors, searchpath_override
+    from schola.compose import Composition, hydra_errors, quote
 
     path, overrides = split_args(ns.args)
+    composition = Composition(overrides, ns.config_dir, path)
+    argv_overrides = [*composition.hydra_overrides(sweep=True), f"++scenario.name={quote(str(composition.body.get('name')))}"]
+    with hydra_errors():  # the sweep's syntax is checked here; each job validates its own config
+        OverridesParser.create().parse_overrides(argv_overrides)
     codes: list[int] = []
-    with ConfigFolders(overrides, ns.config_dir, path) as folders:
-        with hydra_errors(folders):  # the sweep's syntax is checked here; each job validates its own config
-            OverridesParser.create().parse_overrides(folders.overrides)
 
-        @hydra.main(config_path="pkg://schola.conf", config_name="config", version_base=None)
-        def app(cfg: Any) -> int:
-            code = run_job(cfg, debug=ns.debug)
-            codes.append(code)
-            return code
+    @hydra.main(config_path="pkg://schola.conf", config_name="config", version_base=None)
+    def app(cfg: Any) -> int:
+        code = run_job(cfg, composition, debug=ns.debug)
+        codes.append(code)
+        return code
 
-        setup_logging()
-        argv = sys.argv
-        sys.argv = ["schola", "-m", *folders.overrides, *searchpath_override(folders.dirs)]
-        try:
-            app()
-        except SystemExit as e:  # Hydra exits on its own errors
-            if not codes:
-                codes.append(2 if e.code not in (0, None) else 0)
-        finally:
-            sys.argv = argv
+    setup_logging()
+    argv = sys.argv
+    sys.argv = ["schola", "-m", *argv_overrides]
+    try:
+        app()
+    except SystemExit as e:  # Hydra exits on its own errors
+        if not codes:
+            codes.append(2 if e.code not in (0, None) else 0)
+    finally:
+        sys.argv = argv
     return max(codes, key=lambda c: (c != 0, c)) if codes else 1
 
 
-def run_job(cfg: Any, *, debug: bool) -> int:
-    """One Hydra job of a sweep: validate, run, print the results table. Never raises (Hydra would print a
-    traceback)."""
+def run_job(cfg: Any, composition: Any, *, debug: bool) -> int:
+    """One Hydra job of a sweep: the job's own overrides applied to the parsed scenario, then validate, run,
+    print the results table. Never raises (Hydra would print a traceback)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
@@ -246,7 +247,8 @@ def run_job(cfg: Any, *, debug: bool) -> int:
     try:
         hc = HydraConfig.get()
         raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-        files = Files.from_choices(dict(hc.runtime.choices), raw["scenario"].get("source"))
+        raw["scenario"] = composition.scenario(list(hc.overrides.task))
+        files = Files.from_choices({**dict(hc.runtime.choices), "scenario": composition.option}, composition.file)
         plan, store = prepare(raw, hc.runtime.output_dir, files)
         return finish(run_plan(plan, store, debug=debug))
     except ScholaError as e:

@@ -5,7 +5,7 @@ the file, the key and what was expected."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,9 +19,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class RayConfig(Strict):
+    """run.executor=ray: where the Ray cluster is and how many workers run episodes (schola/executors.py)."""
+
+    address: str | None = Field(None, description="auto, ray://host:10001, host:6379; null: $RAY_ADDRESS or a local Ray")
+    workers: int | None = Field(None, ge=1, le=100_000, description="Ray workers; null: one per cpus_per_worker CPUs")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each worker reserves")
+
+
 class RunConfig(Strict):
     episodes: int | None = Field(None, ge=1, le=10_000_000, description="run the first N episodes; null: all")
-    concurrency: int = Field(8, ge=1, le=100_000, description="episodes in flight")
+    concurrency: int = Field(8, ge=1, le=100_000, description="episodes in flight (over every Ray worker together)")
+    executor: Literal["local", "ray"] = Field("local", description="episodes in this process, or on Ray workers")
+    ray: RayConfig = Field(default_factory=RayConfig)
 
 
 class BudgetConfig(Strict):
@@ -96,11 +106,11 @@ class Files:
         return {"scenario": self.scenario, "backend": self.backend}.get(head, self.config)
 
     @classmethod
-    def from_choices(cls, choices: dict[str, Any], scenario_source: str | None) -> Files:
-        return cls(
-            scenario=scenario_source or f"conf/scenario/{choices.get('scenario')}.yaml",
-            backend=f"conf/backend/{choices.get('backend')}.yaml",
-        )
+    def from_choices(cls, choices: dict[str, Any], scenario_file: str | None) -> Files:
+        """Files of a composition: the scenario's YAML (a built-in's shown as conf/scenario/NAME.yaml)."""
+        builtin = f"conf/scenario/{choices.get('scenario')}.yaml"
+        shown = builtin if scenario_file and scenario_file.replace("\\", "/").endswith("schola/conf/scenario/" + builtin.split("/")[-1]) else scenario_file
+        return cls(scenario=shown or builtin, backend=f"conf/backend/{choices.get('backend')}.yaml")
 
     @classmethod
     def of_saved(cls, path: str, scenario_source: str | None) -> Files:

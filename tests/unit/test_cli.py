@@ -21,7 +21,7 @@ from schola.errors import BackendError
 from schola.types import CallInfo
 from tests.conftest import SCRIPTED, free_port, read_jsonl
 
-LBT = ["run", "scenario=lbt", *SCRIPTED]
+LBT = ["run", "scenario=lbt", *SCRIPTED, "scenario.roles.teacher.samples=3"]  # sizes pinned: the demo's may change
 
 
 def metrics(run: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -73,7 +73,7 @@ def test_a_role_can_use_another_named_backend(cli: Any, tmp_path: Path) -> None:
     assert code == 0, out
     lines = read_jsonl(tmp_path / "r" / "transcript.jsonl")
     assert {t["text"] for t in lines if t["agent"] == "teacher"} == {"STRONG TEACHER"}
-    assert all("[[Final Answer]]" in t["text"] for t in lines if t["agent"] != "teacher")
+    assert not {t["text"] for t in lines if t["agent"] != "teacher"} & {"STRONG TEACHER"}  # students: the default
 
 
 def test_several_students_with_different_personas_and_backends(cli: Any, tmp_path: Path) -> None:
@@ -94,10 +94,11 @@ def test_budget_limits_the_whole_run_across_resumes_and_usage_adds_up(cli: Any, 
     assert code == 4, out
     assert "raise budget.max_requests" in out and f"resume={run}" in out
     assert json.loads((run / "status.json").read_text())["status"] == "budget"
-    assert [r["episode"] for r in read_jsonl(run / "results.jsonl")] == ["tp0"]  # tp1 was stopped half-way
-    dropped = len(read_jsonl(run / "transcript.jsonl")) - 12  # tp1's replies, dropped on resume
+    finished = len(read_jsonl(run / "results.jsonl"))
+    assert 1 <= finished < 4  # the next episode was stopped half-way
+    dropped = len(read_jsonl(run / "transcript.jsonl")) - 12 * finished  # its replies, dropped on resume
     # a stopped run still shows what its finished episodes say
-    assert metrics(run)[("accuracy", "rule=SUM")]["n"] == 1
+    assert metrics(run)[("accuracy", "rule=SUM")]["n"] == finished
     # the budget is the whole run's: resuming without raising it stops at once and names the key to raise
     code, out = cli("run", f"resume={run}")
     assert code == 4 and "budget.max_requests=20 is spent" in out, out
@@ -382,7 +383,7 @@ def test_list_shows_each_scenarios_scorers_stages_and_data_keys(cli: Any) -> Non
     assert code == 0
     assert "paired_difference" in out and "agreement" in out  # the generic stages
     line = describe("scenarios", plugins.scenarios.get("lbt"))
-    assert "scorers: answer; stages: select; data: generator, problems, variants, path, link" in line
+    assert "scorers: answer" in line and "stages: select" in line and "data: generator, problems, variants" in line
 
 
 @pytest.mark.parametrize("directory", ["missing", "a-file"])
