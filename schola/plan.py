@@ -19,6 +19,7 @@ from schola.scenario import GENERIC, Scenario, roles_used_by
 from schola.schema import Config, Files, validate, validation_error
 
 MAX_ROLES = 100_000
+MIN_AUTO_CONCURRENCY, MAX_AUTO_CONCURRENCY = 8, 4096
 
 
 @dataclass
@@ -139,6 +140,10 @@ def _build_plan(raw: dict[str, Any], files: Files) -> Plan:
     plan = Plan(config=cfg, raw=raw, files=files, scenario=scenario, data=data, params=params)
     _backends(plan, cfg, files)
     _roles(plan, files)
+    if cfg.run.concurrency is None:  # enough episodes in flight to fill every backend a role uses
+        used = {role_config.backend for _, role_config in plan.roles.values()}
+        slots = sum(plan.backends[b][1].max_concurrency for b in used if b in plan.backends)
+        cfg.run.concurrency = max(MIN_AUTO_CONCURRENCY, min(MAX_AUTO_CONCURRENCY, slots))
     try:
         plan.episodes = scenario.load(data, params=params, seed=cfg.seed, source=sc.source)
     except ConfigError as e:

@@ -26,6 +26,15 @@ def label_text(labels: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in labels.items())
 
 
+def wall_s(run_dir: Path) -> float | None:
+    """A run's wall time over every invocation (ledger.json); None when unknown."""
+    try:
+        value = json.loads((run_dir / "ledger.json").read_text(encoding="utf-8")).get("wall_s")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 def read_run(run_dir: Path) -> dict[str, Any]:
     """A run's metrics.json; a missing or damaged one is a ConfigError naming it."""
     path = run_dir / "metrics.json"
@@ -49,7 +58,7 @@ def metrics_table(run_dir: Path) -> Table:
     title = (
         f"{m.get('scenario', '?')} — {m.get('status', '?')}: {eps.get('finished', '?')}/{eps.get('total', '?')} episodes, "
         f"{usage.get('tokens', 0)} tokens, {usage.get('cache_hits', 0)} cache hits, "
-        f"${usage.get('cost_usd', 0):.4f}, {m.get('wall_s', 0):.1f}s"
+        f"${usage.get('cost_usd', 0):.4f}, {wall_s(run_dir) or 0:.1f}s"
     )
     t = Table(title=escape(title))
     for col in ("metric", "labels", "value", "95% CI", "n"):
@@ -90,7 +99,7 @@ def sweep_rows(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
                     "metric": row["name"], "labels": label_text(row.get("labels", {})), "value": row.get("value"),
                     "ci_low": row.get("ci_low"), "ci_high": row.get("ci_high"), "n": row.get("n"),
                     "tokens": total.get("tokens", 0), "cost_usd": total.get("cost_usd", 0.0),
-                    "wall_s": m.get("wall_s"), "status": m.get("status"),
+                    "wall_s": wall_s(r), "status": m.get("status"),
                 }
             )  # fmt: skip
     return varying, rows

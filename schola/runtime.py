@@ -159,6 +159,8 @@ class Runner:
         self.total = 0
         self._wall_before = 0.0
         self._start = time.perf_counter()
+        self._stage_rows: list[MetricRow] = []  # rows of the stages that finished, kept if a later one fails
+        self._executor: Any = None  # run.executor=ray: schola.executors.RayExecutor, made at the first episodes
 
     # -- the stage context ------------------------------------------------------------------------
     @property
@@ -205,7 +207,13 @@ class Runner:
 
         for eid in ids:
             self._rank.setdefault(eid, len(self._rank))
-        await gather_all([worker() for _ in range(min(self.plan.config.run.concurrency, len(todo)))])
+        if self.plan.config.run.executor == "ray" and todo:  # on Ray workers; each finished one comes to finished()
+            from schola.executors import RayExecutor
+
+            self._executor = self._executor or RayExecutor(self)
+            await self._executor.run(todo, graph=graph, round=round)
+        else:
+            await gather_all([worker() for _ in range(min(self.plan.config.run.concurrency, len(todo)))])
         self._in_order()
         return [self._finished[eid] for eid in ids]
 
@@ -228,12 +236,16 @@ class Runner:
         record = {"episode": ep.id, "round": round, "inputs": inputs, "outputs": outputs, "scores": scores}
         if graph is not None:
             record["graph"] = graph
+        self.finished(record)
+        return record
+
+    def finished(self, record: dict[str, Any]) -> None:
+        """A finished episode: its results line, the run's results, the ledger file now and then, progress."""
         self.store.result(record)
         self._add(record)
         self.store.write_ledger(self.ledger_dict(), wall_s=self.wall_s, every_s=LEDGER_EVERY_S)
         if self.progress:
             self.progress(len(self.results), max(self.total, len(self.results)), self.ledger)
-        return record
 
     def _add(self, record: dict[str, Any]) -> None:
         self.results.append(record)
@@ -325,7 +337,7 @@ class Runner:
                 raise
         finally:
             stop()
-        if status in ("budget", "backend_error", "interrupted") and not hint:
+        if status in ("budget", "backend_error", "interrupted", "error") and not hint:
             hint = f"continue with: schola run resume={self.store.dir}"
         try:
             if status != "finished" and self.results:
@@ -334,17 +346,8 @@ class Runner:
             self.store.close()
             await self.close()
         metrics = [r.to_dict() for r in rows]
-        wall = round(self.wall_s, 3)
-        self.store.write_ledger(self.ledger_dict(), wall_s=wall)
-        self.store.write_metrics(
-            cfg.scenario.name,
-            metrics,
-            status=status,
-            episodes={"finished": len(self.results), "total": max(len(episodes), len(self.results))},
-            usage=self.ledger.to_dict(),
-            wall_s=wall,
-            exports=self.exports,
-        )
+        self.store.write_ledger(self.ledger_dict(), wall_s=round(self.wall_s, 3))
+        self._write_metrics(metrics, status)
         self.store.write_status(status=status, exit_code=code, message=message, hint=hint)
         return Outcome(status=status, exit_code=code, run_dir=self.store.dir, metrics=metrics, message=message, hint=hint)
 
@@ -363,6 +366,23 @@ class Runner:
 
         return undo
 
+    @property
+    def usage(self) -> dict[str, Any]:
+        """For stages: the run's usage so far (tokens, requests, cost, cache hits per role)."""
+        return self.ledger.to_dict()
+
+    def _write_metrics(self, metrics: list[dict[str, Any]], status: str) -> None:
+        """metrics.json: what the run measured, the same bytes for the same run (timings live in ledger.json)."""
+        usage = self.ledger.to_dict(timing=False)
+        self.store.write_metrics(
+            self.plan.config.scenario.name,
+            metrics,
+            status=status,
+            episodes={"finished": len(self.results), "total": max(self.total, len(self.results))},
+            usage=usage,
+            exports=self.exports,
+        )
+
     async def preflight(self) -> None:
         """Every backend a role uses answers before the first episode (seconds, not minutes of retries)."""
         await gather_all([asyncio.wait_for(c.preflight(), timeout=max(30.0, c.config.timeout_s)) for c in self._used])
@@ -371,11 +391,12 @@ class Runner:
         """What the finished episodes of a stopped run say, for `schola show`: the stages over them where they
         can run without the model, else the episode scores alone."""
         self.ledger.stop("the run has stopped")  # a stage must not reach a failed backend or spend more budget
+        kept = list(self._stage_rows)
         try:
             return await self.stages()
-        except Exception as e:
+        except Exception as e:  # MemoryError included: the rows of the stages that finished are kept
             log.info("stages skipped on a stopped run: %s", e)
-            return self.episode_rows()
+            return self.episode_rows() + kept
 
     def episode_rows(self) -> list[MetricRow]:
         """A row per score key (mean, CI, n), per round where the run has several."""
@@ -393,7 +414,8 @@ class Runner:
         return rows
 
     async def stages(self) -> list[MetricRow]:
-        """The run-level stages, then a row per episode score over every episode (rounds included)."""
+        """The run-level stages, then a row per episode score over every episode (rounds included). Rows are
+        written to metrics.json as each stage ends (status "stages"), so a failing stage keeps the others'."""
         self._in_order()
         rows: list[MetricRow] = []
         for st in self.plan.config.scenario.stages:
@@ -401,9 +423,13 @@ class Runner:
             out = fn(self, **(st.model_extra or {}))
             out = await out if inspect.isawaitable(out) else out
             rows += list(out or [])
+            self._stage_rows = list(rows)
+            self._write_metrics([r.to_dict() for r in rows], "stages")
         return self.episode_rows() + rows
 
     async def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
         for c in self.clients.values():
             try:
                 await c.close()

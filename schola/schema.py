@@ -29,7 +29,13 @@ class RayConfig(Strict):
 
 class RunConfig(Strict):
     episodes: int | None = Field(None, ge=1, le=10_000_000, description="run the first N episodes; null: all")
-    concurrency: int = Field(8, ge=1, le=100_000, description="episodes in flight (over every Ray worker together)")
+    concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="episodes in flight (over every Ray worker together); null: enough to keep every backend's "
+        "max_concurrency requests in flight (at least 8, at most 4,096)",
+    )
     executor: Literal["local", "ray"] = Field("local", description="episodes in this process, or on Ray workers")
     ray: RayConfig = Field(default_factory=RayConfig)
 

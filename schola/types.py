@@ -117,12 +117,21 @@ class Ledger:
                 setattr(out, k, getattr(out, k) + v)
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, timing: bool = True) -> dict[str, Any]:
+        """Totals, per role and spent; `timing=False` leaves out latency (metrics.json holds no timings, so two
+        identical runs write identical bytes; ledger.json has them)."""
+
+        def row(u: Usage) -> dict[str, Any]:
+            d = asdict(u)
+            if not timing:
+                d.pop("latency_s")
+            return d
+
         t = self.total()
         return {
-            "total": {**asdict(t), "tokens": t.tokens},
-            "by_role": {r: asdict(u) for r, u in sorted(self.by_role.items())},
-            "spent": asdict(self._spent),
+            "total": {**row(t), "tokens": t.tokens},
+            "by_role": {r: row(u) for r, u in sorted(self.by_role.items())},
+            "spent": row(self._spent),
         }
 
     def seed(self, saved: dict[str, Any]) -> None:

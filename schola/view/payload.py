@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from schola.errors import ConfigError
-from schola.report import find_runs, plot, read_run, sweep_rows
+from schola.report import find_runs, plot, read_run, sweep_rows, wall_s
 from schola.secrets import env_secrets, redact, redact_config
 from schola.store import STAGE_EPISODE, RunStore, read_jsonl
 from schola.view.layout import scenario_graphs
@@ -154,7 +154,7 @@ def run_payload(run_dir: Path, *, name: str = ".") -> dict[str, Any]:
         "description": scenario.get("description") or "",
         "status": _clean(status, secrets),
         "episode_counts": metrics.get("episodes") or {},
-        "wall_s": metrics.get("wall_s"),
+        "wall_s": wall_s(run_dir),
         "metrics": metrics["metrics"],
         "usage": metrics.get("usage") or {},
         "exports": metrics.get("exports") or [],

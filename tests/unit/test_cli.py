@@ -114,7 +114,7 @@ def test_budget_limits_the_whole_run_across_resumes_and_usage_adds_up(cli: Any, 
     # tp1's dropped attempt were asked again (from the cache)
     total = final["usage"]["total"]
     assert dropped > 0 and total["requests"] + total["cache_hits"] == 48 + dropped
-    assert final["wall_s"] == json.loads((run / "ledger.json").read_text())["wall_s"] > 0
+    assert "wall_s" not in final and json.loads((run / "ledger.json").read_text())["wall_s"] > 0
     # the same requests reached the model as in one uninterrupted run (with a cache of its own)
     code, out = cli(*LBT, "run.concurrency=1", f"hydra.run.dir={tmp_path / 'whole'}", f"cache.dir={tmp_path / 'c2'}")
     assert code == 0

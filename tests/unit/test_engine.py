@@ -258,3 +258,43 @@ async def test_arun_awaits_in_the_callers_loop(tmp_path: Path) -> None:
     assert result.ok and [e["episode"] for e in result.episodes] == ["q0", "q1"]
     again = await schola.arun(write(tmp_path, qa(2)), ECHO, run_dir=tmp_path / "r2")  # twice in one process
     assert again.ok and again.metric("correct").n == 2
+
+
+def test_identical_runs_write_identical_results_and_metrics(tmp_path: Path) -> None:
+    spec = write(tmp_path, qa(5))
+    for name in ("a", "b"):
+        assert schola.run(spec, [*ECHO, f"cache.dir={tmp_path / name / 'cache'}"], run_dir=tmp_path / name / "r").ok
+    for file in ("results.jsonl", "metrics.json"):
+        assert (tmp_path / "a" / "r" / file).read_bytes() == (tmp_path / "b" / "r" / file).read_bytes(), file
+
+
+def test_a_failing_stage_keeps_the_rows_of_the_stages_before_it_and_hints_resume(tmp_path: Path) -> None:
+    def broken(ctx: Any) -> list[MetricRow]:
+        raise MemoryError("out of memory in a stage")
+
+    def fine(ctx: Any) -> list[MetricRow]:
+        return [MetricRow(name="before_the_failure", value=1.0, n=1)]
+
+    spec = qa(2, stages=[{"fn": "fine_stage"}, {"fn": "broken_stage"}])
+    with plugins.stages.registered("broken_stage", broken), plugins.stages.registered("fine_stage", fine):
+        result = schola.run(write(tmp_path, spec), ECHO, run_dir=tmp_path / "r")
+    assert result.status == "error" and "MemoryError" in result.message
+    status = json.loads((tmp_path / "r" / "status.json").read_text())
+    assert status["hint"] == f"continue with: schola run resume={tmp_path / 'r'}"
+    assert result.metric("correct").n == 2  # the episodes' rows are there
+    assert result.metric("before_the_failure").value == 1.0  # and the rows of the stage that finished
+
+
+def test_episode_concurrency_defaults_to_filling_every_backend_a_role_uses(tmp_path: Path) -> None:
+    from schola.compose import Composition, compose
+    from schola.plan import build_plan
+    from schola.schema import Files
+
+    def concurrency(*overrides: str) -> int | None:
+        composition = Composition([*ECHO, *overrides], [], str(write(tmp_path, qa(1))))
+        raw, choices, _ = compose(composition)
+        return build_plan(raw, Files.from_choices(choices, composition.file)).config.run.concurrency
+
+    assert concurrency("backend.max_concurrency=64") == 64
+    assert concurrency("backend.max_concurrency=2") == 8  # at least 8
+    assert concurrency("backend.max_concurrency=64", "run.concurrency=3") == 3  # as set
