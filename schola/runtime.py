@@ -21,6 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from schola import templates
 from schola.aio import gather_all, run_sync
 from schola.backends.base import ScholaClient
 from schola.backends.cache import Cache, default_cache_dir
@@ -420,9 +421,14 @@ class Runner:
         rows: list[MetricRow] = []
         for st in self.plan.config.scenario.stages:
             fn = self.plan.find_stage(st.fn)
-            out = fn(self, **(st.model_extra or {}))
+            args = dict(st.model_extra or {})
+            extra = stage_labels(fn, args, self.globals)
+            out = fn(self, **args)
             out = await out if inspect.isawaitable(out) else out
-            rows += list(out or [])
+            new = list(out or [])
+            for row in new:
+                row.labels = {**row.labels, **extra}
+            rows += new
             self._stage_rows = list(rows)
             self._write_metrics([r.to_dict() for r in rows], "stages")
         return self.episode_rows() + rows
@@ -456,6 +462,21 @@ def accepted(cls: type[Role], extra: dict[str, Any]) -> dict[str, Any]:
     if "options" in extra and "options" not in names:
         raise ConfigError(f"role class {cls.__name__} cannot answer with option probabilities (its act() takes no options)")
     return {k: v for k, v in extra.items() if k in names}
+
+
+def stage_labels(fn: Any, args: dict[str, Any], context: Mapping[str, Any]) -> dict[str, str]:
+    """`labels:` on a stage that takes none: popped from its arguments, rendered (values may be templates such
+    as "{{ scenario.variant }}") and added to every row it returns, so a sweep's rows say which arm they are."""
+    try:
+        takes = "labels" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if takes or "labels" not in args:
+        return {}
+    labels = args.pop("labels")
+    if not isinstance(labels, dict):
+        raise ConfigError(f"stage labels must be a mapping, got {labels!r}", key="scenario.stages")
+    return {str(k): templates.render(str(v), context, key="scenario.stages.labels") for k, v in labels.items()}
 
 
 def mean_of(values: Sequence[Any]) -> float | None:

@@ -23,7 +23,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 import krippendorff
 import numpy as np
@@ -205,10 +205,9 @@ def compare(
 ) -> list[MetricRow]:
     """Which of two predictions is closer to a reference: `mae_difference` = MAE(a) - MAE(b) (negative: a is
     closer) with a paired bootstrap CI (items resampled, each keeping both its errors), and
-    `mae_difference_p_value`, two-sided, from a paired permutation test (scipy.stats.permutation_test,
-    permutation_type='samples'): under "a and b err alike", each item's two errors are exchangeable, so the p-value
-    is the share of the sign-flipped relabellings (all 2^n when n_resamples covers them, else n_resamples random
-    ones) whose mean difference is at least as far from zero as the observed one."""
+    `mae_difference_p_value`, two-sided, from the same paired bootstrap: the bootstrap distribution of the
+    difference is shifted to the null (mean 0), and the p-value is (1 + the resamples at least as far from zero as
+    the observed difference) / (1 + n_resamples)."""
     stage = "compare"
     cols = _numbers(stage, ctx.results, {"reference": reference, "a": a, "b": b})
     rows: list[MetricRow] = []
@@ -216,8 +215,9 @@ def compare(
         ref, pa, pb = np.asarray(_complete(cols, idx, "reference", "a", "b"), dtype=float)
         labels = {"reference": reference, "a": a, "b": b} | group
         rows += _paired(
-            stage, _name(name, "mae_difference"), np.abs(pa - ref), np.abs(pb - ref), ctx.seed, n_resamples, labels
-        )
+            stage, _name(name, "mae_difference"), np.abs(pa - ref), np.abs(pb - ref), ctx.seed, n_resamples, labels,
+            test="bootstrap",
+        )  # fmt: skip
     return rows
 
 
@@ -363,8 +363,11 @@ def _paired(
     seed: int,
     n_resamples: int,
     labels: dict[str, str],
+    *,
+    test: Literal["permutation", "bootstrap"] = "permutation",
 ) -> list[MetricRow]:
-    """Mean of x - y over pairs with its bootstrap CI, and the paired permutation test's two-sided p-value."""
+    """Mean of x - y over pairs with its bootstrap CI, and a two-sided p-value: a paired permutation test, or the
+    paired bootstrap test (the difference's bootstrap distribution shifted to mean 0)."""
     n = len(x)
     if n == 0:
         return _undefined(stage, [stat, f"{stat}_p_value"], labels, 0, "no complete pair")
@@ -372,7 +375,17 @@ def _paired(
     row = _row(None, stat, float(np.mean(diff)), bootstrap_ci(diff, seed=seed), n, labels)
     if n < 2:
         return [row, *_undefined(stage, [f"{stat}_p_value"], labels, n, "fewer than 2 pairs")]
-    test = sps.permutation_test(
+    if test == "bootstrap":
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            dist = sps.bootstrap(
+                (diff,), np.mean, n_resamples=n_resamples, batch=resample_batch(n), vectorized=True,
+                method="percentile", rng=np.random.default_rng(seed),
+            ).bootstrap_distribution  # fmt: skip
+        observed = float(np.mean(diff))
+        extreme = int(np.sum(np.abs(dist - observed) >= abs(observed) - 1e-12))
+        return [row, _row(None, f"{stat}_p_value", (1 + extreme) / (1 + n_resamples), (None, None), n, labels)]
+    test_result = sps.permutation_test(
         (x, y),
         _mean_difference,
         permutation_type="samples",
@@ -382,7 +395,7 @@ def _paired(
         alternative="two-sided",
         rng=np.random.default_rng(seed),
     )
-    return [row, _row(None, f"{stat}_p_value", test.pvalue, (None, None), n, labels)]
+    return [row, _row(None, f"{stat}_p_value", test_result.pvalue, (None, None), n, labels)]
 
 
 def _mean_difference(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], axis: int = -1) -> Any:

@@ -4,6 +4,8 @@ episodes, and any torn or damaged line, and keeps the rest."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -18,6 +20,24 @@ from schola.secrets import env_secrets, redact_config
 FORBIDDEN_ROOTS = ("/proc", "/sys", "/dev")
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file whole or not at all (a crash never leaves half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """Rows as CSV text (columns from the first row; None as an empty cell; floats to 4 decimals)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]) if rows else [], lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(
+        {k: ("" if v is None else round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows
+    )
+    return out.getvalue()
+
+
 def dumps(record: Any) -> str:
     """One JSON line, keys sorted: identical runs write identical bytes."""
     return json.dumps(record, ensure_ascii=False, sort_keys=True, default=str)
@@ -29,14 +49,14 @@ def check_run_dir(path: str | Path | None) -> Path:
     if path is None or not str(path).strip():
         raise ConfigError("the run directory is empty; give a folder (hydra.run.dir=runs/my-run)", key="hydra.run.dir")
     p = Path(path).expanduser()
-    resolved = p.resolve()
-    if any(str(resolved) == r or str(resolved).startswith(r + "/") for r in FORBIDDEN_ROOTS):
-        raise ConfigError(f"{p} is inside {resolved.parts[1]!r}, not a place for a run", key="hydra.run.dir")
-    for parent in [resolved, *resolved.parents]:
-        if parent.exists() and not parent.is_dir():
-            what = "is a file" if parent == resolved else f"is under the file {parent}"
-            raise ConfigError(f"the run directory {p} {what}", key="hydra.run.dir")
-    try:
+    try:  # a name too long, a loop of links, a folder without permission: OSError anywhere below
+        resolved = p.resolve()
+        if any(str(resolved) == r or str(resolved).startswith(r + "/") for r in FORBIDDEN_ROOTS):
+            raise ConfigError(f"{p} is inside {resolved.parts[1]!r}, not a place for a run", key="hydra.run.dir")
+        for parent in [resolved, *resolved.parents]:
+            if parent.exists() and not parent.is_dir():
+                what = "is a file" if parent == resolved else f"is under the file {parent}"
+                raise ConfigError(f"the run directory {p} {what}", key="hydra.run.dir")
         resolved.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create the run directory {p}: {e.strerror}", key="hydra.run.dir") from None
@@ -87,8 +107,8 @@ class RunStore:
         return any((self.dir / n).exists() for n in ("results.jsonl", "transcript.jsonl", "metrics.json"))
 
     def open(self) -> None:
-        self._transcript = open(self.dir / "transcript.jsonl", "a", encoding="utf-8")
-        self._results = open(self.dir / "results.jsonl", "a", encoding="utf-8")
+        self._transcript = open(self.dir / "transcript.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (held by the run)
+        self._results = open(self.dir / "results.jsonl", "a", encoding="utf-8")  # noqa: SIM115
 
     def close(self) -> None:
         for f in (self._transcript, self._results):
@@ -132,15 +152,11 @@ class RunStore:
         return done
 
     def _rewrite(self, name: str, records: list[dict[str, Any]]) -> None:
-        tmp = self.dir / (name + ".tmp")
-        tmp.write_text("".join(dumps(r) + "\n" for r in records), encoding="utf-8")
-        tmp.replace(self.dir / name)
+        write_text_atomic(self.dir / name, "".join(dumps(r) + "\n" for r in records))
 
     def write_json(self, name: str, payload: dict[str, Any]) -> None:
         """Write `name` atomically (a crash never leaves half a file), keys sorted."""
-        tmp = self.dir / (name + ".tmp")
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, default=str), encoding="utf-8")
-        tmp.replace(self.dir / name)
+        write_text_atomic(self.dir / name, json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, default=str))
 
     def write_metrics(self, scenario: str, rows: list[dict[str, Any]], **extra: Any) -> None:
         self.write_json("metrics.json", {"scenario": scenario, "metrics": rows, **extra})

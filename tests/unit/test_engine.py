@@ -298,3 +298,12 @@ def test_episode_concurrency_defaults_to_filling_every_backend_a_role_uses(tmp_p
     assert concurrency("backend.max_concurrency=64") == 64
     assert concurrency("backend.max_concurrency=2") == 8  # at least 8
     assert concurrency("backend.max_concurrency=64", "run.concurrency=3") == 3  # as set
+
+
+def test_a_stage_takes_labels_that_mark_every_row_it_returns(tmp_path: Path) -> None:
+    spec = qa(3, variant="plain", variants={"plain": {}}, stages=[
+        {"fn": "error", "prediction": "scores.correct", "reference": "scores.correct", "labels": {"prompt": "{{ scenario.variant }}"}}])  # fmt: skip
+    result = schola.run(write(tmp_path, spec), ECHO, run_dir=tmp_path / "r")
+    assert result.ok, result.message
+    mae = result.metric("mae")
+    assert mae is not None and mae.labels["prompt"] == "plain" and mae.value == 0.0

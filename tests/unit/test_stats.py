@@ -285,13 +285,18 @@ def test_correlation_of_a_constant_column_or_one_item_is_undefined() -> None:
     assert {(row.value, row.n) for row in correlation(single, x="outputs.x", y="outputs.y")} == {(None, 1)}
 
 
-def test_compare_gives_the_exact_permutation_p_value_on_a_small_case() -> None:
-    # a misses by 1 on all four items, b is exact: difference +1; of the 2^4 sign flips only all-plus and
-    # all-minus are as extreme: p = 2/16
+def test_compare_gives_the_paired_bootstrap_p_value_on_small_cases() -> None:
+    # a misses by 1 on all four items, b is exact: every resampled difference is +1, so shifted to the null none
+    # reaches 1: p = 1 / (1 + 10,000)
     ctx = context([episode(i, inputs={"ref": 0}, outputs={"a": 1, "b": 0}) for i in range(4)])
     named = by_name(compare(ctx, reference="inputs.ref", a="outputs.a", b="outputs.b", name="llm_vs_peer"))
     assert named["llm_vs_peer.mae_difference"].value == pytest.approx(1.0)
-    assert named["llm_vs_peer.mae_difference_p_value"].value == pytest.approx(2 / 16)
+    assert named["llm_vs_peer.mae_difference_p_value"].value == pytest.approx(1 / 10_001)
+    # differences +2 and 0: a resample's mean is 0, 1 or 2 with chances 1/4, 1/2, 1/4; shifted by the observed 1,
+    # |m - 1| >= 1 for 0 and 2: about half the resamples, p about 0.5
+    two = context([episode(0, inputs={"ref": 0}, outputs={"a": 2, "b": 0}), episode(1, inputs={"ref": 0}, outputs={"a": 0, "b": 0})])
+    p = by_name(compare(two, reference="inputs.ref", a="outputs.a", b="outputs.b"))["mae_difference_p_value"].value
+    assert 0.45 < p < 0.55
     assert named["llm_vs_peer.mae_difference"].labels == {"reference": "inputs.ref", "a": "outputs.a", "b": "outputs.b"}
 
 
