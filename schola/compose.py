@@ -264,10 +264,17 @@ class Composition:
         return [*self.other_overrides, "~scenario", *forced, *searchpath_override(self.dirs)]
 
     def scenario(self, overrides: list[str] | None = None) -> dict[str, Any]:
-        """The scenario config: the parsed file with the `scenario.*` overrides applied."""
+        """The scenario config: the parsed file, its selected variant merged over it, then the `scenario.*`
+        overrides (so the command line wins over a variant)."""
+        chosen = self.scenario_overrides if overrides is None else [o for o in overrides if _is_scenario_key(o)]
         scenario = copy.deepcopy(self.body)
-        for o in self.scenario_overrides if overrides is None else [o for o in overrides if _is_scenario_key(o)]:
+        for o in chosen:
             apply_override(scenario, o)
+        variants = scenario.get("variants")
+        if isinstance(variants, dict) and isinstance(variants.get(scenario.get("variant")), dict):
+            scenario = merge(scenario, variants[scenario["variant"]])
+            for o in chosen:  # again, over the variant; a key added with '+' may now be the variant's
+                apply_override(scenario, o, again=True)
         if not self.trusted:
             scenario["source"] = str(self.path)
         if "${" in json.dumps(scenario, default=str):  # references between scenario keys: OmegaConf resolves them
@@ -289,7 +296,17 @@ class Composition:
         return None
 
 
-def apply_override(scenario: dict[str, Any], override: str) -> None:
+def merge(base: Any, over: Any) -> Any:
+    """`over` deep-merged onto `base`: mappings merge key by key, everything else (lists included) is replaced."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(base.get(k), v) if k in base else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(over)
+
+
+def apply_override(scenario: dict[str, Any], override: str, *, again: bool = False) -> None:
     """One `scenario.*` override applied to a parsed scenario as Hydra applies it to a config: `key=value` sets
     an existing key, `+key=value` adds a new one, `++key=value` sets or adds, `~key` deletes; list items by index
     (`scenario.roles.students.0.persona=...`); values in Hydra's grammar."""
@@ -328,7 +345,7 @@ def apply_override(scenario: dict[str, Any], override: str) -> None:
     elif parsed.is_force_add():
         parent[last] = parsed.value()
     elif parsed.is_add():
-        if last in parent:
+        if last in parent and not again:
             raise ConfigError(f"cannot add '{key}': it is there already (set it without '+')", key=key, file="command line")
         parent[last] = parsed.value()
     else:

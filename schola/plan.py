@@ -3,7 +3,6 @@ before any model call. Every problem is a ConfigError naming the file and key.""
 
 from __future__ import annotations
 
-import copy
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -84,36 +83,25 @@ def find_stage(scenario: Scenario, name: str, *, key: str | None = None, file: s
     return plugins.stages.get(name, key=key, file=file)
 
 
-def merge(base: Any, over: Any) -> Any:
-    """`over` deep-merged onto `base`: mappings merge key by key, everything else (lists included) is replaced."""
-    if isinstance(base, dict) and isinstance(over, dict):
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = merge(base.get(k), v) if k in base else v
-        return out
-    return copy.deepcopy(over)
-
-
-def apply_variant(scenario: dict[str, Any], files: Files) -> dict[str, Any]:
-    """The scenario with its selected variant's keys merged over it."""
+def check_variant(scenario: dict[str, Any], files: Files) -> None:
+    """The selected variant exists, and only sets keys a variant may set (composition merged it already)."""
     variants = scenario.get("variants") or {}
     variant = scenario.get("variant")
     if not isinstance(variants, dict) or not variants or variant is None:
-        return scenario
+        return
     if variant not in variants:
         raise ConfigError(
             f"unknown variant '{variant}'; the scenario has: {', '.join(map(str, variants))}",
             key="scenario.variant",
             file=files.scenario,
         )
-    over = variants[variant]
-    if not isinstance(over, dict):
-        raise ConfigError("expected a mapping of scenario keys", key=f"scenario.variants.{variant}", file=files.scenario)
-    for forbidden in ("name", "kind", "variant", "variants", "source"):
-        if forbidden in over:
-            raise ConfigError(f"a variant cannot set '{forbidden}'", key=f"scenario.variants.{variant}.{forbidden}",
-                              file=files.scenario)  # fmt: skip
-    return dict(merge(scenario, over))
+    for name, over in variants.items():
+        if not isinstance(over, dict):
+            raise ConfigError("expected a mapping of scenario keys", key=f"scenario.variants.{name}", file=files.scenario)
+        for forbidden in ("name", "kind", "variant", "variants", "source"):
+            if forbidden in over:
+                raise ConfigError(f"a variant cannot set '{forbidden}'", key=f"scenario.variants.{name}.{forbidden}",
+                                  file=files.scenario)  # fmt: skip
 
 
 def build_plan(raw: dict[str, Any], files: Files) -> Plan:
@@ -130,8 +118,8 @@ def build_plan(raw: dict[str, Any], files: Files) -> Plan:
 def _build_plan(raw: dict[str, Any], files: Files) -> Plan:
     if not isinstance(raw, dict) or not isinstance(raw.get("scenario"), dict):
         raise ConfigError("expected a mapping with a scenario: section", key="scenario", file=files.scenario)
-    effective = {**raw, "scenario": apply_variant(raw["scenario"], files)}
-    cfg = validate(Config, effective, "", files)
+    check_variant(raw["scenario"], files)
+    cfg = validate(Config, raw, "", files)
     sc = cfg.scenario
     f_sc = files.scenario
     scenario = plugins.scenarios.get(sc.kind, key="scenario.kind", file=f_sc) if sc.kind else GENERIC
@@ -307,4 +295,4 @@ def wants_context(fn: Callable[..., Any]) -> bool:
         return False
 
 
-__all__ = ["Plan", "build_plan", "find_scorer", "find_stage", "merge", "validation_error", "wants_context"]
+__all__ = ["Plan", "build_plan", "find_scorer", "find_stage", "validation_error", "wants_context"]

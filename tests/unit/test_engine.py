@@ -307,3 +307,11 @@ def test_a_stage_takes_labels_that_mark_every_row_it_returns(tmp_path: Path) -> 
     assert result.ok, result.message
     mae = result.metric("mae")
     assert mae is not None and mae.labels["prompt"] == "plain" and mae.value == 0.0
+
+
+def test_the_command_line_wins_over_a_variant(tmp_path: Path) -> None:
+    spec = qa(1, variant="plain", variants={"plain": {}, "polite": {"params": {"greeting": "Please"}, "graph": [
+        {"id": "ask", "kind": "agent", "role": "student", "prompt": "{{ params.greeting }}: {{ question }}", "output": "reply"}]}})
+    path = write(tmp_path, spec)
+    schola.run(path, [*ECHO, "scenario.variant=polite", "+scenario.params.greeting=Kindly"], run_dir=tmp_path / "r")
+    assert [t["prompt"] for t in read_jsonl(tmp_path / "r" / "transcript.jsonl")] == ["Kindly: What is 0 + 1?"]

@@ -175,8 +175,9 @@ def test_course_table_on_hand_computed_grades() -> None:
     assert a["answers"] == 3 and a["llm_mae"] == 0.0 and a["peer_mae"] == pytest.approx(2.0)  # |1|, |2|, |3|
     assert a["llm_within_1"] == 1.0 and a["peer_within_1"] == pytest.approx(1 / 3)
     assert a["mae_difference"] == pytest.approx(-2.0)
-    # paired sign-flip test: of the 2^3 flips of (-1, -2, -3), only all-minus and all-plus reach |mean| >= 2
-    assert a["p_value"] == pytest.approx(2 / 8)
+    # paired bootstrap test: differences (-1, -2, -3), mean -2; a resample's mean lies in [-3, -1], so shifted to
+    # the null none is 2 or more from zero: p = 1 / (1 + 10,000)
+    assert a["p_value"] == pytest.approx(1 / 10_001)
     assert a["llm_pearson"] == pytest.approx(1.0)
     b = table["b"]
     assert b["llm_mae"] == 2.0 and b["llm_parsed"] == 0.5  # the unparsed answer is left out of the LLM's MAE
