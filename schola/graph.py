@@ -51,6 +51,9 @@ class AgentNode(_Node):
         None, description="answer options (a list, or an expression giving one) whose probabilities go to `probs`"
     )
     probs: str | None = Field(None, description='output for {"p": {option: probability}, "source": ...}')
+    generate: bool = Field(
+        True, description="false: no text is generated; the reply is the most likely option (needs options)"
+    )
 
 
 class MapNode(_Node):
@@ -201,6 +204,8 @@ class Graph:
                     reads.append(("options", n.options, True))
                 if (n.options is None) != (n.probs is None):
                     raise self._error("options and probs go together: the options, and the output for their probabilities", i)
+                if not n.generate and n.options is None:
+                    raise self._error("generate: false needs options (the reply is then the most likely option)", i)
             elif isinstance(n, MapNode):
                 reads += [(f"over.{k}", v, True) for k, v in n.over.items()]
             elif isinstance(n, JoinNode):
@@ -337,7 +342,8 @@ class Graph:
                 raise ConfigError(f"options must give a non-empty list, got {options!r}", key=f"{key}.options")
             node = path + nid  # e.g. teach[1].exam[2].solve: where in the maps this reply is
             reply = await ctx.act(role, prompt, node=node, sample=sample, sampling=n.sampling,
-                                  options=[str(o) for o in options] if options else None, state=state)  # fmt: skip
+                                  options=[str(o) for o in options] if options else None, state=state,
+                                  **({} if n.generate else {"generate": False}))  # fmt: skip
             text = reply if isinstance(reply, str) else reply.text
             data = None if isinstance(reply, str) else reply.data
             state[n.output] = data if data is not None else text

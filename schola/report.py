@@ -102,7 +102,35 @@ def sweep_rows(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
                     "wall_s": wall_s(r), "status": m.get("status"),
                 }
             )  # fmt: skip
-    return varying, rows
+    return varying, rows + pooled_over_seeds(varying, rows)
+
+
+def pooled_over_seeds(varying: list[str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where runs differ in `seed` (a `-m seed=0,1,2` sweep), one more row per metric and setting: the mean over
+    the seeds' values with a bootstrap CI over seeds (n = seeds), so the comparison does not rest on one seed."""
+    if "seed" not in varying:
+        return []
+    from schola.metrics import mean_row  # numpy: only when there is something to pool
+
+    others = [k for k in varying if k != "seed"]
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        key = (*(json.dumps(row.get(k), sort_keys=True) for k in others), row["metric"], row["labels"])
+        groups.setdefault(key, []).append(row)
+    pooled = []
+    for members in groups.values():
+        if len({m["seed"] for m in members}) < 2:
+            continue
+        first = members[0]
+        stat = mean_row(first["metric"], [m["value"] for m in members])
+        pooled.append({
+            "run": f"pooled over {len(members)} seeds", **{k: first.get(k) for k in others}, "seed": "pooled",
+            "metric": first["metric"], "labels": first["labels"], "value": stat.value, "ci_low": stat.ci_low,
+            "ci_high": stat.ci_high, "n": stat.n, "tokens": sum(m["tokens"] or 0 for m in members),
+            "cost_usd": sum(m["cost_usd"] or 0.0 for m in members),
+            "wall_s": sum(m["wall_s"] or 0.0 for m in members), "status": "pooled",
+        })  # fmt: skip
+    return pooled
 
 
 def report(root: Path) -> tuple[Table, Path, Path]:

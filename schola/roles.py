@@ -89,9 +89,10 @@ class Role:
         sampling: dict[str, Any] | None = None,
         options: Sequence[str] | None = None,
         state: Mapping[str, Any] | None = None,
+        generate: bool = True,
     ) -> Reply:
-        """Answer `prompt` in character; with `options`, also the probability of each option. Override for a
-        role without a model."""
+        """Answer `prompt` in character; with `options`, also the probability of each option (with
+        `generate=False` only that: the reply is the most likely option). Override for a role without a model."""
         if self.client is None:
             raise NotImplementedError(f"role '{self.name}' has no backend and does not override act()")
         messages: list[LLMMessage] = [*self._system, UserMessage(content=prompt, source="user")]
@@ -102,6 +103,10 @@ class Role:
         else:  # another AutoGen client: K samples still get K seeds
             args["seed"] = self.seed * 1_000_003 + sample
         start = time.perf_counter()
+        if options and not generate:
+            probs, source = await self.option_probs(messages, list(options), info, args)
+            best = max(options, key=lambda o: probs.get(o, 0.0))
+            return Reply(text=best, latency_s=time.perf_counter() - start, option_probs=probs, probs_source=source)
         out = await self.client.create(messages, extra_create_args=args)
         reply = Reply(
             text=out.content if isinstance(out.content, str) else str(out.content),

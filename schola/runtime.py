@@ -75,6 +75,7 @@ class Episode:
         sampling: dict[str, Any] | None = None,
         options: Sequence[str] | None = None,
         state: Mapping[str, Any] | None = None,
+        generate: bool = True,
     ) -> Reply:
         node = node if node != "-" else self.node
         actor = self.run.roles.get(role)
@@ -88,6 +89,8 @@ class Episode:
             extra["options"] = options
         if actor.sees_state and state is not None:
             extra["state"] = MappingProxyType(dict(state))
+        if not generate:
+            extra["generate"] = False
         reply = await actor.act(prompt, sample=sample, sampling=sampling, **accepted(type(actor), extra))
         if isinstance(reply, str):  # a plugin role may answer with plain text
             reply = Reply(text=reply)
@@ -459,8 +462,9 @@ def accepted(cls: type[Role], extra: dict[str, Any]) -> dict[str, Any]:
     names = _act_parameters(cls)  # type: ignore[arg-type]  # classes are hashable
     if names is None:
         return extra
-    if "options" in extra and "options" not in names:
-        raise ConfigError(f"role class {cls.__name__} cannot answer with option probabilities (its act() takes no options)")
+    for needed in ("options", "generate"):
+        if needed in extra and needed not in names:
+            raise ConfigError(f"role class {cls.__name__} cannot answer with option probabilities (its act() takes no {needed})")
     return {k: v for k, v in extra.items() if k in names}
 
 

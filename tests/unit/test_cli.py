@@ -148,7 +148,10 @@ def test_sweep_runs_every_job_and_report_compares_them(cli: Any, tmp_path: Path)
     code, out = cli("report", str(sweep))
     assert code == 0, out
     rows = list(__import__("csv").DictReader((sweep / "report.csv").open()))
-    assert {r["seed"] for r in rows} == {"0", "1", "2"}
+    assert {r["seed"] for r in rows} == {"0", "1", "2", "pooled"}
+    per_seed = [float(r["value"]) for r in rows if r["metric"] == "exam_accuracy" and r["seed"] != "pooled"]
+    pooled = next(r for r in rows if r["metric"] == "exam_accuracy" and r["seed"] == "pooled")
+    assert float(pooled["value"]) == pytest.approx(sum(per_seed) / 3) and pooled["n"] == "3"
     assert {"tokens", "cost_usd", "wall_s", "ci_low", "ci_high"} <= set(rows[0])
     assert (sweep / "report.png").stat().st_size > 1000
 

@@ -315,3 +315,15 @@ def test_the_command_line_wins_over_a_variant(tmp_path: Path) -> None:
     path = write(tmp_path, spec)
     schola.run(path, [*ECHO, "scenario.variant=polite", "+scenario.params.greeting=Kindly"], run_dir=tmp_path / "r")
     assert [t["prompt"] for t in read_jsonl(tmp_path / "r" / "transcript.jsonl")] == ["Kindly: What is 0 + 1?"]
+
+
+def test_an_options_step_without_generation_answers_with_the_most_likely_option(tmp_path: Path) -> None:
+    spec = qa(1)
+    spec["graph"] = [{"id": "yn", "kind": "agent", "role": "student", "prompt": "Is {{ question }} easy?", "output": "r",
+                      "options": ["yes", "no"], "probs": "p", "generate": False}]  # fmt: skip
+    spec["scripted"] = [{"match": "easy", "reply": "a long text nobody asked for", "probs": {"yes": 1, "no": 3}}]
+    result = schola.run(write(tmp_path, spec), ECHO, run_dir=tmp_path / "r")
+    assert result.ok, result.message
+    assert result.episodes[0]["outputs"]["r"] == "no"
+    assert result.episodes[0]["outputs"]["p"] == {"p": {"yes": 0.25, "no": 0.75}, "source": "scripted"}
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["usage"]["total"]["requests"] == 0
