@@ -27,6 +27,11 @@ def test_wheel_maps_the_design_card_layout_and_carries_configs_and_data(tmp_path
     ]:  # fmt: skip
         assert required in names, required
     assert not any(n.startswith(("agents/", "scenarios/", "conf/", "tests/")) for n in names)
+    # every scenario's bundled data, every config and the viewer's page travel with the package
+    for folder, package in (("scenarios", "schola/scenarios"), ("conf", "schola/conf"), ("schola/view", "schola/view")):
+        for path in (ROOT / folder).rglob("*"):
+            if path.is_file() and path.suffix in (".yaml", ".jsonl", ".json", ".csv", ".html", ".js"):
+                assert f"{package}/{path.relative_to(ROOT / folder).as_posix()}" in names, path
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     for group in ("schola.roles", "schola.scenarios", "schola.scorers", "schola.backends"):
