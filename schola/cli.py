@@ -214,6 +214,8 @@ def launch_sweep(ns: argparse.Namespace) -> int:
     argv_overrides = [*composition.hydra_overrides(sweep=True), f"++scenario.name={quote(str(composition.body.get('name')))}"]
     with hydra_errors():  # the sweep's syntax is checked here; each job validates its own config
         OverridesParser.create().parse_overrides(argv_overrides)
+    pinned = sweep_dir(argv_overrides)
+    argv_overrides.append(f"hydra.sweep.dir={quote(pinned)}")
     codes: list[int] = []
 
     @hydra.main(config_path="pkg://schola.conf", config_name="config", version_base=None)
@@ -232,7 +234,34 @@ def launch_sweep(ns: argparse.Namespace) -> int:
             codes.append(2 if e.code not in (0, None) else 0)
     finally:
         sys.argv = argv
+    if not codes:  # the jobs ran in other processes (submitit, a Ray launcher): their run directories say
+        codes = job_codes(Path(pinned))
     return max(codes, key=lambda c: (c != 0, c)) if codes else 1
+
+
+def sweep_dir(overrides: list[str]) -> str:
+    """The sweep's folder, resolved now (the user's hydra.sweep.dir or the default pattern), to be pinned on
+    Hydra's command line: the driver then finds the run directories of jobs that ran in other processes."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from schola.compose import hydra_errors
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    plain = [o for o, p in zip(overrides, parsed, strict=True) if not p.is_sweep_override()]
+    with hydra_errors(), initialize_config_module("schola.conf", version_base=None):
+        return str(compose("config", overrides=plain, return_hydra_config=True).hydra.sweep.dir)
+
+
+def job_codes(sweep: Path) -> list[int]:
+    """Each job's exit code from its run directory's status.json; a job folder without one failed (1)."""
+    import json
+
+    codes = []
+    for job in sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) if sweep.is_dir() else []:
+        status = job / "status.json"
+        codes.append(int(json.loads(status.read_text(encoding="utf-8")).get("exit_code", 1)) if status.is_file() else 1)
+    return codes
 
 
 def run_job(cfg: Any, composition: Any, *, debug: bool) -> int:

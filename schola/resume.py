@@ -22,9 +22,12 @@ if TYPE_CHECKING:
 BOOKKEEPING = ("resume", "scenario.source", "cache.")
 # Keys that may change on resume: bookkeeping, how much may be spent, how fast it runs and where the endpoints
 # are. Everything else must be as the run was started.
-FREE_PREFIXES = (*BOOKKEEPING, "budget.", "run.concurrency")
+FREE_PREFIXES = (*BOOKKEEPING, "budget.", "run.concurrency", "run.executor", "run.ray.")
 FREE_SUFFIXES = (".base_url", ".base_urls", ".api_key_env", ".timeout_s", ".max_retries", ".max_concurrency")
-FREE_TEXT = "budget.*, run.concurrency, cache.* and endpoints (*.base_url, *.timeout_s, *.max_concurrency)"
+FREE_TEXT = (
+    "budget.*, run.concurrency, run.executor, run.ray.*, cache.* and endpoints (*.base_url, *.timeout_s, "
+    "*.max_concurrency)"
+)
 
 
 def bookkeeping(key: str) -> bool:

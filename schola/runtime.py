@@ -217,7 +217,7 @@ class Runner:
             self._executor = self._executor or RayExecutor(self)
             await self._executor.run(todo, graph=graph, round=round)
         else:
-            await gather_all([worker() for _ in range(min(self.plan.config.run.concurrency, len(todo)))])
+            await gather_all([worker() for _ in range(min(self.plan.config.run.concurrency or 1, len(todo)))])
         self._in_order()
         return [self._finished[eid] for eid in ids]
 

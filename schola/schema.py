@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schola.errors import ConfigError
 from schola.graph import Node
@@ -38,6 +38,15 @@ class RunConfig(Strict):
     )
     executor: Literal["local", "ray"] = Field("local", description="episodes in this process, or on Ray workers")
     ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("executor")
+    @classmethod
+    def _ray_installed(cls, v: str) -> str:  # found before a run directory is written
+        import importlib.util
+
+        if v == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError("run.executor=ray needs Ray: pip install 'schola[ray]' (or set run.executor=local)")
+        return v
 
 
 class BudgetConfig(Strict):

@@ -84,6 +84,11 @@ class Ledger:
             self._check()
             self._inflight += 1
 
+    @property
+    def stopped(self) -> str | None:
+        """Why new requests are refused (None while they are not)."""
+        return self._stopped
+
     def stop(self, reason: str) -> None:
         """Refuse every new request from now on (cached replies are still served)."""
         self._stopped = reason
