@@ -72,8 +72,8 @@ def load_yaml(text: str, *, file: str) -> Any:
 
     if node is not None and size(node) > MAX_YAML_NODES:
         raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES:,} nodes (aliases?); refused", file=file)
-    try:
-        return yaml.load(text, Loader=_Loader)
+    try:  # from the checked node: the text is parsed once
+        return _Loader("").construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         raise ConfigError(f"malformed YAML: {e}", file=file) from None
 
