@@ -25,9 +25,12 @@ dev: $(VENV)/.dev
 run: install
 	$(BIN)/schola run $(ARGS)
 
+# ruff over every Python file, mypy --strict over the engine (schola/), then the dependency rules.
 # import-linter reads a regular install: the editable one maps agents/, scenarios/ and conf/ in at import time,
 # where grimp cannot see them.
 lint: dev
+	$(BIN)/ruff check schola agents scenarios tests benchmarks
+	$(BIN)/mypy
 	rm -rf build
 	$(BIN)/pip install -q --no-deps --no-build-isolation --target build/lint . 2>/dev/null; rm -rf *.egg-info
 	cd build/lint && PYTHONPATH=. ../../$(BIN)/lint-imports --config ../../pyproject.toml --no-cache

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import save  # noqa: E402
+from _common import save
 
 STUDENTS = 32
 
@@ -56,8 +56,8 @@ def schola_config(episodes: int, cache_dir: str) -> dict[str, Any]:
 
 async def run_schola(episodes: int) -> dict[str, Any]:
     from schola.plan import build_plan
-    from schola.schema import Files
     from schola.runtime import Runner
+    from schola.schema import Files
     from schola.store import RunStore
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,7 +102,7 @@ async def run_bare(episodes: int) -> dict[str, Any]:
     env = ImmutableSandboxedEnvironment()
     explain = env.from_string("Explain: {{ question }}")
     answer = env.from_string("{{ explanation }}\nNow answer: {{ question }}")
-    with tempfile.TemporaryDirectory() as tmp, open(f"{tmp}/t.jsonl", "w") as out:
+    with tempfile.TemporaryDirectory() as tmp, open(f"{tmp}/t.jsonl", "w") as out:  # noqa: ASYNC230 (what Schola does)
         count = 0
 
         async def reply(prompt: str, episode: int, agent: str) -> str:

@@ -307,7 +307,7 @@ def finish(outcome: Outcome) -> int:
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is at the time (a notebook or a test may swap it)."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 

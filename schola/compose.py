@@ -281,8 +281,8 @@ class Composition:
             from omegaconf import OmegaConf
 
             with hydra_errors():
-                resolved = OmegaConf.to_container(OmegaConf.create({"scenario": scenario}), resolve=True)
-            scenario = resolved["scenario"]  # type: ignore[index]
+                resolved: Any = OmegaConf.to_container(OmegaConf.create({"scenario": scenario}), resolve=True)
+            scenario = resolved["scenario"]
         return scenario
 
     @property
@@ -367,15 +367,14 @@ def compose(composition: Composition) -> tuple[dict[str, Any], dict[str, Any], s
     scenario = composition.scenario()
     # the run directory's pattern reads ${scenario.name}: Hydra sees the name, nothing else of the scenario
     name = scenario.get("name")
-    with hydra_errors():
-        with initialize_config_module("schola.conf", version_base=None):
-            overrides = [*composition.hydra_overrides(), f"++scenario.name={quote(str(name))}"]
-            cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
-            choices: dict[str, Any] = OmegaConf.to_container(cfg.hydra.runtime.choices)  # type: ignore[assignment]
-            run_dir = str(cfg.hydra.run.dir)
-            with open_dict(cfg):
-                del cfg["hydra"]
-            raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    with hydra_errors(), initialize_config_module("schola.conf", version_base=None):
+        overrides = [*composition.hydra_overrides(), f"++scenario.name={quote(str(name))}"]
+        cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
+        choices: dict[str, Any] = OmegaConf.to_container(cfg.hydra.runtime.choices)  # type: ignore[assignment]
+        run_dir = str(cfg.hydra.run.dir)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     raw["scenario"] = scenario
     return raw, {**choices, "scenario": composition.option}, run_dir
 
@@ -404,7 +403,7 @@ class hydra_errors:
             msg = (str(e).strip() or f"{type(cause).__name__}: {cause}").splitlines()
             key = getattr(e, "full_key", None)
             text = " ".join(m.strip() for m in msg if m.strip() and not m.startswith("    "))[:400]
-            if "Key '" in text and "is not in struct" in text or "Could not override" in text:
+            if ("Key '" in text and "is not in struct" in text) or "Could not override" in text:
                 text += " (keys not in the config need '+key=value')"
             raise ConfigError(text, key=key or None, file="command line") from None
         if isinstance(e, yaml.YAMLError):

@@ -17,7 +17,7 @@ import asyncio
 import itertools
 from collections import Counter
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field
@@ -94,7 +94,7 @@ class RouteNode(_Node):
     init: dict[str, Any] = Field(default_factory=dict, description="initial values of the loop's accumulators")
 
 
-Node = Annotated[Union[AgentNode, MapNode, JoinNode, ScoreNode, RouteNode], Field(discriminator="kind")]
+Node = Annotated[AgentNode | MapNode | JoinNode | ScoreNode | RouteNode, Field(discriminator="kind")]
 MapNode.model_rebuild()
 
 
@@ -395,9 +395,9 @@ class Graph:
     def _route(self, n: RouteNode, state: MutableMapping[str, Any], key: str, run: int) -> str | None:
         # `run` counts earlier visits of this route in the episode: each of them took the loop.
         for r in n.routes:
-            if templates.evaluate(r.when, state, key=f"{key}.when"):
-                if (n.id, r.to) not in self.back or run < (n.max_iters or 0):
-                    return r.to
+            taken = templates.evaluate(r.when, state, key=f"{key}.when")
+            if taken and ((n.id, r.to) not in self.back or run < (n.max_iters or 0)):
+                return r.to
         return n.default
 
 

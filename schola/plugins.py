@@ -3,10 +3,10 @@ reported with its name and cause, and the rest keep working."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
 from schola.errors import ConfigError

@@ -70,7 +70,7 @@ class StageContext(Protocol):
         ...
 
 
-Stage = Callable[..., "list[MetricRow] | None | Awaitable[list[MetricRow] | None]"]
+Stage = Callable[..., "list[MetricRow] | Awaitable[list[MetricRow] | None] | None"]
 
 
 @dataclass

@@ -24,13 +24,12 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+from schola.scenarios.curriculum.data import CurriculumData, Split, describe, load_split
 
 from schola.errors import ConfigError
 from schola.metrics import MetricRow
 from schola.scenario import Scenario
 from schola.stats import correlation
-
-from schola.scenarios.curriculum.data import CurriculumData, Split, describe, load_split
 
 MAX_TASKS = 8  # 8! = 40,320 orders are still enumerated; more tasks need another sampler
 

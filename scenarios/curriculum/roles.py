@@ -17,13 +17,12 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from pydantic import Field
-
-from schola.errors import ConfigError
-from schola.roles import Reply, Role, RoleConfig
-
 from schola.scenarios.curriculum.data import load_split
 from schola.scenarios.curriculum.designer import Design
 from schola.scenarios.curriculum.learners import Hyper, require_torch, run_order
+
+from schola.errors import ConfigError
+from schola.roles import Reply, Role, RoleConfig
 
 
 def request(role: str, prompt: str) -> dict[str, Any]:

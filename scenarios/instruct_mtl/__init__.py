@@ -19,14 +19,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from schola.scenarios.instruct_mtl.box import ARMS, Arm, episodes, load_instances, load_instructions
+from schola.scenarios.instruct_mtl.metrics import METRICS, exact_match, rouge_l, token_f1
+from schola.scenarios.instruct_mtl.tasks import GENERATORS, generate
 
 from schola.errors import ConfigError
 from schola.metrics import MetricRow, mean_row
 from schola.scenario import Scenario
-
-from schola.scenarios.instruct_mtl.box import ARMS, Arm, episodes, load_instances, load_instructions
-from schola.scenarios.instruct_mtl.metrics import METRICS, exact_match, rouge_l, token_f1
-from schola.scenarios.instruct_mtl.tasks import GENERATORS, generate
 
 
 class InstructData(BaseModel):

@@ -17,11 +17,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from schola.scenario import Scenario
-
 from schola.scenarios.spp.data import SppData, load
 from schola.scenarios.spp.scoring import participants, task_score, unwrap
+
+from schola.scenario import Scenario
 
 Phase = Literal["writer", "spymaster", "guesser", "solver"]
 

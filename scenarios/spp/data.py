@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from schola.scenarios.spp.logic_grid import CATEGORIES, MAX_HOUSES, generate_puzzle
 
 from schola.data import resolve_path
 from schola.errors import ConfigError
-from schola.scenarios.spp.logic_grid import CATEGORIES, MAX_HOUSES, generate_puzzle
 
 Task = Literal["trivia_creative_writing", "codenames", "logic_grid_puzzle"]
 HERE = Path(__file__).parent

@@ -13,7 +13,14 @@ from typing import Any, Literal
 from autogen_core.models import ChatCompletionClient
 from pydantic import Field, field_validator
 
-from schola.backends.base import BackendConfig, Completion, ScholaClient, from_dicts, http_preflight, retry_after_seconds
+from schola.backends.base import (
+    BackendConfig,
+    Completion,
+    ScholaClient,
+    from_dicts,
+    http_preflight,
+    retry_after_seconds,
+)
 from schola.errors import BackendError, TransientBackendError
 from schola.types import CallInfo
 

@@ -340,7 +340,7 @@ class ScholaClient(ChatCompletionClient):
                 return await self._watchdog.run(fn(msgs, sampling, info))  # type: ignore[no-any-return]
             except TransientBackendError as e:
                 error, retry_after = e, e.retry_after
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 error, retry_after = TransientBackendError(f"no reply within timeout_s={cfg.timeout_s}"), None
             except BackendError as e:  # permanent: 401, 404, a bad request
                 raise BackendError(f"backend '{self.name}': {redact(str(e), self.secrets)}") from None

@@ -48,6 +48,9 @@ class TransformersConfig(BackendConfig):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: bfloat16 on a GPU, float32 on the CPU"
     )
+    threads: int | None = Field(
+        None, ge=1, le=1024, description="torch's CPU threads (process-wide); null: torch's default"
+    )
     max_batch_size: int = Field(8, ge=1, le=4096, description="requests answered by one generate call")
     batch_wait_s: float = Field(0.02, ge=0, le=10, description="how long a batch waits for more requests")
     max_concurrency: int = 64
@@ -200,6 +203,8 @@ class TransformersClient(ScholaClient):
         return self._identity
 
     def _loaded(self) -> tuple[Any, Any, str]:
+        if self.config.threads is not None:
+            need("torch").set_num_threads(self.config.threads)
         return load(self.directory, self.config.device, self.config.dtype)
 
     async def preflight(self) -> None:

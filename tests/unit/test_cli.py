@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 import yaml
-
-from schola import plugins
 from pydantic import ConfigDict
 
-from schola.resume import flatten
+from schola import plugins
 from schola.backends.base import BackendConfig, Completion, ScholaClient
 from schola.errors import BackendError
+from schola.resume import flatten
 from schola.types import CallInfo
 from tests.conftest import SCRIPTED, free_port, read_jsonl
 

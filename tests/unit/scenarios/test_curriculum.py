@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from schola.errors import ConfigError
 from schola.scenarios.curriculum import episode, load, overlap, rank, report, top_quarter
 from schola.scenarios.curriculum.data import CurriculumData, describe, load_split
 from schola.scenarios.curriculum.designer import Design, distance_matrix, prototypes
 
+from schola.errors import ConfigError
+
 torch = pytest.importorskip("torch")
-from schola.scenarios.curriculum.learners import (
+from schola.scenarios.curriculum.learners import (  # noqa: E402  (after torch is known to be there)
     Hyper,
     IncrementalLearner,
     distillation_loss,

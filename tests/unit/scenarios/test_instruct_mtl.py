@@ -5,8 +5,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from schola.errors import ConfigError
 from schola.scenarios.instruct_mtl import InstructData, InstructParams, load, report
 from schola.scenarios.instruct_mtl.box import (
     Example,
@@ -18,6 +16,8 @@ from schola.scenarios.instruct_mtl.box import (
 )
 from schola.scenarios.instruct_mtl.metrics import exact_match, rouge_l, token_f1
 from schola.scenarios.instruct_mtl.tasks import LEXICON, generate
+
+from schola.errors import ConfigError
 
 # The HoC entry of the authors' templates/BoX_instructions.json (abridged), keys exactly as they spell them.
 AUTHORS = {

@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 import yaml
-
-import schola
 from schola.agents.persona import Persona, PersonaConfig
-from schola.backends.scripted import ScriptedClient
-from schola.errors import ConfigError
-from schola.store import read_jsonl
 from schola.scenarios.spp import parsed, score
 from schola.scenarios.spp.data import HERE, SppData, generate, read_file
 from schola.scenarios.spp.logic_grid import count_solutions, generate_puzzle, holds
 from schola.scenarios.spp.scoring import codenames_score, logic_correct, participants, trivia_score, unwrap
+
+import schola
+from schola.backends.scripted import ScriptedClient
+from schola.errors import ConfigError
+from schola.store import read_jsonl
 
 VARIANTS = ["standard", "cot", "self_refine", "spp", "spp_profile", "spp_fixed_persona", "spp_multi"]
 LEXICON = yaml.safe_load((HERE / "codenames_lexicon.yaml").read_text())
