@@ -15,7 +15,8 @@ from schola.scenario import uses_roles
 _NUM = r"-?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _FINAL = re.compile(r"\[\[\s*final answer\s*\]\]\s*:?\s*(.+)", re.IGNORECASE)
-_STATED = re.compile(r"(?:final answer|the answer is|answer\s*:)\s*:?\s*(.+)", re.IGNORECASE)
+_STATED = re.compile(r"(?:final answer|the answer is|answer\s*:)\s*:?[ \t]*", re.IGNORECASE)
+_LEADING_NUMBER = re.compile(r"\$?\s*(" + _NUM + r")")
 _NUMBER = re.compile(_NUM)
 _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 
@@ -72,9 +73,17 @@ def extract_answer(text: str | None, *, strict: bool = True) -> str | None:
     elif (b := _boxed(text)) is not None:
         found = b
     elif ms := list(_STATED.finditer(text)):
-        found = ms[-1].group(1).splitlines()[0]
+        # the last statement wins ("The answer is 6, because ... The answer is 11" -> 11); of it, the number it
+        # starts with ("6, because 2 + 4" -> 6), else its first sentence
+        found = (text[ms[-1].end() :].splitlines() or [""])[0].strip()
         if (b := _boxed(found)) is not None:
             found = b
+        elif lead := _LEADING_NUMBER.match(found):
+            found = lead.group(1)
+        else:
+            found = re.split(r"(?<=[^\d])\.(?:\s|$)|;|,\s+(?:because|since|as|so)\b", found)[0]
+        if not found.strip(" .:$"):
+            return None if strict else (normalize(n[-1]) if (n := _NUMBER.findall(text)) else None)
     if found is not None:
         found = found.strip()
         # "The answer is 42 apples." -> the number, when the phrase holds exactly one

@@ -1,32 +1,43 @@
-"""Can LLMs Learn by Teaching? (Ning et al., NeurIPS 2024) — method M1, "observe students' feedback".
+"""Can LLMs Learn by Teaching? (Ning et al., NeurIPS 2024): M1, M2 and M3.
 
-Per teaching problem (TP):
+M1, "observe students' feedback" (`scenario.variant=m1`, the default), per teaching problem (TP):
   1. the teacher samples K rationale + answer pairs;
   2. each pair is a student's one in-context example for the exam problems (EPs): functional variants of the TP;
   3. LbT score S_k = exam problems answered correctly, summed over students (and repeats);
 then, as a run-level stage, the K answers are grouped and one is selected by MAJ (self-consistency), MAX, SUM or
 AVG of S_k, and each rule's accuracy over TPs is reported side by side with its 95% CI.
+
+M2, "learn from feedback" (`scenario.variant=m2`): M1, then the LbT scores become DPO preference pairs for the
+teacher, beside correctness-only pairs (`m2.py`); train on them with `schola train dpo`.
+
+M3, "learn iteratively" (`scenario.variant=m3`): the teacher's in-context examples for a binary task are
+rewritten from the students' mistakes and kept by beam search (`m3.py`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from schola.scenarios.lbt import m3
+from schola.scenarios.lbt.data import LbtData, load_problems
+from schola.scenarios.lbt.m2 import preferences_stage
+from schola.scenarios.lbt.m3 import M3Params
 
 from schola.metrics import MetricRow, mean_row
 from schola.scenario import Scenario
 from schola.scorers import extract_answer, same_answer, to_number
 
-from schola.scenarios.lbt.data import LbtData, load
-
 Rule = Literal["MAJ", "MAX", "SUM", "AVG"]
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
 
 
 class LbtParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     repeats: int = Field(1, ge=1, description="times each student answers each exam problem")
+    m3: M3Params = Field(default_factory=M3Params, description="M3's beam search (scenario.variant=m3)")
 
 
 def canonical(answer: str) -> str:
@@ -54,28 +65,50 @@ def select(answers: list[str | None], scores: list[float], rule: Rule) -> str | 
     return answers[groups[best][0]]
 
 
-def answer(text: str | None) -> str | None:
-    """The teacher's final answer in a rationale (strict: `[[Final Answer]]`, `\\boxed{}`, "the answer is")."""
-    return extract_answer(text, strict=True)
+def answer(text: str | None, strict: bool = True) -> str | None:
+    """The final answer in a rationale: `[[Final Answer]]`, `\\boxed{}` or "the answer is N" (the first number
+    of that phrase when it says more; none when the phrase goes on in words without a number); not strict:
+    else the last number in the text."""
+    found = extract_answer(text, strict=True)
+    if found is not None and to_number(found) is None and (numbers := _NUMBER.findall(found)):
+        found = numbers[0]
+    elif found is not None and len(found) > 24 and not any(c.isdigit() for c in found):
+        found = None  # "the answer is not given here": prose, not an answer
+    if found is None and not strict and (numbers := _NUMBER.findall(text or "")):
+        found = numbers[-1]
+    return found
+
+
+def correct(prediction: str | None, target: Any, strict: bool = True) -> float:
+    """1.0 when the answer in `prediction` (read as `answer` reads it) equals `target`."""
+    return float(same_answer(answer(prediction, strict), str(target)))
 
 
 def select_stage(ctx: Any, *, rules: list[Rule] = ["MAJ", "MAX", "SUM", "AVG"]) -> list[MetricRow]:
     """Accuracy of the selected answer over TPs for each rule; also the teacher's answer-parse rate."""
     rows = []
     choices = []
-    for r in ctx.results:
+    episodes = [r for r in ctx.results if r.get("graph") is None]
+    for r in episodes:
         out, gold = r["outputs"], r["inputs"]["answer"]
         picked = {rule: select(out["answers"], out["lbt_scores"], rule) for rule in rules}
         choices.append({"episode": r["episode"], "gold": gold, **picked})
     for rule in rules:
         hits = [float(same_answer(c[rule], c["gold"])) for c in choices]
         rows.append(mean_row("accuracy", hits, seed=ctx.seed, rule=rule))
-    parsed = [a is not None for r in ctx.results for a in r["outputs"]["answers"]]
+    parsed = [a is not None for r in episodes for a in r["outputs"]["answers"]]
     rows.append(mean_row("answer_parse_rate", parsed, seed=ctx.seed, role="teacher"))
-    exam = [s for r in ctx.results for c in r["outputs"]["exam_correct"] for s in c]
+    exam = [s for r in episodes for c in r["outputs"]["exam_correct"] for s in c]
     rows.append(mean_row("exam_accuracy", exam, seed=ctx.seed, role="students"))
     (ctx.output_dir / "selections.jsonl").write_text("".join(json.dumps(c) + "\n" for c in choices))
     return rows
+
+
+def load(data: LbtData, *, params: LbtParams, seed: int, source: str | None = None, **_: Any) -> list[dict[str, Any]]:
+    """M3 (a binary task given): its first episode; else the teaching problems of M1/M2."""
+    if data.task or data.task_path:
+        return m3.initial_episodes(data, params.m3, seed=seed, source=source)
+    return load_problems(data, seed=seed, source=source)
 
 
 scenario = Scenario(
@@ -84,6 +117,13 @@ scenario = Scenario(
     load=load,
     data=LbtData,
     params=LbtParams,
-    scorers={"answer": answer},
-    stages={"select": select_stage},
+    scorers={
+        "answer": answer,
+        "correct": correct,
+        "case": m3.case,
+        "accuracy": m3.accuracy,
+        "failures": m3.failures,
+        "examples": m3.examples,
+    },
+    stages={"select": select_stage, "preferences": preferences_stage, "m3": m3.m3_stage},
 )

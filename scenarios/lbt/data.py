@@ -1,7 +1,8 @@
-"""Teaching problems (TPs) with functional variants as exam problems (EPs).
+"""Teaching problems (TPs) with functional variants as exam problems (EPs), and the binary tasks of M3.
 
-- `arithmetic_variants`: a seeded generator of word problems; each TP's EPs are the same problem with other
-  numbers (the paper's "functional variants").
+- `additions` (the default): seeded one-step addition word problems, the level of the embedded 135M model;
+  each TP's EPs are the same problem with other numbers (the paper's "functional variants").
+- `arithmetic_variants`: two-step word problems of the same kind, for bigger models.
 - `path`: the authors' MATH-style records: question (or problem), solution (or rationale), answer, unique_id.
   An EP is linked to its TP by unique_id: `<tp unique_id><link><k>` (default link "#"), e.g. `algebra/12.json#1`.
 """
@@ -20,6 +21,31 @@ from schola.scorers import extract_answer
 
 NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivo", "Jia"]
 
+Draw = Callable[[random.Random], dict[str, int]]
+
+
+def _pair(r: random.Random) -> dict[str, int]:
+    return {"a": r.randint(2, 9), "b": r.randint(2, 9)}
+
+
+def _sum(n: dict[str, int]) -> int:
+    return n["a"] + n["b"]
+
+
+# One step: measured on the embedded SmolLM2-135M, its teacher answers about a quarter to a half of these right
+# at temperature 0.7 and its student mostly copies the worked example's operation (see README, lbt).
+ADDITIONS: list[tuple[str, Draw, Callable[[dict[str, int]], int]]] = [
+    ("{name} has {a} pens and buys {b} more. How many pens does {name} have now?", _pair, _sum),
+    ("There are {a} birds on a tree and {b} more birds join them. How many birds are on the tree now?", _pair, _sum),
+    (
+        "{name} picks {a} apples in the morning and {b} apples in the afternoon. How many apples does {name} pick in "
+        "total?",
+        _pair,
+        _sum,
+    ),
+    ("A box has {a} red balls and {b} blue balls. How many balls are in the box?", _pair, _sum),
+]
+
 # (template, draw(rng) -> numbers, answer(numbers))
 TEMPLATES: list[tuple[str, Callable[[random.Random], dict[str, int]], Callable[[dict[str, int]], int]]] = [
     (
@@ -35,7 +61,7 @@ TEMPLATES: list[tuple[str, Callable[[random.Random], dict[str, int]], Callable[[
     (
         "{name} buys {a} notebooks at {b} dollars each and pays with a {c}-dollar bill. How many dollars of change "
         "does {name} get?",
-        lambda r: (lambda a, b: {"a": a, "b": b, "c": [x for x in (20, 50, 100, 200) if x > a * b][0]})(
+        lambda r: (lambda a, b: {"a": a, "b": b, "c": next(x for x in (20, 50, 100, 200) if x > a * b)})(
             r.randint(2, 8), r.randint(2, 12)
         ),
         lambda n: n["c"] - n["a"] * n["b"],
@@ -63,18 +89,23 @@ class LbtData(BaseModel):
     """`scenario.data` of lbt."""
 
     model_config = ConfigDict(extra="forbid")
-    generator: Literal["arithmetic_variants"] | None = "arithmetic_variants"
+    generator: Literal["additions", "arithmetic_variants"] | None = "additions"
     problems: int = Field(4, ge=1, description="teaching problems")
     variants: int = Field(3, ge=1, description="exam problems per teaching problem")
     path: str | None = Field(None, description="MATH-style JSONL/JSON records instead of the generator")
     link: str = Field("#", description="unique_id of an exam problem = <TP unique_id><link><k>")
+    task: Literal["fallacy", "claims"] | None = Field(None, description="M3: a bundled binary task")
+    task_path: str | None = Field(None, description="M3: a JSONL file of {text, label} records")
 
 
-def generate(problems: int, variants: int, seed: int) -> list[dict[str, Any]]:
+def generate(
+    problems: int, variants: int, seed: int, *, generator: str = "arithmetic_variants"
+) -> list[dict[str, Any]]:
     """TPs with `variants` functional variants each; the same seed gives the same problems."""
+    templates = ADDITIONS if generator == "additions" else TEMPLATES
     episodes = []
     for i in range(problems):
-        template, draw, answer = TEMPLATES[i % len(TEMPLATES)]
+        template, draw, answer = templates[i % len(templates)]
         rng = random.Random(f"lbt/{seed}/{i}")
         items = []
         for _ in range(variants + 1):
@@ -95,10 +126,17 @@ def load_math(path: str, *, link: str, source: str | None) -> list[dict[str, Any
         question = row.get("question", row.get("problem"))
         uid = row.get("unique_id")
         if question is None or uid is None:
-            raise ConfigError(f"{file}: record {i} needs question (or problem) and unique_id", key="scenario.data.path")
+            raise ConfigError(
+                f"{file}: record {i + 1} has no field '{'unique_id' if question is not None else 'question'}' "
+                "(expected question or problem, unique_id, and answer or solution)",
+                key="scenario.data.path",
+            )
         answer = row.get("answer") or extract_answer(row.get("solution", row.get("rationale", "")))
         if answer is None:
-            raise ConfigError(f"{file}: record {i} ({uid}) has no answer and no \\boxed{{}} in its solution")
+            raise ConfigError(
+                f"{file}: record {i + 1} ({uid}) has no field 'answer' and no \\boxed{{}} in its 'solution'",
+                key="scenario.data.path",
+            )
         by_id[str(uid)] = {"question": question, "answer": str(answer), "unique_id": str(uid)}
     episodes = []
     for uid, rec in by_id.items():
@@ -106,12 +144,15 @@ def load_math(path: str, *, link: str, source: str | None) -> list[dict[str, Any
             continue
         exams = [r for k, r in by_id.items() if k.startswith(uid + link)]
         if not exams:
-            raise ConfigError(f"{file}: teaching problem {uid} has no exam problems ({uid}{link}1, ...)")
+            raise ConfigError(
+                f"{file}: teaching problem {uid} has no exam problems ({uid}{link}1, ...)", key="scenario.data.path"
+            )
         episodes.append({"id": uid, **rec, "exams": exams})
     return episodes
 
 
-def load(data: LbtData, *, seed: int, source: str | None = None, **_: Any) -> list[dict[str, Any]]:
+def load_problems(data: LbtData, *, seed: int, source: str | None = None) -> list[dict[str, Any]]:
+    """M1/M2 episodes: the teaching problems with their exam problems."""
     if data.path:
         return load_math(data.path, link=data.link, source=source)
-    return generate(data.problems, data.variants, seed)
+    return generate(data.problems, data.variants, seed, generator=data.generator or "additions")

@@ -164,3 +164,17 @@ def test_a_written_number_round_trips(number: tuple[str, Fraction], form: str) -
     text, value = number
     assert to_number(extract_answer(form.format(text))) == value
     assert numeric_match(form.format(text), str(value)) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is 6, because 2 + 4. The answer is 11", "11"),  # the last statement wins
+        ("The answer is 6, because it is.", "6"),  # the number the statement starts with
+        ("The answer is:", None),  # a marker without an answer is none
+        ("The answer is Paris. It is big.", "Paris"),  # its first sentence
+        ("The answer is $12$.", "12"),
+    ],
+)
+def test_a_stated_answer_is_the_last_statement_and_what_it_starts_with(text: str, expected: str | None) -> None:
+    assert extract_answer(text) == expected

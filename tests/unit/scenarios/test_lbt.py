@@ -3,12 +3,25 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+from schola.scenarios.lbt import answer, select
+from schola.scenarios.lbt.data import NAMES, generate, load_math
+from schola.scenarios.lbt.m2 import correctness_pairs, dpo_record, lbt_pairs
+from schola.scenarios.lbt.m3 import (
+    M3Params,
+    case,
+    examples,
+    failures,
+    initial_examples,
+    keep_beam,
+    load_task,
+    split_task,
+    student_names,
+)
 
 from schola.errors import ConfigError
-from schola.scenarios.lbt import select
-from schola.scenarios.lbt.data import NAMES, generate, load_math
 from schola.scorers import to_number
 
 
@@ -16,15 +29,42 @@ def wording(question: str) -> str:
     return re.sub(r"\d+|" + "|".join(NAMES), "#", question)
 
 
-def test_generator_is_seeded_and_exam_problems_are_functional_variants() -> None:
-    a, b, c = generate(4, 3, seed=0), generate(4, 3, seed=0), generate(4, 3, seed=1)
-    assert a == b and a != c
+@pytest.mark.parametrize("generator", ["additions", "arithmetic_variants"])
+def test_generator_is_seeded_and_exam_problems_are_functional_variants(generator: str) -> None:
+    a, b = generate(4, 3, seed=0, generator=generator), generate(4, 3, seed=0, generator=generator)
+    assert a == b and a != generate(4, 3, seed=1, generator=generator)
     for ep in a:
         assert len(ep["exams"]) == 3
         assert all(e["question"] != ep["question"] for e in ep["exams"])
         # same wording, other numbers
         assert all(wording(e["question"]) == wording(ep["question"]) for e in ep["exams"])
         assert all(to_number(x["answer"]) is not None and int(x["answer"]) >= 0 for x in [ep, *ep["exams"]])
+
+
+def test_the_default_problems_are_one_step_additions() -> None:
+    for ep in generate(8, 3, seed=0, generator="additions"):
+        for item in [ep, *ep["exams"]]:
+            numbers = [int(n) for n in re.findall(r"\d+", item["question"])]
+            assert len(numbers) == 2 and int(item["answer"]) == sum(numbers)
+
+
+@pytest.mark.parametrize(
+    ("text", "strict", "expected"),
+    [
+        ("6 + 5 = 11. The answer is 11.", True, "11"),
+        # stated twice: the last statement wins, and of a statement that says more, the number it starts with
+        ("The answer is 6, because of the 5 more. So 6 + 5 = 11. The answer is 11", True, "11"),
+        ("The answer is 6, because of the 5 more.", True, "6"),
+        ("so 6 + 5 = 11 and she has 11 pens now", True, None),
+        ("so 6 + 5 = 11 and she has 11 pens now", False, "11"),
+        ("[[Final Answer]]: $7$", True, "7"),
+        ("no number at all", False, None),
+        ("The answer is not a direct answer to the question, sorry.", True, None),
+        ("It is 3 + 4. The answer is not a direct answer to the question", False, "4"),
+    ],
+)
+def test_answer_reads_the_stated_answer(text: str, strict: bool, expected: str | None) -> None:
+    assert answer(text, strict) == expected
 
 
 @pytest.mark.parametrize(
@@ -66,7 +106,20 @@ def test_math_records_link_exam_problems_to_their_teaching_problem(tmp_path: Pat
         load_math(str(path), link="#", source=None)
 
 
-def test_lbt_runs_on_math_records_through_the_cli(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_math_record_without_its_id_names_the_file_record_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "math.jsonl"
+    path.write_text(
+        json.dumps({"problem": "1+1?", "answer": "2", "unique_id": "a"})
+        + "\n"
+        + json.dumps({"problem": "2+2?", "answer": "4"})
+        + "\n"
+    )
+    with pytest.raises(ConfigError, match=r"math\.jsonl: record 2 has no field 'unique_id'") as e:
+        load_math(str(path), link="#", source=None)
+    assert e.value.key == "scenario.data.path"
+
+
+def test_lbt_runs_on_math_records_through_the_cli(cli: Any, tmp_path: Path) -> None:
     rows = [
         {"question": "What is 2+3?", "answer": "5", "unique_id": "a"},
         {"question": "What is 4+1?", "answer": "5", "unique_id": "a#1"},
@@ -76,3 +129,158 @@ def test_lbt_runs_on_math_records_through_the_cli(cli, tmp_path: Path) -> None: 
     assert code == 0, out
     selections = [json.loads(x) for x in (tmp_path / "r" / "selections.jsonl").read_text().splitlines()]
     assert selections[0]["episode"] == "a" and selections[0]["gold"] == "5"
+
+
+def metrics(run: Path) -> dict[str, float | None]:
+    rows = json.loads((run / "metrics.json").read_text())["metrics"]
+    return {r["name"] + "".join(f"|{k}={v}" for k, v in sorted(r["labels"].items())): r["value"] for r in rows}
+
+
+def test_m1_rules_differ_where_the_majority_is_wrong_and_students_learn_from_the_right_rationale(
+    cli: Any, tmp_path: Path
+) -> None:
+    # Scripted: of K=3 rationales the first adds (right), two subtract (the same wrong answer); a student repeats
+    # the operation it saw, so the right rationale scores 3 of 3 exams and the wrong ones 0.
+    code, out = cli("run", "backend=scripted", "scenario.roles.teacher.samples=3", f"hydra.run.dir={tmp_path / 'r'}")
+    assert code == 0, out
+    m = metrics(tmp_path / "r")
+    assert m["accuracy|rule=MAJ"] == 0.0
+    assert m["accuracy|rule=MAX"] == m["accuracy|rule=SUM"] == m["accuracy|rule=AVG"] == 1.0
+    assert m["exam_accuracy|role=students"] == pytest.approx(1 / 3)
+
+
+# -- M2 -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("scores", "min_margin", "max_pairs", "expected"),
+    [
+        ([3, 0, 1], 1, None, [(0, 1), (0, 2), (2, 1)]),  # margins 3, 2, 1: widest first
+        ([3, 0, 1], 2, None, [(0, 1), (0, 2)]),
+        ([3, 0, 1], 1, 1, [(0, 1)]),
+        ([2, 2, 2], 1, None, []),  # equal scores prefer nothing
+        ([1, 2, 2], 1, None, [(1, 0), (2, 0)]),  # equal margins: by index
+    ],
+)
+def test_lbt_pairs_prefer_the_higher_lbt_score(
+    scores: list[float], min_margin: float, max_pairs: int | None, expected: list[tuple[int, int]]
+) -> None:
+    assert lbt_pairs(scores, min_margin=min_margin, max_pairs=max_pairs) == expected
+
+
+def test_correctness_pairs_put_right_answers_over_wrong_or_missing_ones() -> None:
+    assert correctness_pairs(["5", "7", None, "5.0"], "5") == [(0, 1), (0, 2), (3, 1), (3, 2)]
+    assert correctness_pairs(["5", "5"], "5") == [] and correctness_pairs(["1", None], "5") == []
+    assert dpo_record("Q", "good", "bad") == {
+        "prompt": [{"role": "user", "content": "Q"}],
+        "chosen": [{"role": "assistant", "content": "good"}],
+        "rejected": [{"role": "assistant", "content": "bad"}],
+    }
+
+
+def test_m2_exports_dpo_pairs_that_load_in_datasets_with_trl_fields(cli: Any, tmp_path: Path) -> None:
+    from datasets import load_dataset
+
+    code, out = cli(
+        "run",
+        "backend=scripted",
+        "scenario.variant=m2",
+        "scenario.roles.teacher.samples=3",
+        f"hydra.run.dir={tmp_path / 'r'}",
+    )
+    assert code == 0, out
+    run = tmp_path / "r"
+    m = metrics(run)
+    # per TP the scores are [3, 0, 0] and only rationale 0 is right: 2 pairs of each kind, margin 3, 4 TPs
+    assert m["pairs|kind=lbt"] == m["pairs|kind=correctness"] == 8
+    assert m["margin|kind=lbt"] == m["margin|kind=correctness"] == 3.0
+    assert m["chosen_correct|kind=lbt"] == 1.0
+    listed = {e["name"]: e for e in json.loads((run / "metrics.json").read_text())["exports"]}
+    assert listed["dpo_lbt"]["kind"] == "dpo" and listed["dpo_lbt"]["records"] == 8
+    for name in ("dpo_lbt", "dpo_correctness"):
+        ds = load_dataset("json", data_files=str(run / f"{name}.jsonl"), split="train")
+        assert set(ds.column_names) == {"prompt", "chosen", "rejected"} and len(ds) == 8
+        row = ds[0]
+        assert row["prompt"][0]["role"] == "user" and row["prompt"][0]["content"].endswith("\nAnswer:")
+        assert " + " in row["chosen"][0]["content"] and " - " in row["rejected"][0]["content"]
+
+
+# -- M3 -----------------------------------------------------------------------------------------------
+def write_task(path: Path, n: int = 24) -> Path:
+    rows = [{"text": f"item {i} [{'yes' if i % 2 == 0 else 'no'}]", "label": ["yes", "false"][i % 2]} for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_bundled_binary_tasks_are_balanced_yes_no_items() -> None:
+    for task in ("fallacy", "claims"):
+        question, items = load_task(task, None, source=None)
+        assert question.endswith("?") and len(items) == 40
+        assert sum(x["label"] == "Yes" for x in items) == 20 and {x["label"] for x in items} == {"Yes", "No"}
+
+
+def test_task_records_are_checked_naming_file_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "a", "label": "yes"}\n{"text": "b"}\n')
+    with pytest.raises(ConfigError, match=r"t\.jsonl:2: record has no field 'label'"):
+        load_task(None, str(path), source=None)
+    path.write_text('{"text": "a", "label": "maybe"}\n')
+    with pytest.raises(ConfigError, match=r"t\.jsonl:1: field 'label' is 'maybe'"):
+        load_task(None, str(path), source=None)
+    with pytest.raises(ConfigError, match="held \\+ test"):
+        split_task(load_task(None, str(write_task(path, 10)), source=None)[1], 0, M3Params())
+
+
+def test_splits_are_seeded_and_disjoint_and_initial_examples_are_balanced(tmp_path: Path) -> None:
+    _, items = load_task(None, str(write_task(tmp_path / "t.jsonl")), source=None)
+    assert items[1] == {"text": "item 1 [no]", "label": "No"}
+    params = M3Params(held=6, test=8, examples=4)
+    a, b = split_task(items, 0, params), split_task(items, 0, params)
+    assert a == b and a != split_task(items, 1, params)
+    assert [len(a[k]) for k in ("held", "test", "train")] == [6, 8, 10]
+    texts = [x["text"] for k in a for x in a[k]]
+    assert sorted(texts) == sorted(x["text"] for x in items)
+    shown = initial_examples(a["train"], 4, seed=0)
+    assert shown.count("Label: Yes") == 2 and shown.count("Label: No") == 2
+
+
+def test_failure_cases_examples_parsing_and_the_beam() -> None:
+    item = {"text": "t", "label": "Yes"}
+    right = case(item, {"p": {"Yes": 0.7, "No": 0.3}})
+    wrong = case({"text": "u", "label": "No"}, {"p": {"Yes": 0.6, "No": 0.4}})
+    assert right["correct"] == 1.0 and wrong == {"text": "u", "label": "No", "prediction": "Yes", "correct": 0.0}
+    assert case(item, None, "No, it is not.")["prediction"] == "No"  # no probabilities: the reply's label
+    assert case(item, {"p": {"Yes": 0.5, "No": 0.5}})["prediction"] == "No"  # an even split is No
+    assert failures([right, wrong, wrong], limit=1) == '## Failure Case 1\nText: "u"\nLabel: No\nPrediction: Yes'
+    assert failures([right]) == ""
+    assert examples("blah <START>Text: x\nLabel: Yes<END> more") == "Text: x\nLabel: Yes"
+    assert examples("Text: y\nLabel: No") == "Text: y\nLabel: No" and examples("<START> <END>") is None
+    scores = {"a": 0.5, "b": 0.8, "c": 0.5, "d": 0.2}
+    assert keep_beam(["a", "b", "c", "d", "b"], scores, 2) == ["b", "a"]  # the tie keeps the incumbent a
+    assert keep_beam(["c", "a"], scores, 2) == ["c", "a"]
+    assert student_names({"students": [{"role": "student"}, {"role": "student", "name": "bob"}]}) == [
+        "students.0",
+        "bob",
+    ]
+
+
+def test_m3_keeps_the_rewritten_examples_and_beats_the_initial_ones(cli: Any, tmp_path: Path) -> None:
+    # Scripted: with the initial examples the classifier always answers No; the teacher's rewrite ("GOOD")
+    # makes it right on every item.
+    task = write_task(tmp_path / "t.jsonl")
+    code, out = cli(
+        "run",
+        "backend=scripted",
+        "scenario.variant=m3",
+        f"scenario.data.task_path={task}",
+        f"hydra.run.dir={tmp_path / 'r'}",
+    )
+    assert code == 0, out
+    splits = split_task(load_task(None, str(task), source=None)[1], 0, M3Params())
+    share_no = {k: sum(x["label"] == "No" for x in splits[k]) / len(splits[k]) for k in ("held", "test")}
+    m = metrics(tmp_path / "r")
+    for arm in ("teacher", "one", "several"):
+        assert m[f"held_accuracy|arm={arm}|round=0"] == pytest.approx(share_no["held"])
+        assert m[f"held_accuracy|arm={arm}|round=2"] == 1.0
+        assert m[f"test_accuracy|arm={arm}"] == 1.0
+    assert m["test_accuracy|arm=initial"] == pytest.approx(share_no["test"])
+    beams = json.loads((tmp_path / "r" / "m3_beams.json").read_text())
+    assert "GOOD" in beams[-1]["beam"][0]["examples"]
