@@ -44,9 +44,14 @@ browser:
 test: dev lint browser
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Every benchmark prints and saves JSON (and a plot) to benchmarks/results/; benchmarks/README.md tables them.
 bench: dev
 	$(BIN)/python benchmarks/engine_overhead.py
+	$(BIN)/python benchmarks/client_saturation.py
+	$(BIN)/python benchmarks/scale.py
+	$(BIN)/python benchmarks/cache_replay.py
 	$(BIN)/python benchmarks/embedded_throughput.py
+	bash benchmarks/gpu/run.sh --dry-run
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import numbers
 from collections import Counter
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
@@ -356,6 +357,12 @@ class Graph:
             value = await ctx.score(n.scorer, args, n.params, node=path + nid)
             state[n.output] = value
             if n.record:
+                if value is not None and not isinstance(value, numbers.Real):  # a score is a number (or None)
+                    raise ConfigError(
+                        f"step '{path + nid}': scorer '{n.scorer}' returned a {type(value).__name__}, which cannot be "
+                        "recorded as a score (numbers, booleans or null only); set record: false to keep it as a value",
+                        key=f"{key}.record",
+                    )
                 ctx.record(n.output, value, labels or None)
         elif isinstance(n, JoinNode):
             state[n.output] = join(n, state, key)

@@ -168,7 +168,7 @@ def _backends(plan: Plan, cfg: Config, files: Files) -> None:
         key = "backend" if name == "default" else f"backends.{name}"
         kind = bcfg.get("kind") if isinstance(bcfg, dict) else None
         if not isinstance(kind, str) or not kind:
-            raise ConfigError("expected kind: embedded, litellm, vllm, scripted, autogen, transformers or a plugin's",
+            raise ConfigError("expected kind: embedded, openai, litellm, vllm, scripted, autogen, transformers or a plugin's",
                               key=f"{key}.kind", file=files.for_key(key))  # fmt: skip
         cls = plugins.backends.get(kind, key=f"{key}.kind", file=files.for_key(key))
         own = bcfg.get("rules") or bcfg.get("transcript") or bcfg.get("default", "{{ prompt }}") != "{{ prompt }}"

@@ -23,7 +23,10 @@ BOOKKEEPING = ("resume", "scenario.source", "cache.")
 # Keys that may change on resume: bookkeeping, how much may be spent, how fast it runs and where the endpoints
 # are. Everything else must be as the run was started.
 FREE_PREFIXES = (*BOOKKEEPING, "budget.", "run.concurrency", "run.executor", "run.ray.")
-FREE_SUFFIXES = (".base_url", ".base_urls", ".api_key_env", ".timeout_s", ".max_retries", ".max_concurrency")
+FREE_SUFFIXES = (
+    ".base_url", ".base_urls", ".api_key_env", ".timeout_s", ".max_retries", ".max_concurrency", ".balance",
+    ".revive_s", ".router", ".serve",
+)  # fmt: skip
 FREE_TEXT = (
     "budget.*, run.concurrency, run.executor, run.ray.*, cache.* and endpoints (*.base_url, *.timeout_s, "
     "*.max_concurrency)"

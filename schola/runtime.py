@@ -31,7 +31,7 @@ from schola.plan import Plan, build_plan, wants_context
 from schola.resume import check_resume, same_inputs
 from schola.roles import Reply, Role
 from schola.schema import Files
-from schola.store import STAGE_EPISODE, RunStore, check_run_dir, dumps
+from schola.store import STAGE_EPISODE, RunStore, check_run_dir, dumps, write_text_atomic
 from schola.types import Budget, Ledger
 
 log = logging.getLogger("schola")
@@ -247,7 +247,7 @@ class Runner:
         """A finished episode: its results line, the run's results, the ledger file now and then, progress."""
         self.store.result(record)
         self._add(record)
-        self.store.write_ledger(self.ledger_dict(), wall_s=self.wall_s, every_s=LEDGER_EVERY_S)
+        self.store.write_ledger(self.ledger_dict, wall_s=self.wall_s, every_s=LEDGER_EVERY_S)
         if self.progress:
             self.progress(len(self.results), max(self.total, len(self.results)), self.ledger)
 
@@ -281,9 +281,7 @@ class Runner:
                 wanted = " or ".join("/".join(sorted(n)) for n in EXPORT_FIELDS[kind])
                 raise ConfigError(f"export '{name}': record {i} has {sorted(r)}; a {kind} record needs {wanted}")
         path = self.output_dir / f"{name}.jsonl"
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(dumps(dict(r)) + "\n" for r in records), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, "".join(dumps(dict(r)) + "\n" for r in records))
         self.exports = [e for e in self.exports if e["name"] != name]
         self.exports.append({"name": name, "kind": kind, "path": path.name, "records": len(records)})
         return path
@@ -350,7 +348,7 @@ class Runner:
             self.store.close()
             await self.close()
         metrics = [r.to_dict() for r in rows]
-        self.store.write_ledger(self.ledger_dict(), wall_s=round(self.wall_s, 3))
+        self.store.write_ledger(self.ledger_dict, wall_s=round(self.wall_s, 3))
         self._write_metrics(metrics, status)
         self.store.write_status(status=status, exit_code=code, message=message, hint=hint)
         return Outcome(status=status, exit_code=code, run_dir=self.store.dir, metrics=metrics, message=message, hint=hint)
@@ -400,7 +398,11 @@ class Runner:
             return await self.stages()
         except Exception as e:  # MemoryError included: the rows of the stages that finished are kept
             log.info("stages skipped on a stopped run: %s", e)
+        try:
             return self.episode_rows() + kept
+        except Exception as e:  # scores a stopped run cannot summarise must not hide why it stopped
+            log.info("episode scores skipped on a stopped run: %s", e)
+            return kept
 
     def episode_rows(self) -> list[MetricRow]:
         """A row per score key (mean, CI, n), per round where the run has several."""

@@ -9,6 +9,7 @@ import io
 import json
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import IO, Any
 
 import yaml
@@ -16,6 +17,9 @@ import yaml
 from schola.errors import ConfigError
 from schola.secrets import env_secrets, redact_config
 
+# A lone surrogate (a server's broken decoding of a reply, sent as the JSON escape \ud800) cannot be written as
+# UTF-8; written as its escape instead, it is again that escape inside a JSON string, so the line reads back as it was.
+LONE_SURROGATES = "backslashreplace"
 # Folders a run directory may never be inside (pseudo file systems).
 FORBIDDEN_ROOTS = ("/proc", "/sys", "/dev")
 
@@ -23,7 +27,7 @@ FORBIDDEN_ROOTS = ("/proc", "/sys", "/dev")
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a file whole or not at all (a crash never leaves half a file)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8", errors=LONE_SURROGATES)
     tmp.replace(path)
 
 
@@ -107,8 +111,8 @@ class RunStore:
         return any((self.dir / n).exists() for n in ("results.jsonl", "transcript.jsonl", "metrics.json"))
 
     def open(self) -> None:
-        self._transcript = open(self.dir / "transcript.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (held by the run)
-        self._results = open(self.dir / "results.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self._transcript = open(self.dir / "transcript.jsonl", "a", encoding="utf-8", errors=LONE_SURROGATES)  # noqa: SIM115
+        self._results = open(self.dir / "results.jsonl", "a", encoding="utf-8", errors=LONE_SURROGATES)  # noqa: SIM115
 
     def close(self) -> None:
         for f in (self._transcript, self._results):
@@ -164,13 +168,14 @@ class RunStore:
     def write_status(self, **status: Any) -> None:
         self.write_json("status.json", redact_config(status))
 
-    def write_ledger(self, ledger: dict[str, Any], *, wall_s: float, every_s: float = 0.0) -> None:
-        """Save the run's usage (seeded again on resume); at most once per `every_s` seconds."""
+    def write_ledger(self, ledger: Callable[[], dict[str, Any]], *, wall_s: float, every_s: float = 0.0) -> None:
+        """Save the run's usage (seeded again on resume); at most once per `every_s` seconds (`ledger` is only
+        called when it is written)."""
         now = time.monotonic()
         if every_s and now - self._ledger_written < every_s:
             return
         self._ledger_written = now
-        self.write_json("ledger.json", {**ledger, "wall_s": round(wall_s, 3)})
+        self.write_json("ledger.json", {**ledger(), "wall_s": round(wall_s, 3)})
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         """A JSON file of the run, or None if absent; a damaged one is a ConfigError naming it."""

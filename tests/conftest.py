@@ -5,7 +5,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -50,9 +49,8 @@ def cli(capsys: pytest.CaptureFixture[str]) -> CLI:
     return CLI(capsys)
 
 
-@pytest.fixture(scope="session")
-def llama_server() -> Iterator[str]:
-    """A real OpenAI-compatible server (python -m llama_cpp.server) on a free 127.0.0.1 port; yields base_url."""
+def start_llama_server() -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m llama_cpp.server` with the embedded model on a free 127.0.0.1 port; (process, base_url)."""
     from schola.backends.embedded import default_model_path
 
     port = free_port()
@@ -66,15 +64,30 @@ def llama_server() -> Iterator[str]:
     while time.monotonic() < deadline:
         try:
             if httpx.get(base + "/models", timeout=1).status_code == 200:
-                break
+                return proc, base
         except httpx.HTTPError:
             time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not start")
+    proc.kill()
+    pytest.fail("llama_cpp.server did not start")
+
+
+@pytest.fixture(scope="session")
+def llama_server() -> Iterator[str]:
+    """A real OpenAI-compatible server (python -m llama_cpp.server) on a free 127.0.0.1 port; yields base_url."""
+    proc, base = start_llama_server()
     yield base
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture
+def spare_llama_server() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A second llama_cpp.server for this test alone (it may kill it); yields (process, base_url)."""
+    proc, base = start_llama_server()
+    yield proc, base
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(10)
 
 
 SCRIPTED = ["backend=scripted"]

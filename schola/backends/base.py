@@ -154,6 +154,18 @@ def distribute(top: Sequence[Sequence[Any]], options: Sequence[str]) -> dict[str
     return {o: m / total for o, m in mass.items()} if total > 0 else None
 
 
+def valid_unicode(text: str) -> str:
+    """A reply as text every later step can encode: a lone surrogate (a server's broken decoding, sent as the JSON
+    escape \\ud800) becomes U+FFFD, which prompts, cache keys and run files can hold."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 async def http_preflight(base_url: str, *, api_key: str | None = None, timeout_s: float = 5.0) -> None:
     """Fail in seconds when an OpenAI-compatible endpoint cannot be reached or refuses the key."""
     url = base_url.rstrip("/") + "/models"
@@ -323,6 +335,7 @@ class ScholaClient(ChatCompletionClient):
             try:
                 start = time.perf_counter()
                 done = await self._with_retries(fn, msgs, sampling, info)
+                done.text = valid_unicode(done.text)
                 latency = time.perf_counter() - start
                 self._account(info.role, done, latency, cached=False)
             finally:

@@ -23,7 +23,7 @@ def cache_key(identity: str, messages: list[dict[str, Any]], sampling: dict[str,
     h = hashlib.sha256()
     h.update(f"{identity}\x00{seed}\x00{sample}\x00{sorted(sampling.items())!r}\x00".encode())
     for m in messages:  # length-prefixed, so no two message lists share a byte stream
-        role, content = m["role"].encode(), m["content"].encode()
+        role, content = m["role"].encode(), m["content"].encode("utf-8", "surrogatepass")  # data may hold \ud800
         h.update(b"%d:%s%d:%s" % (len(role), role, len(content), content))
     return h.hexdigest()
 

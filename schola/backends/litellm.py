@@ -1,9 +1,15 @@
-"""Any endpoint LiteLLM supports: `openai/...` with `base_url` (a local OpenAI-compatible server), `hosted_vllm/...`,
-and hosted APIs. LiteLLM is imported on first use: the import alone takes seconds."""
+"""Any endpoint LiteLLM supports: the hosted providers (`anthropic/...`, `gemini/...`, `openai/...`), and
+LiteLLM's Router over several endpoints of one model (`base_urls`). OpenAI-compatible servers are served faster
+by the `openai` backend (a lean client: a tenth of LiteLLM's CPU per request, see benchmarks/client_saturation.py).
+
+LiteLLM is imported in `preflight`, on a worker thread and before the run's clock starts (the import alone takes
+seconds), with its per-request log lines turned off. Its HTTP clients are its own, cached per event loop and
+closed by LiteLLM itself: closing them here would close them under the next run in the same loop."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any, Literal
 
@@ -18,6 +24,12 @@ class LiteLLMConfig(BackendConfig):
     kind: Literal["litellm"] = "litellm"
     model: str = Field("openai/smollm2", description="LiteLLM model name, provider prefix included")
     base_url: str | None = Field(None, description="the endpoint; null for a provider's own")
+    base_urls: list[str] = Field(
+        default_factory=list, description="more endpoints of the same model, spread by LiteLLM's Router"
+    )
+    router: dict[str, Any] = Field(
+        default_factory=dict, description="LiteLLM Router options with base_urls (routing_strategy, cooldown_time)"
+    )
     api_key_env: str | None = Field("OPENAI_API_KEY", description="NAME of the environment variable with the key")
     max_concurrency: int = 16
     extra: dict[str, Any] = Field(default_factory=dict, description="more keyword arguments for litellm")
@@ -34,6 +46,9 @@ def import_litellm() -> Any:
         raise BackendError("the litellm backend needs LiteLLM: pip install litellm") from None
     litellm.suppress_debug_info = True
     litellm.drop_params = True
+    # LiteLLM logs an INFO line (and its Router another) per request: thousands in a run. Warnings stay.
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     return litellm
 
 
@@ -43,7 +58,7 @@ class LiteLLMClient(ScholaClient):
 
     @property
     def identity(self) -> str:
-        return f"litellm:{self.config.model}@{self.config.base_url or ''}"
+        return f"litellm:{self.config.model}@{','.join(sorted(self.urls))}"
 
     @property
     def model(self) -> str:
@@ -58,27 +73,43 @@ class LiteLLMClient(ScholaClient):
         env = self.config.api_key_env
         key = os.environ.get(env) if env else None
         # A local OpenAI-compatible server needs some key in the request, but checks none.
-        return key or ("no-key" if self.base_url else None)
+        return key or ("no-key" if self.urls else None)
 
     @property
     def secrets(self) -> list[str]:
         return [k for k in [self.api_key] if k and k != "no-key"]
 
+    @property
+    def urls(self) -> list[str]:
+        return list(dict.fromkeys(u for u in [self.base_url, *self.config.base_urls] if u))
+
     async def preflight(self) -> None:
         # Import LiteLLM now, on a worker thread: imported by the first request, its seconds of import would
         # block the loop and count against that request's timeout_s (a short timeout lost its first attempt).
         await asyncio.to_thread(import_litellm)
-        if self.base_url:
-            await http_preflight(self.base_url, api_key=self.api_key)
+        for url in self.urls[:1] if len(self.urls) < 2 else []:  # several: the Router cools down dead ones
+            await http_preflight(url, api_key=self.api_key)
+
+    _router: Any = None
+
+    async def _acompletion(self, **kwargs: Any) -> Any:
+        """One request through LiteLLM, or through its Router when there are several endpoints."""
+        litellm = import_litellm()
+        if len(self.urls) < 2:
+            base = self.urls[0] if self.urls else None
+            return await litellm.acompletion(model=self.model, api_base=base, api_key=self.api_key, **kwargs)
+        if self._router is None:
+            deployments = [{"model_name": "schola", "litellm_params": {"model": self.model, "api_base": url,
+                            "api_key": self.api_key}} for url in self.urls]  # fmt: skip
+            # Schola retries (num_retries=0 here); the Router picks another deployment for each retry.
+            self._router = litellm.Router(model_list=deployments, **{"num_retries": 0, **self.config.router})
+        return await self._router.acompletion(model="schola", **kwargs)
 
     async def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
         litellm = import_litellm()
         try:
-            response = await litellm.acompletion(
-                model=self.model,
+            response = await self._acompletion(
                 messages=messages,
-                api_base=self.base_url,
-                api_key=self.api_key,
                 timeout=self.config.timeout_s,
                 num_retries=0,
                 seed=info.seed * 1_000_003 + info.sample,
@@ -100,16 +131,17 @@ class LiteLLMClient(ScholaClient):
 
     has_logprobs = True
 
-    async def _top_logprobs(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+    async def _top_logprobs(
+        self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
+    ) -> Completion:
         """One token with its top alternatives (`logprobs`/`top_logprobs` of the OpenAI API; vLLM, llama.cpp's
         server and OpenAI answer them). A server that does not is a BackendError, and the role falls back to
         samples."""
         litellm = import_litellm()
         try:
-            response = await litellm.acompletion(
-                model=self.model, messages=messages, api_base=self.base_url, api_key=self.api_key,
-                timeout=self.config.timeout_s, num_retries=0, max_tokens=1, temperature=0.0, logprobs=True,
-                top_logprobs=int(sampling.get("top_logprobs", 20)), **self.config.extra,
+            response = await self._acompletion(
+                messages=messages, timeout=self.config.timeout_s, num_retries=0, max_tokens=1, temperature=0.0,
+                logprobs=True, top_logprobs=int(sampling.get("top_logprobs", 20)), **self.config.extra,
             )  # fmt: skip
         except Exception as e:
             raise self._classify(litellm, e) from None
@@ -145,13 +177,3 @@ class LiteLLMClient(ScholaClient):
             headers = getattr(getattr(e, "response", None), "headers", None)
             return TransientBackendError(text, retry_after=retry_after_seconds(headers))
         return BackendError(text)
-
-    async def close(self) -> None:
-        await super().close()
-        import sys
-
-        if "litellm" in sys.modules:
-            try:
-                await sys.modules["litellm"].close_litellm_async_clients()
-            except Exception:
-                pass

@@ -1,12 +1,17 @@
-"""A vLLM server: attach to one by `base_url`, or manage one (`serve:`): start it as a subprocess on 127.0.0.1,
-wait for it to answer, talk to it through LiteLLM's OpenAI-compatible path, stop it on close.
+"""vLLM servers: attach to running ones (`base_url`, `base_urls`), or manage them (`serve:`): start `vllm serve`
+as subprocesses on 127.0.0.1 (one per entry of `serve.gpus`, each seeing only its GPUs), wait until every one
+answers, talk to them through the lean OpenAI-compatible client (load-balanced, with fallback), and on close stop
+exactly the processes started here, children included (each server runs in its own process group).
 
-The launcher runs any OpenAI-compatible server command, so without a GPU the same path is exercised with
-`python -m llama_cpp.server` (see tests/server)."""
+`serve:` keys map onto `vllm serve` flags (tensor/pipeline parallel size, max sequences, GPU memory share); a
+key left null is not passed, so vLLM's own default holds. The launcher runs any OpenAI-compatible server command,
+so without a GPU the same path is exercised with `python -m llama_cpp.server` (see tests/server)."""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import os
 import signal
 import socket
@@ -14,33 +19,52 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from schola.backends.litellm import LiteLLMClient, LiteLLMConfig
+from schola.backends.openai import OpenAIClient, OpenAIConfig
 from schola.errors import BackendError
+
+FLAGS = {  # serve key -> vllm serve flag
+    "tensor_parallel_size": "--tensor-parallel-size",
+    "pipeline_parallel_size": "--pipeline-parallel-size",
+    "max_num_seqs": "--max-num-seqs",
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+    "max_model_len": "--max-model-len",
+}
+STOP_GRACE_S = 15.0
+_RUNNING: set[Server] = set()  # servers of this process, stopped at exit if nobody closed them
 
 
 class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     command: list[str] | None = Field(None, description="default: vllm serve <model>")
-    args: list[str] = Field(default_factory=list, description="extra arguments (tensor-parallel-size, ...)")
-    port: int | None = Field(None, description="default: a free port")
+    args: list[str] = Field(default_factory=list, description="more arguments for the server")
+    gpus: list[int | str] | None = Field(
+        None, description="one server per entry, each with CUDA_VISIBLE_DEVICES=<entry> ('0,1': a 2-GPU server)"
+    )
+    tensor_parallel_size: int | None = Field(None, ge=1, description="--tensor-parallel-size (GPUs per server)")
+    pipeline_parallel_size: int | None = Field(None, ge=1, description="--pipeline-parallel-size")
+    max_num_seqs: int | None = Field(None, ge=1, description="--max-num-seqs: sequences a server batches at once")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="--gpu-memory-utilization")
+    max_model_len: int | None = Field(None, ge=1, description="--max-model-len")
+    port: int | None = Field(None, ge=1, le=65535, description="the first server's port (then +1, ...); null: free")
     ready_path: str = Field("/health", description="polled until it answers 200")
-    startup_timeout_s: float = 900.0
+    startup_timeout_s: float = Field(900.0, gt=0)
 
 
-class VLLMConfig(LiteLLMConfig):
+class VLLMConfig(OpenAIConfig):
     kind: Literal["vllm"] = "vllm"  # type: ignore[assignment]
     model: str = Field("Qwen/Qwen2.5-7B-Instruct", description="the served model name")
     api_key_env: str | None = "VLLM_API_KEY"
     max_concurrency: int = 64
     timeout_s: float = 120.0
     serve: ServeConfig = Field(
-        default_factory=ServeConfig, description="how to start a managed server (used only when base_url is null)"
+        default_factory=ServeConfig, description="how to start managed servers (used only when no base_url is set)"
     )
 
 
@@ -50,75 +74,153 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class VLLMClient(LiteLLMClient):
+def server_commands(config: VLLMConfig, ports: list[int]) -> list[tuple[list[str], dict[str, str]]]:
+    """(argv, extra environment) of every server `config.serve` asks for, on `ports`."""
+    serve = config.serve
+    command = serve.command or ["vllm", "serve", config.model]
+    argv = [sys.executable if c == "python" else c for c in command]
+    for key, flag in FLAGS.items():
+        if (value := getattr(serve, key)) is not None:
+            argv += [flag, str(value)]
+    argv += serve.args
+    gpus: list[int | str | None] = [*serve.gpus] if serve.gpus else [None]
+    return [
+        (argv + ["--host", "127.0.0.1", "--port", str(port)], {} if g is None else {"CUDA_VISIBLE_DEVICES": str(g)})
+        for g, port in zip(gpus, ports)
+    ]
+
+
+@dataclass(eq=False)
+class Server:
+    """A server this client started: its process (leading a process group of its own) and its log file."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+    root: str  # http://127.0.0.1:<port>
+
+
+def launch(argv: list[str], env: dict[str, str], port: int) -> Server:
+    """Start one server in a new session (so a process group of its own); its output goes to a log file, since a
+    pipe nobody reads fills up and blocks the server."""
+    with tempfile.NamedTemporaryFile(prefix="schola-server-", suffix=".log", delete=False) as log:
+        try:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**os.environ, **env})  # fmt: skip
+        except FileNotFoundError:
+            Path(log.name).unlink()
+            raise BackendError(
+                f"cannot start '{argv[0]}': not installed (pip install schola[vllm] on a GPU machine)"
+            ) from None
+    server = Server(proc, Path(log.name), f"http://127.0.0.1:{port}")
+    _RUNNING.add(server)
+    return server
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the server's leader process has exited, without reaping it: while it is unreaped its process
+    group id cannot be reused, so signalling the group reaches only what it started."""
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
+    except ChildProcessError:  # already reaped
+        return True
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    if proc.returncode is not None:  # reaped: its group id may belong to someone else by now
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def stop_server(server: Server, *, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the server's process group, SIGKILL what is left after `grace_s` or once the leader is gone."""
+    proc = server.proc
+    _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while not _exited(proc) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _signal_group(proc, signal.SIGKILL)  # children that outlived their leader, or a leader that would not stop
+    proc.wait()
+    server.log.unlink(missing_ok=True)
+    _RUNNING.discard(server)
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_RUNNING):
+        stop_server(server, grace_s=2.0)
+
+
+class VLLMClient(OpenAIClient):
     Config = VLLMConfig
     config: VLLMConfig
 
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._base_url = self.config.base_url  # given: attach to that server; null: start one (serve:)
-        self.managed = not self._base_url
+        self.servers: list[Server] = []
 
     @property
-    def model(self) -> str:
-        return f"hosted_vllm/{self.config.model}"
+    def procs(self) -> list[subprocess.Popen[bytes]]:
+        """The processes of the servers this client started (each leads its own process group)."""
+        return [s.proc for s in self.servers]
 
     @property
-    def base_url(self) -> str | None:
-        return self._base_url
+    def managed(self) -> bool:
+        return not (self.config.base_url or self.config.base_urls)
+
+    def urls(self) -> list[str]:
+        return super().urls() if not self.managed else []  # managed: the servers' URLs once they answer
 
     @property
     def identity(self) -> str:
+        # The model, not the URLs: a managed server gets a new port every run, and its replies stay cached.
         return f"vllm:{self.config.model}"
 
     async def preflight(self) -> None:
-        if self.managed and self._proc is None:
+        if self.managed and not self.servers:
             await self.start()
         await super().preflight()
 
     async def start(self) -> None:
-        """Start the server and wait until `ready_path` answers."""
+        """Start every server `serve:` asks for and wait until all answer `ready_path`."""
         serve = self.config.serve
-        port = serve.port or free_port()
-        command = serve.command or ["vllm", "serve", self.config.model]
-        argv = [sys.executable if c == "python" else c for c in command] + serve.args
-        argv += ["--host", "127.0.0.1", "--port", str(port)]
-        # The server's log goes to a file: a pipe nobody reads fills up and blocks the server.
-        self._log = tempfile.NamedTemporaryFile(prefix="schola-server-", suffix=".log", delete=False)
+        count = len(serve.gpus or [None])
+        ports = [serve.port + i for i in range(count)] if serve.port else [free_port() for _ in range(count)]
         try:
-            self._proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-        except FileNotFoundError:
-            raise BackendError(f"cannot start '{argv[0]}': not installed (pip install schola[vllm] on a GPU machine)")
-        root = f"http://127.0.0.1:{port}"
+            for (argv, env), port in zip(server_commands(self.config, ports), ports):
+                self.servers.append(launch(argv, env, port))
+            await asyncio.gather(*(self._ready(server) for server in self.servers))
+        except BaseException:
+            await self.stop()
+            raise
+        self.endpoints = self._endpoints([s.root + "/v1" for s in self.servers])
+
+    async def _ready(self, server: Server) -> None:
+        serve, proc = self.config.serve, server.proc
         deadline = time.monotonic() + serve.startup_timeout_s
         async with httpx.AsyncClient(timeout=2.0) as client:
             while time.monotonic() < deadline:
-                if self._proc.poll() is not None:
-                    err = Path(self._log.name).read_text(errors="replace")[-800:]
-                    raise BackendError(f"server '{' '.join(argv[:3])}' exited with {self._proc.returncode}: {err}")
+                if _exited(proc):
+                    tail = (await asyncio.to_thread(server.log.read_text, errors="replace"))[-800:]
+                    name = " ".join(map(str, proc.args[:3]))  # type: ignore[index]
+                    raise BackendError(f"server '{name}' on {server.root} exited early: {tail}")
                 try:
-                    if (await client.get(root + serve.ready_path)).status_code == 200:
-                        self._base_url = root + "/v1"
+                    if (await client.get(server.root + serve.ready_path)).status_code == 200:
                         return
                 except httpx.HTTPError:
                     pass
                 await asyncio.sleep(0.25)
-        await self.stop()
-        raise BackendError(f"server did not answer {serve.ready_path} within {serve.startup_timeout_s}s")
+        raise BackendError(
+            f"server on {server.root} did not answer {serve.ready_path} within {serve.startup_timeout_s}s"
+        )
 
     async def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.to_thread(proc.wait, 15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            await asyncio.to_thread(proc.wait)
-        Path(self._log.name).unlink(missing_ok=True)
+        """Stop the servers this client started (and only those), children included."""
+        servers, self.servers = self.servers, []
+        await asyncio.gather(*(asyncio.to_thread(stop_server, s) for s in servers))
 
     async def close(self) -> None:
-        await super().close()
-        await self.stop()
+        try:
+            await super().close()
+        finally:
+            await self.stop()

@@ -52,8 +52,8 @@ async def test_vllm_backend_manages_a_server_through_the_same_launcher() -> None
         }
     )
     await client.preflight()
-    proc = client._proc
-    assert proc is not None and proc.poll() is None
+    (proc,) = client.procs
+    assert proc.poll() is None
     out = await client.create(MSG, extra_create_args={"schola": CallInfo(role="t"), "max_tokens": 8})
     assert out.content and out.usage.completion_tokens > 0
     await client.close()

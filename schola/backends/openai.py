@@ -1,0 +1,319 @@
+"""OpenAI-compatible endpoints (vLLM, llama.cpp's server, SGLang, OpenAI itself) through a lean native client.
+
+One aiohttp session per client (per event loop), its connection pool sized to `max_concurrency` and kept alive;
+a request is a JSON body posted to `<base_url>/chat/completions`, a reply the parsed JSON. Measured by
+benchmarks/client_saturation.py against the same requests through the `openai` SDK's AsyncOpenAI (with a tuned
+httpx pool) and raw httpx: aiohttp spent 4 to 60 times less CPU per request, and kept scaling with concurrency
+where both stalled near 130 requests/s (httpx's pool slows down with many connections), so it is the one kept.
+
+Several endpoints serving one model (`base_url` plus `base_urls`) share the load: each request goes to the
+endpoint with the fewest requests in flight (or round robin). An endpoint that cannot be reached is taken out and
+tried again after `revive_s` (doubling while it stays down); the request that found it dead is retried at once on
+another. Schola's base gives every request the cache, the retries (a 429/503's Retry-After honoured), the
+concurrency limit, the timeout and the ledger; option probabilities come from `logprobs`/`top_logprobs`."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import os
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import Field, field_validator
+
+from schola.backends.base import PREFLIGHT_ATTEMPTS, BackendConfig, Completion, ScholaClient, retry_after_seconds
+from schola.errors import BackendError, TransientBackendError
+from schola.secrets import redact
+from schola.types import CallInfo
+
+log = logging.getLogger("schola.backends")
+OPENAI_URL = "https://api.openai.com/v1"
+TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "exceeds the")
+
+
+class OpenAIConfig(BackendConfig):
+    kind: Literal["openai"] = "openai"
+    model: str = Field("gpt-4o-mini", description="the model name sent with every request")
+    base_url: str | None = Field(None, description="the endpoint (http://host:port/v1); null: OpenAI's own")
+    base_urls: list[str] = Field(
+        default_factory=list, description="more endpoints serving the same model: load-balanced, with fallback"
+    )
+    balance: Literal["least_busy", "round_robin"] = Field(
+        "least_busy", description="least_busy: the endpoint with the fewest requests in flight"
+    )
+    revive_s: float = Field(
+        10.0, gt=0, le=3600, description="an endpoint found dead is tried again after this long (doubling)"
+    )
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="NAME of the environment variable with the key")
+    max_concurrency: int = 64
+    extra: dict[str, Any] = Field(default_factory=dict, description="more fields of every request body")
+    cost_per_1k_tokens: tuple[float, float] | None = Field(None, description="(prompt, completion) USD per 1k tokens")
+
+    @field_validator("base_url", "base_urls")
+    @classmethod
+    def _http(cls, v: Any) -> Any:
+        for url in [v] if isinstance(v, str) else v or []:
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+                raise ValueError(f"expected an http(s) URL such as http://127.0.0.1:8000/v1, not {url!r}")
+        return v
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """One server of a backend, with what the balancer knows about it."""
+
+    url: str
+    proxy: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    inflight: int = 0
+    served: int = 0
+    failures: int = 0  # connection failures in a row
+    dead_until: float = 0.0
+
+
+def proxy_for(url: str) -> str | None:
+    """The HTTP(S)_PROXY the environment gives for `url` (NO_PROXY respected), looked up once per endpoint."""
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
+class Endpoints:
+    """Picks the endpoint for each request; takes out the ones that died and brings them back later."""
+
+    def __init__(self, urls: list[str], *, balance: str = "least_busy", revive_s: float = 10.0) -> None:
+        self.all = [Endpoint(u, proxy_for(u)) for u in urls]
+        self.balance, self.revive_s = balance, revive_s
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self.all)
+
+    def pick(self) -> Endpoint:
+        if len(self.all) == 1:
+            return self.all[0]
+        if not self.all:
+            raise BackendError("no endpoint to send the request to (a managed server not started yet?)")
+        now = time.monotonic()
+        alive = [e for e in self.all if e.dead_until <= now]
+        if not alive:  # every one is down: try the one due back first rather than fail without asking
+            return min(self.all, key=lambda e: e.dead_until)
+        self._next += 1
+        start = self._next % len(alive)
+        ring = alive[start:] + alive[:start]  # ties go round, so equal endpoints share the load
+        if self.balance == "round_robin":
+            return ring[0]
+        return min(ring, key=lambda e: e.inflight)
+
+    def died(self, endpoint: Endpoint) -> None:
+        if endpoint.dead_until > time.monotonic():  # requests sent before it was found dead: one outage
+            return
+        endpoint.failures += 1
+        wait = self.revive_s * 2 ** min(endpoint.failures - 1, 6)
+        endpoint.dead_until = time.monotonic() + wait
+        log.warning("%s cannot be reached: taken out for %.0f s", redact(endpoint.url, []), wait)
+
+    def others_alive(self, endpoint: Endpoint) -> bool:
+        now = time.monotonic()
+        return any(e is not endpoint and e.dead_until <= now for e in self.all)
+
+
+class OpenAIClient(ScholaClient):
+    Config = OpenAIConfig
+    config: OpenAIConfig
+    has_logprobs = True
+
+    def __init__(self, config: Any = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.endpoints = self._endpoints(self.urls())
+        self._session: aiohttp.ClientSession | None = None  # made in the loop that uses it
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+
+    def _endpoints(self, urls: list[str]) -> Endpoints:
+        endpoints = Endpoints(urls, balance=self.config.balance, revive_s=self.config.revive_s)
+        for e in endpoints.all:
+            e.headers = {"Content-Type": "application/json"}
+            if "@" not in urlsplit(e.url).netloc:  # user-info in the URL is basic auth, which aiohttp sends itself
+                e.headers["Authorization"] = f"Bearer {self.api_key or 'no-key'}"  # local servers want some key
+        return endpoints
+
+    def urls(self) -> list[str]:
+        """Every endpoint of this backend, without a trailing slash (none given: OpenAI's own)."""
+        urls = [u.rstrip("/") for u in [self.config.base_url, *self.config.base_urls] if u]
+        return list(dict.fromkeys(urls)) or [OPENAI_URL]
+
+    @functools.cached_property
+    def identity(self) -> str:  # read on every request: computed once
+        return f"openai:{self.config.model}@{','.join(sorted(self.urls()))}"
+
+    @property
+    def api_key(self) -> str | None:
+        env = self.config.api_key_env
+        return os.environ.get(env) if env else None
+
+    @property
+    def secrets(self) -> list[str]:
+        return [k for k in [self.api_key] if k]
+
+    @property
+    def inflight(self) -> int:
+        """Requests on the wire now, over every endpoint."""
+        return sum(e.inflight for e in self.endpoints.all)
+
+    def session(self) -> aiohttp.ClientSession:
+        """The client's aiohttp session in the running loop (a run in a new loop gets a new one)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session_loop is not loop:
+            connector = aiohttp.TCPConnector(limit=self.config.max_concurrency, limit_per_host=0, keepalive_timeout=60)
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(10.0, self.config.timeout_s))
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=timeout, skip_auto_headers=["User-Agent"]
+            )
+            self._session_loop = loop
+        return self._session
+
+    async def preflight(self) -> None:
+        """Every endpoint answers `/models`; the ones that do not are taken out (and tried again later) as long
+        as one does. A refused key fails at once."""
+        outcomes = await asyncio.gather(*(self._probe(e) for e in self.endpoints.all), return_exceptions=True)
+        errors = [(e, o) for e, o in zip(self.endpoints.all, outcomes) if isinstance(o, BaseException)]
+        for _, error in errors:
+            if not isinstance(error, BackendError) or "API key" in str(error) or len(errors) == len(outcomes):
+                raise error
+        for endpoint, _ in errors:
+            self.endpoints.died(endpoint)
+
+    async def _probe(self, endpoint: Endpoint) -> None:
+        """GET `/models` through the client's own session (what `http_preflight` does with httpx, without
+        building an httpx client and its SSL context for every run: a replayed run takes a tenth of a second)."""
+        timeout = aiohttp.ClientTimeout(total=5.0)
+        for attempt in range(PREFLIGHT_ATTEMPTS):
+            try:
+                get = self.session().get(endpoint.url + "/models", headers=endpoint.headers, proxy=endpoint.proxy,
+                                         timeout=timeout)  # fmt: skip
+                async with get as response:
+                    status = response.status
+                break
+            except (TimeoutError, aiohttp.ClientError) as e:
+                # Refused: the server is down, say so at once. A reset or a timeout may pass: tried again.
+                if isinstance(e, aiohttp.ClientConnectorError) or attempt == PREFLIGHT_ATTEMPTS - 1:
+                    raise BackendError(
+                        f"cannot reach {endpoint.url} ({type(e).__name__}); is the server running?"
+                    ) from None
+                await asyncio.sleep(0.5 * 2**attempt)
+        if status in (401, 403):
+            raise BackendError(f"{endpoint.url} refused the API key (HTTP {status})")
+
+    # -- requests ---------------------------------------------------------------------------------
+    def _body(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> dict[str, Any]:
+        return {"model": self.config.model, "messages": messages, **sampling,
+                "seed": info.seed * 1_000_003 + info.sample, **self.config.extra}  # fmt: skip
+
+    async def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+        data, url = await self._post(self._body(messages, sampling, info))
+        try:
+            choice = data["choices"][0]
+            text = (choice.get("message") or {}).get("content") or ""
+            usage = data.get("usage") or {}
+            done = Completion(
+                text=text,
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+                finish_reason=choice.get("finish_reason") or "unknown",
+            )
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+            raise BackendError(f"{url} answered without a chat completion: {str(data)[:200]}") from None
+        if self.config.cost_per_1k_tokens:
+            p, c = self.config.cost_per_1k_tokens
+            done.cost_usd = (done.prompt_tokens * p + done.completion_tokens * c) / 1000
+        return done
+
+    async def _top_logprobs(
+        self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
+    ) -> Completion:
+        """One token with its top alternatives (`logprobs`/`top_logprobs`; vLLM, llama.cpp's server, SGLang and
+        OpenAI answer them). A server that does not is a BackendError naming logprobs: the role then samples."""
+        body = self._body(messages, {"max_tokens": 1, "temperature": 0.0}, info)
+        body.update(logprobs=True, top_logprobs=int(sampling.get("top_logprobs", 20)))
+        data, url = await self._post(body, asking="logprobs")
+        try:
+            choice = data["choices"][0]
+            top = choice["logprobs"]["content"][0]["top_logprobs"]
+            pairs = [(str(t["token"]), float(t["logprob"])) for t in top]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise BackendError(f"{url} returned no logprobs") from None
+        usage = data.get("usage") or {}
+        return Completion(text=(choice.get("message") or {}).get("content") or "", top_logprobs=pairs,
+                          prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                          completion_tokens=int(usage.get("completion_tokens") or 0))  # fmt: skip
+
+    async def _post(self, body: dict[str, Any], *, asking: str = "") -> tuple[Any, str]:
+        """POST `body` to the chosen endpoint's /chat/completions; (parsed reply, endpoint URL)."""
+        endpoint = self.endpoints.pick()
+        url = endpoint.url
+        endpoint.inflight += 1
+        try:
+            # Awaited, not `async with`: one coroutine frame less on every resume of the request.
+            response = await self.session().post(
+                url + "/chat/completions",
+                data=json.dumps(body).encode(),
+                headers=endpoint.headers,
+                proxy=endpoint.proxy,
+            )
+            try:
+                raw = await response.read()
+            finally:
+                response.release()
+            if response.status != 200:
+                raise self._refusal(url, response.status, response.headers, raw, asking)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
+            # Nobody there: take the endpoint out and retry at once on another one, if one is left.
+            self.endpoints.died(endpoint)
+            now = 0.0 if self.endpoints.others_alive(endpoint) else None
+            raise TransientBackendError(f"cannot reach {url} ({type(e).__name__})", retry_after=now) from None
+        except aiohttp.ClientError as e:  # a reset or a server gone mid-reply
+            now = 0.0 if len(self.endpoints) > 1 else None
+            raise TransientBackendError(f"{url}: {type(e).__name__}: {e}", retry_after=now) from None
+        finally:
+            endpoint.inflight -= 1
+        endpoint.served += 1
+        if endpoint.failures:
+            endpoint.failures, endpoint.dead_until = 0, 0.0
+        try:
+            return json.loads(raw), url
+        except ValueError:
+            raise TransientBackendError(f"{url} answered with something that is not JSON: {raw[:120]!r}") from None
+
+    def _refusal(self, url: str, status: int, headers: Any, raw: bytes, asking: str) -> BackendError:
+        try:
+            detail = json.loads(raw).get("error", raw.decode(errors="replace"))
+            detail = detail.get("message", detail) if isinstance(detail, dict) else detail
+        except (ValueError, AttributeError):
+            detail = raw.decode(errors="replace")
+        detail = str(detail)[:300]
+        if status in TRANSIENT_STATUS:
+            return TransientBackendError(f"{url}: HTTP {status}: {detail}", retry_after=retry_after_seconds(headers))
+        if status in (401, 403):
+            return BackendError(f"{url} refused the API key (HTTP {status})")
+        if asking:
+            return BackendError(f"{url} refused a request for {asking} (HTTP {status}: {detail})")
+        if status == 404:
+            return BackendError(f"{url}: HTTP 404 (is the model '{self.config.model}' served there?): {detail}")
+        if any(w in detail.lower() for w in CONTEXT_WORDS):
+            return BackendError(f"{url}: the prompt and max_tokens do not fit the model's context: {detail}")
+        return BackendError(f"{url}: HTTP {status}: {detail}")
+
+    async def close(self) -> None:
+        await super().close()
+        session, self._session = self._session, None
+        if session is not None and not session.closed and self._session_loop is asyncio.get_running_loop():
+            await session.close()
