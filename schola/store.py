@@ -8,8 +8,8 @@ import csv
 import io
 import json
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, Any
 
 import yaml
