@@ -106,9 +106,9 @@ def layout(steps: list[Any], stats: Mapping[str, Mapping[str, float]]) -> dict[s
     return {"nodes": out_nodes, "edges": edges, "width": width, "height": height, "box": [BOX_W, BOX_H]}
 
 
-def scenario_graphs(scenario: Mapping[str, Any], lines: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The episode graph and every named graph (`graphs:`) of a saved scenario config, laid out."""
-    stats = node_stats(lines)
+def scenario_graphs(scenario: Mapping[str, Any], stats: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """The episode graph and every named graph (`graphs:`) of a saved scenario config, laid out, with the steps'
+    call counts and latencies (`node_stats` of the transcript)."""
     out = []
     if isinstance(scenario.get("graph"), list) and scenario["graph"]:
         out.append({"name": "graph", **layout(scenario["graph"], stats)})

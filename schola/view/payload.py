@@ -8,7 +8,7 @@ import gzip
 import json
 import math
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,8 @@ import yaml
 from schola.errors import ConfigError
 from schola.report import find_runs, plot, read_run, sweep_rows, wall_s
 from schola.secrets import env_secrets, redact, redact_config
-from schola.store import STAGE_EPISODE, RunStore, read_jsonl
-from schola.view.layout import scenario_graphs
+from schola.store import STAGE_EPISODE, RunStore
+from schola.view.layout import node_stats, scenario_graphs
 
 CHUNK = 100  # episodes per compressed block: opening one episode decodes at most this many
 MAX_PLOT_BYTES = 8_000_000
@@ -79,16 +79,53 @@ def _clean(value: Any, secrets: list[str]) -> Any:
     return value
 
 
-def episodes(run_dir: Path, lines: list[dict[str, Any]], secrets: list[str]) -> dict[str, Any]:
+class Transcript:
+    """A run's transcript, read in one pass that keeps only where each episode's lines are (byte offsets), so a
+    run of a million replies costs megabytes here, not gigabytes; an episode's lines are read back when needed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offsets: dict[str, list[int]] = {}
+
+    def scan(self) -> Iterator[dict[str, Any]]:
+        """Every line, once (damaged ones dropped), noting each episode's offsets."""
+        if not self.path.is_file():
+            return
+        with self.path.open("rb") as f:
+            pos = 0
+            for raw in f:
+                start, pos = pos, pos + len(raw)
+                try:
+                    line = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    continue
+                if isinstance(line, dict):
+                    self.offsets.setdefault(str(line.get("episode")), []).append(start)
+                    yield line
+
+    def lines(self, episode: str) -> list[dict[str, Any]]:
+        """An episode's lines, read back by their offsets."""
+        out = []
+        with self.path.open("rb") as f:
+            for start in self.offsets.get(episode, []):
+                f.seek(start)
+                out.append(json.loads(f.readline().decode("utf-8")))
+        return out
+
+
+def episodes(run_dir: Path, transcript: Transcript, secrets: list[str]) -> dict[str, Any]:
     """The episode index (one small row per episode) and the compressed blocks of their conversations."""
-    by_episode: dict[str, list[dict[str, Any]]] = {}
-    for line in lines:
-        by_episode.setdefault(str(line.get("episode")), []).append(line)
+
+    class _Lazy(dict):  # type: ignore[type-arg]
+        def __missing__(self, eid: str) -> list[dict[str, Any]]:
+            return transcript.lines(eid)
+
+    by_episode: dict[str, list[dict[str, Any]]] = _Lazy()
     results = RunStore(run_dir).results()
     finished = {r["episode"] for r in results}
     records = [(r, "finished") for r in results] + [
-        ({"episode": e, "round": steps[0].get("round")}, "stage" if e == STAGE_EPISODE else "unfinished")
-        for e, steps in by_episode.items() if e not in finished
+        ({"episode": e, "round": transcript.lines(e)[0].get("round")}, "stage" if e == STAGE_EPISODE else "unfinished")
+        for e in transcript.offsets if e not in finished
     ]  # fmt: skip
     index: list[dict[str, Any]] = []
     chunks: list[str] = []
@@ -96,7 +133,7 @@ def episodes(run_dir: Path, lines: list[dict[str, Any]], secrets: list[str]) -> 
     score_keys: dict[str, None] = {}
     for i, (r, status) in enumerate(records):
         eid = str(r["episode"])
-        steps = by_episode.get(eid, [])
+        steps = by_episode[eid]
         scores = r.get("scores") if isinstance(r.get("scores"), dict) else {}
         score_keys.update(dict.fromkeys(scores))
         tokens = sum(int(s.get("prompt_tokens") or 0) + int(s.get("completion_tokens") or 0) for s in steps)
@@ -144,7 +181,8 @@ def run_payload(run_dir: Path, *, name: str = ".") -> dict[str, Any]:
     secrets = env_secrets(config)
     config = redact_config(config, secrets)
     status = store.read_json("status.json") or {"status": metrics.get("status", "?")}
-    lines = read_jsonl(run_dir / "transcript.jsonl")
+    transcript = Transcript(run_dir / "transcript.jsonl")
+    stats = node_stats(transcript.scan())
     scenario = config.get("scenario") if isinstance(config.get("scenario"), dict) else {}
     return {
         "name": name,
@@ -161,8 +199,8 @@ def run_payload(run_dir: Path, *, name: str = ".") -> dict[str, Any]:
         "config_yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True) if config else "",
         "roles": roles_of(scenario),
         "plots": plots(run_dir.glob("*.png")),
-        "graphs": scenario_graphs(scenario, lines),
-        "episodes": episodes(run_dir, lines, secrets),
+        "graphs": scenario_graphs(scenario, stats),
+        "episodes": episodes(run_dir, transcript, secrets),
     }
 
 

@@ -143,8 +143,8 @@ def test_the_sweep_page_puts_runs_side_by_side(browser: Chromium, runs: Path, tm
     assert main([str(runs / "sweep"), "--out", str(out)]) == 0
     browser.open(out)
     assert browser.eval("[...document.querySelectorAll('#sweep-config tr')].map((r) => [...r.cells].map((c) => c.textContent))") == [
-        ["key", "0", "1"], ["seed", "0", "1"]]  # fmt: skip
-    assert browser.texts("#sweep-metrics thead th") == ["metric", "labels", "0", "1"]
+        ["key", "0", "1", "pooled over 2 seeds"], ["seed", "0", "1", "pooled"]]  # fmt: skip
+    assert browser.texts("#sweep-metrics thead th") == ["metric", "labels", "0", "1", "pooled over 2 seeds"]
     assert len(browser.texts("#sweep-metrics tbody tr")) == 2
     assert browser.wait_for(
         "(() => { const i = document.querySelector('#sweep-page img'); return i && i.complete && i.naturalWidth > 0; })()"

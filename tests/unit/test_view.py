@@ -232,7 +232,7 @@ def test_view_of_a_sweep_compares_its_runs(tmp_path: Path, cli_out: Any) -> None
     page = payload((tmp_path / "s.html").read_text(encoding="utf-8"))
     assert page["kind"] == "sweep" and [r["name"] for r in page["runs"]] == ["0", "1"]
     assert page["sweep"]["varying"] == ["seed"]
-    assert {(r["run"], r["seed"]) for r in page["sweep"]["rows"]} == {("0", 0), ("1", 1)}
+    assert {(r["run"], r["seed"]) for r in page["sweep"]["rows"]} == {("0", 0), ("1", 1), ("pooled over 2 seeds", "pooled")}
     assert page["sweep"]["plot"].startswith("data:image/png;base64,iVBOR")
 
 
