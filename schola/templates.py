@@ -193,6 +193,15 @@ def _plain(source: str) -> list[str | tuple[str, ...]] | None:
     return parts
 
 
+@functools.lru_cache(maxsize=4096)
+def _dotted(source: str) -> tuple[str, ...] | None:
+    """`a.b.c` (names only, none reserved) as its parts, else None."""
+    parts = tuple(source.strip().split("."))
+    if len(parts) < 2 or not all(_NAME.match(p) and p not in _RESERVED for p in parts):
+        return None
+    return parts
+
+
 def _lookup(context: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     value = context[path[0]]  # KeyError: Jinja reports the undefined name
     for key in path[1:]:
@@ -244,6 +253,14 @@ def evaluate(source: str, context: Mapping[str, Any], *, key: str | None = None)
     """The value of an expression; ConfigError naming `key` (which expression, and why) for any failure."""
     if source in context and _NAME.match(source) and source not in _RESERVED:  # a bare name: no template needed
         return context[source]
+    if (path := _dotted(source)) is not None:  # `roles.students`: dict lookups only, nothing built to measure
+        value: Any = context
+        for part in path:
+            if type(value) is not dict or part not in value or hasattr(dict, part):  # `.items`: Jinja's rules
+                break
+            value = value[part]
+        else:
+            return value
     try:
         ctx, events = _run(expression(source), context)
         for _ in events:

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from jinja2.runtime import Undefined
 
 from schola import sandbox
 from schola.errors import ConfigError
@@ -221,3 +222,29 @@ def test_render_of_plain_lookups_equals_jinja(source: str, ctx: dict[str, Any]) 
             render(source, ctx)
         return
     assert render(source, ctx) == expected
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["a", "b", "items", "keys", "x_1"]),
+        st.one_of(st.integers(), st.text(max_size=5), st.dictionaries(st.sampled_from(["c", "get", "d"]), st.integers(), max_size=3)),
+        max_size=4,
+    ),
+    st.sampled_from(["s.a", "s.b.c", "s.items", "s.x_1.d", "s.a.get"]),
+)
+def test_a_dotted_lookup_evaluates_as_jinja_does(value: dict[str, Any], source: str) -> None:
+    context = {"s": value}
+    try:
+        expected: Any = sandbox.ENV.compile_expression(source, undefined_to_none=False)(**context)
+        if isinstance(expected, Undefined):
+            expected = ConfigError
+    except Exception:
+        expected = ConfigError
+    try:
+        got: Any = evaluate(source, context)
+    except ConfigError:
+        got = ConfigError
+    if callable(expected) and expected is not ConfigError:  # a bound method (`s.items`): the same one
+        assert callable(got)
+    else:
+        assert got == expected
