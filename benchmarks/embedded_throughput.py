@@ -2,13 +2,14 @@
 llama-cpp-python on the same prompts, the same loaded model and the same sampling, in one run (interleaved
 rounds, so drift hits both alike). Target: Schola >= 0.9x raw.
 
-    python benchmarks/embedded_throughput.py [--prompts 8] [--max-tokens 64] [--rounds 3]
+    python benchmarks/embedded_throughput.py [--prompts 8] [--max-tokens 64] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prompts", type=int, default=8)
     p.add_argument("--max-tokens", type=int, default=64)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     a = p.parse_args()
 
     from autogen_core.models import UserMessage
@@ -62,19 +63,17 @@ def main() -> None:
         return tokens, time.perf_counter() - start
 
     raw()  # warm-up
-    totals = {"raw": [0, 0.0], "schola": [0, 0.0]}
+    # per-round tokens/s, rounds interleaved; the median of each path's rounds (a shared machine has spikes)
+    rates: dict[str, list[float]] = {"raw": [], "schola": []}
     for _ in range(a.rounds):
         for name, fn in (("raw", raw), ("schola", lambda: asyncio.run(through_schola()))):
             t, s = fn()
-            totals[name][0] += t
-            totals[name][1] += s
+            rates[name].append(t / s)
     result = {
         "model": str(client.path.name),
         "prompts": a.prompts, "max_tokens": a.max_tokens, "rounds": a.rounds,
-        "raw_llama_cpp": {"completion_tokens": totals["raw"][0], "seconds": totals["raw"][1],
-                          "tokens_per_s": totals["raw"][0] / totals["raw"][1]},
-        "schola_embedded": {"completion_tokens": totals["schola"][0], "seconds": totals["schola"][1],
-                            "tokens_per_s": totals["schola"][0] / totals["schola"][1]},
+        "raw_llama_cpp": {"tokens_per_s": statistics.median(rates["raw"]), "per_round": [round(r, 1) for r in rates["raw"]]},
+        "schola_embedded": {"tokens_per_s": statistics.median(rates["schola"]), "per_round": [round(r, 1) for r in rates["schola"]]},
         "target": 0.9,
     }  # fmt: skip
     result["schola_vs_raw"] = result["schola_embedded"]["tokens_per_s"] / result["raw_llama_cpp"]["tokens_per_s"]
