@@ -19,20 +19,14 @@ are 95% percentile bootstraps over items (seeded with the run seed) unless a row
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, cast
 
-import krippendorff
 import numpy as np
-from scipy import stats as sps  # type: ignore[import-untyped, unused-ignore]
-from sklearn.metrics import (  # type: ignore[import-untyped, unused-ignore]
-    cohen_kappa_score,
-    mean_absolute_error,
-    root_mean_squared_error,
-)
 
 from schola.errors import ConfigError
 from schola.metrics import (
@@ -43,6 +37,29 @@ from schola.metrics import (
     parse_metric_key,
     resample_batch,
 )
+
+
+@functools.cache
+def _scipy_stats() -> Any:
+    """scipy.stats, imported on first use (it costs most of a second: `schola list` must not pay it)."""
+    from scipy import stats  # type: ignore[import-untyped, unused-ignore]
+
+    return stats
+
+
+@functools.cache
+def _sklearn_metrics() -> Any:
+    from sklearn import metrics  # type: ignore[import-untyped, unused-ignore]
+
+    return metrics
+
+
+@functools.cache
+def _krippendorff() -> Any:
+    import krippendorff
+
+    return krippendorff
+
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +168,9 @@ def error(
             rows += _undefined(stage, [_name(name, "mae"), _name(name, "rmse")], labels, 0, "no item has both values")
         else:
             low, high = bootstrap_ci(err, seed=ctx.seed)
-            rows.append(_row(name, "mae", mean_absolute_error(ref, pred), (low, high), len(err), labels))
+            rows.append(_row(name, "mae", _sklearn_metrics().mean_absolute_error(ref, pred), (low, high), len(err), labels))
             low, high = bootstrap_ci(err**2, seed=ctx.seed)
-            rmse = root_mean_squared_error(ref, pred)
+            rmse = _sklearn_metrics().root_mean_squared_error(ref, pred)
             rows.append(_row(name, "rmse", rmse, (math.sqrt(low), math.sqrt(high)), len(err), labels))
         rows.append(
             mean_row(_name(name, "within_tolerance"), list(within), seed=ctx.seed, **labels, tolerance=str(tolerance))
@@ -177,9 +194,9 @@ def correlation(ctx: Context, *, x: str, y: str, by: str | None = None, name: st
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pearson = sps.pearsonr(xs, ys)
+            pearson = _scipy_stats().pearsonr(xs, ys)
             pearson_ci = pearson.confidence_interval(confidence_level=0.95)
-            spearman = sps.spearmanr(xs, ys)
+            spearman = _scipy_stats().spearmanr(xs, ys)
         rho_ci = bootstrap_interval((xs, ys), _spearman, seed=ctx.seed)
         rows += [
             _row(name, "pearson_r", pearson.statistic, (pearson_ci.low, pearson_ci.high), n, labels),
@@ -302,7 +319,7 @@ def _kappa(
     def kappa(p: np.ndarray[Any, Any], q: np.ndarray[Any, Any]) -> float:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # one label only: undefined, NaN
-            return float(cohen_kappa_score(p, q, labels=list(range(len(codes))), weights=weights))
+            return float(_sklearn_metrics().cohen_kappa_score(p, q, labels=list(range(len(codes))), weights=weights))
 
     value = kappa(xc, yc) if n >= 2 else math.nan
     if math.isfinite(value):
@@ -334,7 +351,7 @@ def _alpha(
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
                 data = np.vstack(rows)
-                return float(krippendorff.alpha(data, value_domain=value_domain, level_of_measurement=cast(Any, level)))
+                return float(_krippendorff().alpha(data, value_domain=value_domain, level_of_measurement=cast(Any, level)))
         except ValueError:  # one value only: undefined
             return math.nan
 
@@ -378,14 +395,14 @@ def _paired(
     if test == "bootstrap":
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            dist = sps.bootstrap(
+            dist = _scipy_stats().bootstrap(
                 (diff,), np.mean, n_resamples=n_resamples, batch=resample_batch(n), vectorized=True,
                 method="percentile", rng=np.random.default_rng(seed),
             ).bootstrap_distribution  # fmt: skip
         observed = float(np.mean(diff))
         extreme = int(np.sum(np.abs(dist - observed) >= abs(observed) - 1e-12))
         return [row, _row(None, f"{stat}_p_value", (1 + extreme) / (1 + n_resamples), (None, None), n, labels)]
-    test_result = sps.permutation_test(
+    test_result = _scipy_stats().permutation_test(
         (x, y),
         _mean_difference,
         permutation_type="samples",
@@ -405,7 +422,7 @@ def _mean_difference(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], axis: int
 def _spearman(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a constant resample: NaN, left out of the interval
-        return float(sps.spearmanr(x, y).statistic)
+        return float(_scipy_stats().spearmanr(x, y).statistic)
 
 
 # ---- columns and groups ----

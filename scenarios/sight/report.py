@@ -16,9 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import krippendorff
 import numpy as np
-from sklearn.metrics import cohen_kappa_score  # type: ignore[import-untyped, unused-ignore]
 
 from schola import stats
 from schola.errors import ConfigError
@@ -52,6 +50,8 @@ def kappa(a: list[int | None], b: list[int | None]) -> float | None:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from sklearn.metrics import cohen_kappa_score  # type: ignore[import-untyped, unused-ignore]  # slow import
+
         value = float(cohen_kappa_score([p[0] for p in pairs], [p[1] for p in pairs], labels=[0, 1]))
     return value if math.isfinite(value) else None
 
@@ -62,6 +62,8 @@ def alpha(columns: list[list[int | None]]) -> float | None:
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
+            import krippendorff
+
             value = float(krippendorff.alpha(matrix, level_of_measurement="nominal", value_domain=[0.0, 1.0]))
     except ValueError:  # one value only
         return None
