@@ -43,14 +43,7 @@ class Cache:
         try:
             path.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL DEFAULT 0)"
-            )
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(replies)")}
-            if "created" not in columns:  # a cache written before replies were dated
-                self._db.execute("ALTER TABLE replies ADD COLUMN created REAL DEFAULT 0")
+            self._setup()
         except (OSError, sqlite3.Error) as e:
             raise ConfigError(
                 f"cannot use the response cache at {path}: {e} (set cache.dir to a writable folder, or "
@@ -66,6 +59,29 @@ class Cache:
         self._keys: set[str] | None = None
         if count <= preload_keys:
             self._keys = {k for (k,) in self._db.execute("SELECT key FROM replies")}
+
+    def _setup(self) -> None:
+        # Switching a new file to WAL takes an exclusive lock that SQLite's busy timeout does not wait for, so two
+        # processes opening a fresh cache at once can see "database is locked": that case is retried for a while.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS replies "
+                    "(key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL DEFAULT 0)"
+                )
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(replies)")}
+                if "created" not in columns:  # a cache written before replies were dated
+                    self._db.execute("ALTER TABLE replies ADD COLUMN created REAL DEFAULT 0")
+                return
+            except sqlite3.OperationalError as e:
+                if "duplicate column" in str(e):  # another process added it first
+                    return
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
