@@ -109,6 +109,15 @@ def main(argv: list[str] | None = None) -> int:
             err.print(redact(traceback.format_exc(), _SECRETS), markup=False, highlight=False)
         fail("error", str(e))
         return e.exit_code
+    except OSError as e:  # a path the user gave that the system refuses (too long, a loop of links, no access)
+        if e.filename is None:
+            raise
+        if debug:
+            import traceback
+
+            err.print(redact(traceback.format_exc(), _SECRETS), markup=False, highlight=False)
+        fail("error", f"{e.filename}: {e.strerror}")
+        return 2
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130

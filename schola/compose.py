@@ -270,8 +270,9 @@ class Composition:
         scenario = copy.deepcopy(self.body)
         for o in chosen:
             apply_override(scenario, o)
-        variants = scenario.get("variants")
-        if isinstance(variants, dict) and isinstance(variants.get(scenario.get("variant")), dict):
+        variants, variant = scenario.get("variants"), scenario.get("variant")
+        # a variant that is not a name (`variant: [a]`) selects nothing; the schema then names the key
+        if isinstance(variants, dict) and isinstance(variant, str) and isinstance(variants.get(variant), dict):
             scenario = merge(scenario, variants[scenario["variant"]])
             for o in chosen:  # again, over the variant; a key added with '+' may now be the variant's
                 apply_override(scenario, o, again=True)
@@ -410,5 +411,7 @@ class hydra_errors:
             raise ConfigError(f"malformed YAML: {e}") from None
         if isinstance(e, UnicodeDecodeError):
             raise ConfigError(f"a config file is not UTF-8 ({e.reason})") from None
+        if isinstance(e, RecursionError):  # Hydra's parser recurses once per level of `{a: {a: ...}}`
+            raise ConfigError("a value nested too deeply (hundreds of levels); refused", file="command line") from None
         if isinstance(e, ValueError) and "Config group override" in str(e):  # `backend=null`, `scenario=7`
             raise ConfigError(f"bad override: {e} (a config group takes a name: backend=scripted)", file="command line") from None

@@ -89,7 +89,7 @@ def check_variant(scenario: dict[str, Any], files: Files) -> None:
     variant = scenario.get("variant")
     if not isinstance(variants, dict) or not variants or variant is None:
         return
-    if variant not in variants:
+    if not isinstance(variant, str) or variant not in variants:
         raise ConfigError(
             f"unknown variant '{variant}'; the scenario has: {', '.join(map(str, variants))}",
             key="scenario.variant",

@@ -87,7 +87,8 @@ class RunStore:
 
     def write_config(self, config: dict[str, Any]) -> None:
         safe = redact_config(config, env_secrets(config))
-        self.config_path.write_text(yaml.safe_dump(safe, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        # whole or not at all: every resume writes it again, and a kill mid-write must not leave a run unresumable
+        write_text_atomic(self.config_path, yaml.safe_dump(safe, sort_keys=False, allow_unicode=True))
 
     def read_config(self) -> dict[str, Any]:
         """The saved config; a missing, damaged or foreign file is a ConfigError naming it."""

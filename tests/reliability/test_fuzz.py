@@ -1,0 +1,138 @@
+"""Fuzzed scenario files and command lines through `schola check` (in-process): every case is a configuration error
+naming a file or key (exit 2) or passes validation (exit 0) — never a traceback, never exit 1. Valid mutants also
+run on the scripted backend without exit 1.
+
+The mutants come from the bundled scenario YAMLs that `schola check` accepts when the tests start (others are
+being written while these run) and from the README's example; tests/reliability/mutate.py makes them."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import SCRIPTED
+from tests.reliability.conftest import TookTooLong, schola
+from tests.reliability.mutate import dump, get, mutant, parse, paths
+
+CASES = 1_000  # check cases in all: 700 mutants of every kind, 300 milder ones (they reach deeper, and cost more)
+SLOW_S = 10.0  # a single check taking longer is a failure too (an unbounded input)
+
+
+def problem(code: int, out: str) -> str | None:
+    """What is wrong with how a check ended, or None."""
+    if "Traceback" in out:
+        return "a traceback"
+    if code not in (0, 2):
+        return f"exit {code}"
+    if code == 2:
+        message = re.search(r"schola: error: (.*?): ", out, re.S)  # "<file>, key '<key>': ..." or "<path>: ..."
+        where = message.group(1) if message else ""
+        if not any(mark in where for mark in ("key '", "command line", "/", ".yaml")):
+            return "an error that names no file or key"
+    return None
+
+
+def check_mutant(folder: Path, name: str, data: bytes, extra: list[str], counter: list[int]) -> tuple[int, Path]:
+    counter[0] += 1
+    path = folder / f"mutant{counter[0]}.yaml"
+    path.write_bytes(data)
+    try:
+        code, out, _ = schola("check", str(path), *SCRIPTED, *extra, limit_s=SLOW_S)
+    except (TookTooLong, MemoryError) as e:
+        pytest.fail(f"check: {type(e).__name__} on a mutant of {name} with overrides {extra}:\n{data[:3000]!r}")
+    bad = problem(code, out)
+    assert bad is None, f"{bad} from a mutant of {name} with overrides {extra}:\n{data[:3000]!r}\n{out[-3000:]}"
+    return code, path
+
+
+FUZZ = settings(
+    max_examples=CASES * 7 // 10,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate],  # no shrinking: a failure prints its whole mutant instead
+    derandomize=True,  # CI runs the same cases every time
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def test_mutated_scenario_files_and_overrides_check_cleanly(bases: dict[str, str], tmp_path: Path) -> None:
+    # seeded, not hypothesis-driven: the aggressive mutants share no structure for hypothesis to explore, and a
+    # seed per case names every failure exactly (`random.Random(seed)` reproduces the mutant)
+    for seed in range(FUZZ.max_examples):
+        rng = random.Random(f"fuzz/{seed}")
+        name = rng.choice(sorted(bases))
+        data, extra = mutant(bases[name], rng)
+        check_mutant(tmp_path, f"{name} (seed {seed})", data, extra, COUNTER)
+
+
+@settings(FUZZ, max_examples=CASES - FUZZ.max_examples)
+@given(rng=st.randoms(use_true_random=False))
+def test_edited_values_of_scenario_files_check_cleanly(
+    bases: dict[str, str], tmp_path: Path, rng: random.Random
+) -> None:
+    """Milder mutants (a value changed for another of its type), more of which pass validation."""
+    name = rng.choice(sorted(bases))
+    data, extra = mutant(bases[name], rng, mild=True)
+    check_mutant(tmp_path, name, data, extra, COUNTER)
+
+
+COUNTER = [0]
+RUNS = 20
+
+
+def test_valid_mutants_run_on_the_scripted_backend_without_exit_1(bases: dict[str, str], tmp_path: Path) -> None:
+    """The first RUNS seeded mutants that pass `check` also run (3 episodes at most): exit 0, or a clear error
+    (2 configuration, 3 backend, 4 budget) — never 1."""
+    ran, seed = [], 0
+    while len(ran) < RUNS and seed < 40 * RUNS:
+        rng = random.Random(seed)
+        seed += 1
+        name = rng.choice(sorted(bases))
+        data, extra = mutant(bases[name], rng, mild=seed % 2 == 0)
+        code, path = check_mutant(tmp_path, name, data, extra, COUNTER)
+        if code != 0:
+            continue
+        run_dir = tmp_path / f"run{seed}"
+        code, out, _ = schola("run", str(path), *SCRIPTED, *extra, "run.episodes=3", f"hydra.run.dir={run_dir}")
+        assert "Traceback" not in out and code in (0, 2, 3, 4), (
+            f"exit {code} on a mutant of {name} {extra}:\n{out[-3000:]}"
+        )
+        ran.append((name, code))
+    assert len(ran) == RUNS, f"only {len(ran)} of {seed} mutants passed check"
+    assert sum(code == 0 for _, code in ran) >= RUNS // 2, ran  # most valid mutants run to the end
+
+
+HUGE = 10**9
+
+
+def test_every_size_parameter_is_bounded(bases: dict[str, str], tmp_path: Path) -> None:
+    """Each whole number under a scenario's data: or params: set to HUGE is refused (exit 2) or checked in
+    seconds: a size has a bound, or a generator is lazy."""
+    unbounded = {}
+    for name, text in sorted(bases.items()):
+        doc = parse(text)
+        for path in paths(doc):
+            value = get(doc, path) if path and path[0] in ("data", "params") else None
+            if isinstance(value, bool) or not isinstance(value, int):
+                continue
+            edited = parse(text)
+            get(edited, path[:-1])[path[-1]] = HUGE
+            file = tmp_path / f"{name}.yaml"
+            file.write_text(dump(edited), encoding="utf-8")
+            key = f"{name}: {'.'.join(map(str, path))}={HUGE}"
+            try:
+                code, out, _ = schola("check", str(file), *SCRIPTED, limit_s=SLOW_S, limit_mb=1024)
+            except TookTooLong:
+                unbounded[key] = f"check ran past {SLOW_S:g} s"
+                continue
+            except MemoryError:
+                unbounded[key] = "check took more than 1 GB"
+                continue
+            if problem(code, out):
+                unbounded[key] = out.strip()[-300:]
+    assert not unbounded, "\n".join(f"{k}: {v}" for k, v in unbounded.items())
