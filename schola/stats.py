@@ -274,10 +274,12 @@ def paired_difference(
             value_b = sides.get((b, others))
             if side == a and value_a is not None and value_b is not None:
                 pairs.append((i, dict(others), value_a, value_b))
-    if ctx.results and not seen:
-        raise ConfigError(
-            f"stage {stage}: no score '{metric}' with a label '{label}' in any episode{_hint(ctx.results)}"
-        )
+    if not seen:  # no episode recorded it (none reached that step: a model whose output never parsed, say)
+        prefix = name or metric
+        return _undefined(
+            stage, [f"{prefix}.difference", f"{prefix}.difference_p_value"], {label: f"{b} - {a}"}, 0,
+            f"no score '{metric}' with a label '{label}' in any episode{_hint(ctx.results)}",
+        )  # fmt: skip
     for arg, value in (("a", a), ("b", b)):
         if ctx.results and value not in seen:
             raise ConfigError(

@@ -90,8 +90,8 @@ class LbtData(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     generator: Literal["additions", "arithmetic_variants"] | None = "additions"
-    problems: int = Field(4, ge=1, description="teaching problems")
-    variants: int = Field(3, ge=1, description="exam problems per teaching problem")
+    problems: int = Field(4, ge=1, le=100_000, description="teaching problems (at most 100,000)")
+    variants: int = Field(3, ge=1, le=100, description="exam problems per teaching problem (at most 100)")
     path: str | None = Field(None, description="MATH-style JSONL/JSON records instead of the generator")
     link: str = Field("#", description="unique_id of an exam problem = <TP unique_id><link><k>")
     task: Literal["fallacy", "claims"] | None = Field(None, description="M3: a bundled binary task")

@@ -72,9 +72,13 @@ class SightParams(BaseModel):
     @field_validator("definitions", mode="before")
     @classmethod
     def _merge(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, dict):
+            raise ValueError("definitions: expected a mapping of category -> {criterion, question, ...}")
         merged = {k: dict(v) for k, v in bundled_definitions().items()}
         for name, override in (value or {}).items():
-            merged[name] = {**merged.get(name, {}), **(override or {})}
+            if override is not None and not isinstance(override, dict):
+                raise ValueError(f"definitions.{name}: expected a mapping (criterion, question, true_means, examples)")
+            merged[str(name)] = {**merged.get(str(name), {}), **(override or {})}
         return merged
 
     @model_validator(mode="after")

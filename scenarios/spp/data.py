@@ -47,9 +47,9 @@ class SppData(BaseModel):
     model_config = ConfigDict(extra="forbid")
     task: Task = "trivia_creative_writing"
     path: str | None = Field(None, description="the authors' JSONL file for this task instead of generated data")
-    items: int = Field(3, ge=1, description="generated episodes")
-    questions: int = Field(5, ge=1, description="trivia: questions per story (paper: N=5 and N=10)")
-    words: int = Field(10, ge=2, description="codenames: words on a board (paper: 9-25)")
+    items: int = Field(3, ge=1, le=2_000, description="generated episodes (at most 2,000)")
+    questions: int = Field(5, ge=1, le=44, description="trivia: questions per story (paper: N=5 and N=10)")
+    words: int = Field(10, ge=2, le=128, description="codenames: words on a board (paper: 9-25)")
     targets: int = Field(2, ge=1, le=8, description="codenames: target words (paper: 1-4)")
     houses: int = Field(3, ge=2, le=MAX_HOUSES, description="logic grid: houses (paper: 2-5)")
     characteristics: int = Field(2, ge=1, le=len(CATEGORIES), description="logic grid: characteristics per house")

@@ -374,8 +374,9 @@ def test_a_column_found_in_no_episode_is_a_config_error_naming_stage_argument_an
         agreement(ctx, raters=["outputs.h1", "outputs.h9"])
     with pytest.raises(ConfigError, match=r"stage error: by: column 'inputs\.course'"):
         error(ctx, prediction="outputs.h1", reference="outputs.h2", by="inputs.course")
-    with pytest.raises(ConfigError, match=r"no score 'acc' with a label 'phase'"):
-        paired_difference(ctx, metric="acc", label="phase", a="before", b="after")
+    # no episode recorded the metric at all (none reached the step): undefined rows, not an error
+    undefined = paired_difference(ctx, metric="acc", label="phase", a="before", b="after")
+    assert [(r.name, r.value, r.n) for r in undefined] == [("acc.difference", None, 0), ("acc.difference_p_value", None, 0)]
     with pytest.raises(ConfigError, match=r"b: no score 'acc' has phase=aftr"):
         paired_difference(
             context([episode(0, scores=scores("s", 0.1, 0.2))]), metric="acc", label="phase", a="before", b="aftr"
