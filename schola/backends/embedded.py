@@ -6,6 +6,7 @@ One model per process, in one worker thread: llama.cpp contexts are not thread-s
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import os
 import threading
@@ -65,9 +66,19 @@ def load_model(path: str, n_ctx: int, n_threads: int | None) -> Any:
         ) from None
     key = (path, n_ctx, n_threads)
     with _LOAD_LOCK:
+        if not _MODELS:
+            atexit.register(_close_models)
         if key not in _MODELS:
             _MODELS[key] = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False, seed=0)
         return _MODELS[key]
+
+
+def _close_models() -> None:
+    """Free the models while the interpreter is whole (llama.cpp's own finalizer fails at shutdown)."""
+    with _LOAD_LOCK:
+        for model in _MODELS.values():
+            model.close()
+        _MODELS.clear()
 
 
 class EmbeddedClient(ScholaClient):
