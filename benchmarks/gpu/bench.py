@@ -48,9 +48,10 @@ def summarize(out: Path, engine: str, concurrency: list[int]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for c in concurrency:
         metrics = json.loads((out / f"schola-c{c}" / "metrics.json").read_text())
+        wall = json.loads((out / f"schola-c{c}" / "ledger.json").read_text())["wall_s"]  # timings live in the ledger
         done = metrics["episodes"]["finished"]
-        schola = {"requests": done, "seconds": metrics["wall_s"], "rps": done / metrics["wall_s"],
-                  "output_tokens_per_s": metrics["usage"]["total"]["completion_tokens"] / metrics["wall_s"]}  # fmt: skip
+        schola = {"requests": done, "seconds": wall, "rps": done / wall,
+                  "output_tokens_per_s": metrics["usage"]["total"]["completion_tokens"] / wall}  # fmt: skip
         native_raw = json.loads((out / f"native-c{c}.json").read_text())
         native = {"requests": native_raw["completed"], "seconds": native_raw["duration"],
                   "rps": native_raw["completed"] / native_raw["duration"]}  # fmt: skip

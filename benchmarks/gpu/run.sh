@@ -12,7 +12,7 @@
 # tokens back (ignore_eos), no system message. The server is started once and warmed up; the clients take
 # turns at each concurrency. Results: benchmarks/results/gpu.json (ratio Schola / native; target >= 0.9); the
 # runs, prompts and server log in --out (default build/gpu-bench).
-# --dry-run prints the exact commands and runs nothing.
+# --dry-run prints the exact commands and runs nothing. READY_PATH (default /health) is the readiness URL path.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
@@ -56,7 +56,7 @@ URL=http://127.0.0.1:$PORT
 if [ "$ENGINE" = vllm ]; then
   VLLM=${VLLM:-$(command -v vllm || { [ -x .venv-vllm/bin/vllm ] && echo .venv-vllm/bin/vllm; } || echo vllm)}
   MODEL=${MODEL:-Qwen/Qwen2.5-0.5B-Instruct}
-  SERVED=$MODEL READY=/health
+  SERVED=$MODEL READY=${READY_PATH:-/health}
   SERVER=("$VLLM" serve "$MODEL" --max-num-seqs "$MAXC" --gpu-memory-utilization 0.9 --host 127.0.0.1 --port "$PORT")
   MANAGED=("backend.serve.command=['$VLLM','serve','$MODEL']" "backend.serve.gpus=[0]"
            "backend.serve.max_num_seqs=$MAXC" "backend.serve.gpu_memory_utilization=0.9")
@@ -70,7 +70,7 @@ elif [ "$ENGINE" = llamacpp ]; then
     LLAMA=$SRC/build/bin/llama-server
   fi
   MODEL=${MODEL:-$($PY -c 'from schola.backends.embedded import default_model_path; print(default_model_path())')}
-  SERVED=smollm2 READY=/health
+  SERVED=smollm2 READY=${READY_PATH:-/health}
   CTX=$((MAXC * (IN * 2 + OUT_LEN + 64)))  # every slot holds its prompt (about 2 tokens a word here) and reply
   SERVER=("$LLAMA" -m "$MODEL" --alias smollm2 -ngl 999 -np "$MAXC" -c "$CTX" --host 127.0.0.1 --port "$PORT")
   MANAGED=("backend.serve.command=['$LLAMA','-m','$MODEL','--alias','smollm2','-ngl','999','-np','$MAXC','-c','$CTX']"
