@@ -48,7 +48,11 @@ def main_episodes(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
     pool = [r for r in main if r["inputs"]["split"] == "train"]
     test = [r for r in main if r["inputs"]["split"] == "test"]
     if not test:
-        raise ConfigError("tom_teaching.teach found no test episodes (run.episodes too small?)", key="run.episodes")
+        raise ConfigError(
+            "tom_teaching.teach found no test episodes: the episodes are the train pool, then the test items, so "
+            "run.episodes cuts the test items first; size a run with scenario.data.test and scenario.data.train",
+            key="run.episodes",
+        )
     return pool, test
 
 
@@ -102,7 +106,8 @@ class Teaching:
         if len(self.pool) < needed:
             raise ConfigError(
                 f"the train pool has {len(self.pool)} items; {needed} are needed (2·params.demos and the largest "
-                "multi-turn k): raise data.train", key="scenario.data.train",
+                "multi-turn k): raise scenario.data.train (and leave run.episodes unset, which would cut the pool)",
+                key="scenario.data.train",
             )  # fmt: skip
         candidates = [r["inputs"] for r in self.pool[:needed]]
         explained = await self.run(
