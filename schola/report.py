@@ -177,7 +177,6 @@ def plot(rows: list[dict[str, Any]], varying: list[str], path: Path) -> Path:
     ax.set_xticklabels([f"{m}\n{lab}" for m, lab in series], fontsize=7)
     ax.set_ylabel("value (95% CI)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")  # long labels: the figure grows to hold them
     plt.close(fig)
     return path
