@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import string
+import sys
 from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
@@ -40,8 +41,12 @@ def normalize(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def _rouge() -> Any:
+    from absl import logging as absl_logging  # rouge-score logs through absl
     from rouge_score import rouge_scorer
 
+    # absl's handler keeps the sys.stderr of the moment absl was imported; a harness (pytest, a notebook) that
+    # swaps and closes sys.stderr would leave it writing to a closed file, which crashed a later Hydra sweep
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +322,18 @@ def test_a_bad_instruction_file_stops_the_cli_before_anything_is_written(cli: An
     )
     assert code == 2 and "box.json" in out and "Examples[0] has no field 'input'" in out
     assert not (tmp_path / "r").exists()
+
+
+def test_rouge_leaves_absl_logging_on_the_process_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """absl (under rouge-score) binds its handler to sys.stderr as it is at import; pytest's or a notebook's
+    stand-in is closed later, and a sweep in the same process then crashed writing to it."""
+    import io
+
+    from absl import logging as absl_logging
+    from schola.scenarios.instruct_mtl import metrics
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    absl_logging.get_absl_handler().python_handler.stream = sys.stderr
+    metrics._rouge.cache_clear()
+    assert metrics.rouge_l("a cat", "a cat") == 1.0
+    assert absl_logging.get_absl_handler().python_handler.stream is sys.__stderr__
