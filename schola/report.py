@@ -60,7 +60,8 @@ def metrics_table(run_dir: Path) -> Table:
         f"{usage.get('tokens', 0)} tokens, {usage.get('cache_hits', 0)} cache hits, "
         f"${usage.get('cost_usd', 0):.4f}, {wall_s(run_dir) or 0:.1f}s"
     )
-    t = Table(title=escape(title))
+    caption = m.get("caption")
+    t = Table(title=escape(title), caption=escape(caption) if isinstance(caption, str) and caption else None)
     for col in ("metric", "labels", "value", "95% CI", "n"):
         t.add_column(col, justify="right" if col in ("value", "n") else "left")
     for r in m["metrics"]:

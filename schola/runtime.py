@@ -383,6 +383,7 @@ class Runner:
             episodes={"finished": len(self.results), "total": max(self.total, len(self.results))},
             usage=usage,
             exports=self.exports,
+            **({"caption": self.plan.config.scenario.caption} if self.plan.config.scenario.caption else {}),
         )
 
     async def preflight(self) -> None:

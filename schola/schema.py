@@ -81,6 +81,7 @@ class ScenarioConfig(Strict):
     kind: str | None = Field(None, description="a registered scenario plugin; null: YAML only")
     variant: str | None = None
     description: str = ""
+    caption: str = Field("", max_length=1000, description="a line under the results table: what the numbers mean")
     source: str | None = Field(None, description="the scenario's YAML file (set by the CLI)")
     data: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)

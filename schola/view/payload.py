@@ -194,6 +194,7 @@ def run_payload(run_dir: Path, *, name: str = ".") -> dict[str, Any]:
         "episode_counts": metrics.get("episodes") or {},
         "wall_s": wall_s(run_dir),
         "metrics": metrics["metrics"],
+        "caption": str(metrics.get("caption") or ""),
         "usage": metrics.get("usage") or {},
         "exports": metrics.get("exports") or [],
         "config_yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True) if config else "",

@@ -50,6 +50,7 @@ def quiz_spec(n: int) -> dict[str, Any]:
     return {
         "name": "quiz",
         "description": "a tutor explains, two students answer",
+        "caption": "correct: a student's answer matches the sum",
         "data": {"records": [{"id": f"q{i}", "question": f"What is {i} + {i % 7}?", "answer": str(i + i % 7 + (i % 3 == 0))}
                              for i in range(n)]},
         "roles": {"tutor": {"role": "teacher", "persona": "a patient tutor"},
@@ -90,6 +91,7 @@ def hostile_spec() -> dict[str, Any]:
     return {
         "name": "hostile",
         "description": HOSTILE,
+        "caption": HOSTILE,
         "data": {"records": [{"id": PAYLOADS[1], "question": HOSTILE, "answer": "1"},
                              {"id": "plain", "question": "What is 1 + 0? " + PAYLOADS[3], "answer": "1"}]},
         "roles": {"student": {"role": "student", "persona": HOSTILE}},

@@ -13,7 +13,7 @@ import pytest
 from schola.store import read_jsonl
 from schola.view import write_report
 from tests.browser.cdp import Chromium
-from tests.browser.runs import PAYLOADS, hostile_spec, loop_spec, quiz_spec, run, synthetic_run, write_yaml
+from tests.browser.runs import HOSTILE, PAYLOADS, hostile_spec, loop_spec, quiz_spec, run, synthetic_run, write_yaml
 
 pytestmark = pytest.mark.browser
 
@@ -52,6 +52,7 @@ def test_the_run_page_shows_status_metrics_and_usage_by_role(browser: Chromium, 
                  f"[{m['ci_low']:.3f}, {m['ci_high']:.3f}]", str(m["n"])]
                 for m in json.loads((runs / "finished" / "metrics.json").read_text())["metrics"]]  # fmt: skip
     assert rows == expected and len(rows) == 2
+    assert browser.texts("#metrics-caption") == ["correct: a student's answer matches the sum"]
     usage = browser.eval(
         "[...document.querySelectorAll('#usage tbody tr')].map((r) => [...r.cells].slice(0, 4).map((c) => c.textContent))"
     )
@@ -209,6 +210,7 @@ def test_xss_payloads_in_data_and_replies_stay_inert(browser: Chromium, runs: Pa
     browser.click("#tab-graph")
     browser.click("#tab-run")
     browser.eval(expand)
+    assert browser.texts("#metrics-caption") == [HOSTILE]  # the caption too, as text
     assert browser.eval("window.pwned") is None and browser.eval("document.title") == title
     assert browser.eval("document.querySelectorAll('img, a, iframe, object, embed, svg [onload]').length") == 0
     assert browser.eval("document.scripts.length") == 2

@@ -252,6 +252,12 @@ def test_a_scenario_yaml_outside_the_package_runs_from_yaml_alone(cli: Any, tmp_
     m = metrics(tmp_path / "r")
     assert m[("correct", "")]["value"] == 0.5 and m[("correct", "")]["n"] == 2
     assert m[("quality", "")]["value"] == pytest.approx(0.7)
+    # the scenario's caption: under the table, in metrics.json (for `schola show`) and in the viewer's payload
+    caption = yaml.safe_load(PEER_REVIEW)["caption"]
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["caption"] == caption
+    assert out.index("correct: the teacher's grade") > out.index("quality")
+    code, shown = cli("show", str(tmp_path / "r"))
+    assert code == 0 and "correct: the teacher's grade" in shown
     transcript = read_jsonl(tmp_path / "r" / "transcript.jsonl")
     assert len(transcript) == 2 * 6  # 2 answers, 2 critiques, 1 grade, 1 judge per episode
     # the same file as a config group option through --config-dir

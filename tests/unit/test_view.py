@@ -158,6 +158,7 @@ def test_hostile_strings_are_carried_as_data_and_never_as_markup(tmp_path: Path)
     assert not set(DATA_BLOCK.search(html).group(1)) & {"<", ">", "&"}  # type: ignore[union-attr]
     run_page = payload(html)["runs"][0]
     assert run_page["description"] == HOSTILE and run_page["roles"]["student"]["persona"] == HOSTILE
+    assert run_page["caption"] == HOSTILE
     assert [e["id"] for e in unpack(run_page["episodes"]["index"])] == [PAYLOADS[1], "plain"]
     assert details(run_page)[PAYLOADS[1]]["steps"][0]["text"].startswith(HOSTILE)
 
