@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from schola.schema import Files
 
 # Bookkeeping keys never describe the experiment: where its run continues from, the file its scenario came from,
-# where replies are cached. `schola report` leaves them out when it shows what differs between runs.
-BOOKKEEPING = ("resume", "scenario.source", "cache.")
+# the line that explains its table, where replies are cached. `schola report` leaves them out when it shows what differs between runs.
+BOOKKEEPING = ("resume", "scenario.source", "scenario.caption", "cache.")
 # Keys that may change on resume: bookkeeping, how much may be spent, how fast it runs and where the endpoints
 # are. Everything else must be as the run was started.
 FREE_PREFIXES = (*BOOKKEEPING, "budget.", "run.concurrency", "run.executor", "run.ray.")
@@ -28,8 +28,8 @@ FREE_SUFFIXES = (
     ".revive_s", ".router", ".serve",
 )  # fmt: skip
 FREE_TEXT = (
-    "budget.*, run.concurrency, run.executor, run.ray.*, cache.* and endpoints (*.base_url, *.timeout_s, "
-    "*.max_concurrency)"
+    "budget.*, run.concurrency, run.executor, run.ray.*, cache.*, scenario.caption and endpoints (*.base_url, "
+    "*.timeout_s, *.max_concurrency)"
 )
 
 

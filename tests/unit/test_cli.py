@@ -127,6 +127,10 @@ def test_resume_refuses_a_different_experiment(cli: Any, tmp_path: Path) -> None
     code, out = cli("run", f"resume={run}", *SCRIPTED, "seed=5")
     assert code == 2
     assert "seed" in out and "only budget" in out
+    # the caption explains the table and is not the experiment: it may change
+    code, out = cli("run", f"resume={run}", *SCRIPTED, "budget.max_requests=null", "scenario.caption=what it means")
+    assert code == 0, out
+    assert json.loads((run / "metrics.json").read_text())["caption"] == "what it means"
 
 
 def test_resume_refuses_changed_data(cli: Any, tmp_path: Path) -> None:
