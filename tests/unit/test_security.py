@@ -140,7 +140,8 @@ def test_a_score_step_missing_a_scorer_argument_is_found_by_check(cli: Any, tmp_
 
 def test_sigterm_stops_a_run_like_ctrl_c_and_it_resumes(tmp_path: Path) -> None:
     run = tmp_path / "r"
-    cmd = [sys.executable, "-m", "schola.cli", "run", *SCRIPTED, "backend.latency_s=0.05",
+    # two episodes; the second takes about 1 s (6 steps of 0.2 s), so SIGTERM after the first lands mid-run
+    cmd = [sys.executable, "-m", "schola.cli", "run", *SCRIPTED, "backend.latency_s=0.2",
            "backend.default='Score: 7'", "run.concurrency=1", f"hydra.run.dir={run}"]  # fmt: skip
     tmp = tmp_path / "tmp"
     tmp.mkdir()
