@@ -340,7 +340,10 @@ def test_ctrl_c_keeps_finished_episodes_and_the_run_resumes(tmp_path: Path) -> N
     cmd = [sys.executable, "-m", "schola.cli", "run", *LBT[1:], "scenario.data.problems=16", "backend.latency_s=0.05",
            "run.concurrency=1", f"hydra.run.dir={run}"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # a shell that starts the suite in the background hands it SIGINT ignored, and Python then keeps it ignored:
+    # the run gets Ctrl-C as a terminal would give it
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         wait_for(lambda: bool(read_jsonl(run / "results.jsonl")), timeout=60, what="the first finished episode")
         proc.send_signal(signal.SIGINT)
