@@ -58,29 +58,21 @@ def parser() -> argparse.ArgumentParser:
 def read_export(path: Path, method: str) -> list[dict[str, Any]]:
     """The records of an export, each checked for the fields `method` needs; a bad line is a ConfigError naming
     the file, the line and the field."""
+    from schola.data import read_rows
+
     if not path.is_file():
         raise ConfigError(f"no such export: {path}", key="data")
-    records = []
     wanted = " or ".join("/".join(f) for f in FORMATS[method])
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{n}: not JSON ({e.msg})", key="data") from None
-        if not isinstance(record, dict):
-            raise ConfigError(f"{path}:{n}: expected a JSON object with {wanted}", key="data")
+    records = []
+    for where, record in read_rows(path, key="data"):
         fields = next((f for f in FORMATS[method] if set(f) <= record.keys()), None)
         if fields is None:
             missing = [k for k in FORMATS[method][0] if k not in record]
-            raise ConfigError(
-                f"{path}:{n}: record has no field '{missing[0]}' (a {method} record needs {wanted})", key="data"
-            )
+            raise ConfigError(f"{where}: record has no field '{missing[0]}' (a {method} record needs {wanted})", key="data")
         for field in fields:
             if not _text_or_messages(record[field]):
                 raise ConfigError(
-                    f"{path}:{n}: field '{field}' must be text or a list of {{role, content}} messages", key="data"
+                    f"{where}: field '{field}' must be text or a list of {{role, content}} messages", key="data"
                 )
         records.append(record)
     if not records:

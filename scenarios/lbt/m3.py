@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schola.data import resolve_path
+from schola.data import read_rows, resolve_path
 from schola.errors import ConfigError
 from schola.metrics import MetricRow
 
@@ -64,22 +64,16 @@ def load_task(task: str | None, path: str | None, *, source: str | None) -> tupl
     else:
         raise ConfigError(f"unknown task {task!r}; bundled: {', '.join(TASKS)}", key="scenario.data.task")
     items = []
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{file}:{n}: not JSON ({e.msg})", key="scenario.data.task_path") from None
+    for where, row in read_rows(file, key="scenario.data.task_path"):
         for field in ("text", "label"):
-            if not isinstance(row, dict) or field not in row:
+            if field not in row:
                 raise ConfigError(
-                    f"{file}:{n}: record has no field '{field}' (expected text, label)", key="scenario.data.task_path"
+                    f"{where}: record has no field '{field}' (expected text, label)", key="scenario.data.task_path"
                 )
         label = _label(row["label"])
         if label is None:
             raise ConfigError(
-                f"{file}:{n}: field 'label' is {row['label']!r}; expected Yes/No, true/false or 1/0",
+                f"{where}: field 'label' is {row['label']!r}; expected Yes/No, true/false or 1/0",
                 key="scenario.data.task_path",
             )
         items.append({"text": str(row["text"]).strip(), "label": label})

@@ -87,7 +87,7 @@ def test_an_export_with_a_missing_field_names_file_line_and_field(tmp_path: Path
     with pytest.raises(ConfigError, match=r"s\.jsonl:1: field 'messages' must be text or a list"):
         read_export(tmp_path / "s.jsonl", "sft")
     (tmp_path / "bad.jsonl").write_text("{not json\n")
-    with pytest.raises(ConfigError, match=r"bad\.jsonl:1: not JSON"):
+    with pytest.raises(ConfigError, match=r"bad\.jsonl:1: invalid JSON"):
         read_export(tmp_path / "bad.jsonl", "sft")
 
 
