@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -136,17 +135,13 @@ class StubServer:
             await self.server.wait_closed()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_stub(*, delay_ms: float = 50.0, extra: list[str] = []) -> tuple[subprocess.Popen[bytes], str]:
     """Run a stub in a separate process; returns (process, base URL) once it answers."""
     import httpx
 
-    port = _free_port()
+    from schola.backends.vllm import free_port
+
+    port = free_port()
     argv = [sys.executable, __file__, "--port", str(port), "--delay-ms", str(delay_ms), *extra]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/v1"

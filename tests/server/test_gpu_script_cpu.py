@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from schola.backends.embedded import default_model_path
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.server
 ROOT = Path(__file__).parents[2]
@@ -33,9 +33,7 @@ def test_the_gpu_script_runs_whole_against_a_stand_in_server(tmp_path: Path) -> 
     shim = tmp_path / "llama-server"
     shim.write_text(SHIM.format(python=sys.executable))
     shim.chmod(0o755)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "LLAMA_SERVER": str(shim), "READY_PATH": "/v1/models", "BENCH_RESULTS_DIR": str(tmp_path),
            "PYTHON": sys.executable, "SCHOLA": str(Path(sys.executable).parent / "schola")}  # fmt: skip
     out = tmp_path / "bench"
