@@ -6,6 +6,7 @@ write the same shapes as BBH's boolean_expressions, multistep_arithmetic_two, ob
 
 from __future__ import annotations
 
+import ast
 import json
 import random
 import re
@@ -38,42 +39,19 @@ def boolean_expressions(rng: random.Random) -> Item:
 
 
 def _bool_eval(expression: str) -> bool:
-    """Python's precedence (not > and > or) over True/False/not/and/or/parentheses, without eval."""
-    tokens = expression.replace("(", " ( ").replace(")", " ) ").split()
-    pos = 0
+    """Python's own parse (so its precedence: not > and > or) of True/False/not/and/or/parentheses, without eval."""
 
-    def parse_or() -> bool:
-        nonlocal pos
-        value = parse_and()
-        while pos < len(tokens) and tokens[pos] == "or":
-            pos += 1
-            right = parse_and()
-            value = value or right
-        return value
+    def value(node: ast.expr) -> bool:
+        if isinstance(node, ast.BoolOp):
+            values = [value(v) for v in node.values]
+            return all(values) if isinstance(node.op, ast.And) else any(values)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return not value(node.operand)
+        if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+            return node.value
+        raise ValueError(f"not a boolean expression: {expression!r}")
 
-    def parse_and() -> bool:
-        nonlocal pos
-        value = parse_not()
-        while pos < len(tokens) and tokens[pos] == "and":
-            pos += 1
-            right = parse_not()
-            value = value and right
-        return value
-
-    def parse_not() -> bool:
-        nonlocal pos
-        if tokens[pos] == "not":
-            pos += 1
-            return not parse_not()
-        if tokens[pos] == "(":
-            pos += 1
-            value = parse_or()
-            pos += 1  # ")"
-            return value
-        pos += 1
-        return tokens[pos - 1] == "True"
-
-    return parse_or()
+    return value(ast.parse(expression, mode="eval").body)
 
 
 def multistep_arithmetic(rng: random.Random) -> Item:
