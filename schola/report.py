@@ -4,6 +4,7 @@ e.g. a sweep's jobs), with tokens, wall time and cost beside the metrics; CSV an
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from schola.errors import ConfigError
 from schola.resume import bookkeeping, flatten
+from schola.store import read_json_file, read_run_file, write_atomic
 
 
 def fmt(v: Any) -> str:
@@ -29,8 +31,8 @@ def label_text(labels: dict[str, Any]) -> str:
 def wall_s(run_dir: Path) -> float | None:
     """A run's wall time over every invocation (ledger.json); None when unknown."""
     try:
-        value = json.loads((run_dir / "ledger.json").read_text(encoding="utf-8")).get("wall_s")
-    except (OSError, ValueError, AttributeError):
+        value = (read_json_file(run_dir / "ledger.json") or {}).get("wall_s")
+    except ConfigError:
         return None
     return float(value) if isinstance(value, (int, float)) else None
 
@@ -38,14 +40,11 @@ def wall_s(run_dir: Path) -> float | None:
 def read_run(run_dir: Path) -> dict[str, Any]:
     """A run's metrics.json; a missing or damaged one is a ConfigError naming it."""
     path = run_dir / "metrics.json"
-    if not path.exists():
+    m = read_json_file(path)
+    if m is None:
         raise ConfigError(f"{run_dir} has no metrics.json (not a run directory, or the run never started)")
-    try:
-        m = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, IsADirectoryError) as e:
-        raise ConfigError(f"damaged ({type(e).__name__}): not a metrics file Schola wrote", file=str(path)) from None
-    if not isinstance(m, dict) or not isinstance(m.get("metrics"), list):
-        raise ConfigError("damaged: expected {\"scenario\", \"metrics\": [...]}", file=str(path))
+    if not isinstance(m.get("metrics"), list):
+        raise ConfigError('damaged: expected {"scenario", "metrics": [...]}', file=str(path))
     m["metrics"] = [r for r in m["metrics"] if isinstance(r, dict) and "name" in r]
     return m
 
@@ -66,7 +65,9 @@ def metrics_table(run_dir: Path) -> Table:
         t.add_column(col, justify="right" if col in ("value", "n") else "left")
     for r in m["metrics"]:
         ci = f"[{fmt(r.get('ci_low'))}, {fmt(r.get('ci_high'))}]" if r.get("ci_low") is not None else "-"
-        t.add_row(escape(r["name"]), escape(label_text(r.get("labels", {}))), fmt(r.get("value")), ci, str(r.get("n", "")))
+        t.add_row(
+            escape(r["name"]), escape(label_text(r.get("labels", {}))), fmt(r.get("value")), ci, str(r.get("n", ""))
+        )
     return t
 
 
@@ -82,7 +83,7 @@ def sweep_rows(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
     configs = {}
     for r in runs:
         try:
-            cfg = yaml.safe_load((r / "config.yaml").read_text(encoding="utf-8")) if (r / "config.yaml").is_file() else {}
+            cfg = yaml.safe_load(read_run_file(r / "config.yaml") or b"{}")
         except (yaml.YAMLError, UnicodeDecodeError):
             cfg = {}
         configs[r] = {k: v for k, v in flatten(cfg if isinstance(cfg, dict) else {}).items() if not bookkeeping(k)}
@@ -138,20 +139,21 @@ def report(root: Path) -> tuple[Table, Path, Path]:
     """Write report.csv and report.png under `root`; return the table and both paths."""
     varying, rows = sweep_rows(root)
     columns = list(rows[0])
-    csv_path = root / "report.csv"
-    with csv_path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns)
-        w.writeheader()
-        w.writerows(rows)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=columns)
+    w.writeheader()
+    w.writerows(rows)
+    csv_path = write_atomic(root / "report.csv", text.getvalue())
     t = Table(title=escape(f"{len({r['run'] for r in rows})} runs under {root}"))
     for c in columns:
         t.add_column(c)
     for r in rows:
         t.add_row(*(escape(fmt(r[c])) for c in columns))
-    return t, csv_path, plot(rows, varying, root / "report.png")
+    return t, csv_path, write_atomic(root / "report.png", plot(rows, varying))
 
 
-def plot(rows: list[dict[str, Any]], varying: list[str], path: Path) -> Path:
+def plot(rows: list[dict[str, Any]], varying: list[str]) -> bytes:
+    """A bar per run and metric with its CI, as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,6 +180,7 @@ def plot(rows: list[dict[str, Any]], varying: list[str], path: Path) -> Path:
     ax.set_xticklabels([f"{m}\n{lab}" for m, lab in series], fontsize=7)
     ax.set_ylabel("value (95% CI)")
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=100, bbox_inches="tight")  # long labels: the figure grows to hold them
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100, bbox_inches="tight")  # long labels: the figure grows to hold them
     plt.close(fig)
-    return path
+    return png.getvalue()

@@ -1,16 +1,28 @@
 """The run directory (Hydra's output directory): config.yaml, transcript.jsonl, results.jsonl, metrics.json,
 status.json and ledger.json. Transcript and results are append-only; resume drops the lines of unfinished
-episodes, and any torn or damaged line, and keeps the rest."""
+episodes, and any torn or damaged line, and keeps the rest.
+
+Run directories are shared and downloaded like notebooks, so one may have been prepared against its reader: every
+file Schola writes goes through `write_atomic` (a fresh file under a random name, never through a link, then
+renamed over the target), and every file it reads from a run directory through `open_run_file` (a regular file,
+not a link, FIFO or device; bounded in size). One process writes a run at a time: `RunStore` holds an `fcntl`
+lock on `.lock` in the directory from its first write (the kernel drops it when the process dies, even by kill
+-9); readers take no lock."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import fcntl
 import io
 import json
+import os
+import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 import yaml
 
@@ -22,13 +34,76 @@ from schola.secrets import env_secrets, redact_config
 LONE_SURROGATES = "backslashreplace"
 # Folders a run directory may never be inside (pseudo file systems).
 FORBIDDEN_ROOTS = ("/proc", "/sys", "/dev")
+#: Largest run-directory file read whole (config.yaml, *.json); a larger one is not a file Schola wrote.
+MAX_RUN_FILE_BYTES = 256 * 2**20
+#: Longest JSONL line read (transcript, results); a longer one is dropped like a damaged line.
+MAX_LINE_BYTES = 64 * 2**20
+#: The lock file of a run directory: it holds the writing process's id.
+LOCK = ".lock"
+# Opening a run directory's file: never through a link; a FIFO opens at once (and is then refused by its type)
+# instead of waiting for the other end.
+_NO_LINK = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a file whole or not at all (a crash never leaves half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", errors=LONE_SURROGATES)
-    tmp.replace(path)
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write a file whole or not at all (a crash never leaves half a file), never through a link.
+
+    The bytes go to a new file beside `path` under a random name, created exclusively and without following a link
+    (a prepared `report.html.tmp -> ~/.bashrc` is never written through), which then replaces `path` itself (a link
+    at `path` is replaced, not followed). Text is UTF-8, a lone surrogate written as its escape (LONE_SURROGATES).
+    A path that cannot be written is a ConfigError naming it."""
+    raw = data.encode("utf-8", LONE_SURROGATES) if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        try:
+            with open(fd, "wb") as f:
+                f.write(raw)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as e:
+        raise ConfigError(f"cannot write it ({e.strerror})", file=str(path)) from None
+    return path
+
+
+write_text_atomic = write_atomic  # the name runtime.py's export still imports
+
+
+def open_run_file(path: Path) -> BinaryIO | None:
+    """A file of a run directory opened to read, or None when there is none. Only a regular file is opened: a link
+    (`plot.png -> /etc/shadow` would be read out of the directory), a FIFO (the reader would hang), a folder or a
+    device is a ConfigError naming it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NO_LINK)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        why = (
+            "a symbolic link: a run directory's files are read only as regular files"
+            if e.errno == errno.ELOOP
+            else e.strerror
+        )
+        raise ConfigError(f"cannot read it ({why})", file=str(path)) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError("not a regular file (a folder, FIFO or device): not a file Schola wrote", file=str(path))
+    return open(fd, "rb")
+
+
+def read_run_file(path: Path, *, limit: int = MAX_RUN_FILE_BYTES) -> bytes | None:
+    """The bytes of a run directory's file (`open_run_file`), or None when there is none; one larger than `limit`
+    is a ConfigError naming it (a reader's memory is not the directory's to spend)."""
+    f = open_run_file(path)
+    if f is None:
+        return None
+    with f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise ConfigError(f"larger than {limit:,} bytes: not a file Schola wrote, or too large to read", file=str(path))
+    return raw
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -68,7 +143,8 @@ def check_run_dir(path: str | Path | None) -> Path:
 
 
 class RunStore:
-    """Files of one run.
+    """Files of one run, and its one writer: the first write takes the directory's lock (`lock`), the last one
+    (`write_status`) gives it back.
 
     Args:
         directory: the run directory (created).
@@ -79,24 +155,72 @@ class RunStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._transcript: IO[str] | None = None
         self._results: IO[str] | None = None
+        self._lock: BinaryIO | None = None
         self._ledger_written = 0.0
 
     @property
     def config_path(self) -> Path:
         return self.dir / "config.yaml"
 
+    def lock(self) -> None:
+        """Be the directory's one writer until `release` (or this process ends, kill -9 included: the lock is the
+        kernel's, `lockf` on `.lock`). Another process holding it is a ConfigError naming that process.
+
+        The lock is the process's (POSIX record locks are): a store that takes over from an earlier one of the same
+        process (a test, a notebook resuming its own run) is not refused; two processes are."""
+        if self._lock is not None:
+            return
+        path = self.dir / LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | _NO_LINK, 0o666)
+        except OSError as e:
+            raise ConfigError(f"cannot lock the run directory ({e.strerror})", file=str(path)) from None
+        f = open(fd, "r+b")  # noqa: SIM115  (held open: closing it drops the lock)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # a hard link: the pid would overwrite its twin
+            f.close()
+            raise ConfigError("not a lock file Schola wrote (not a regular file of its own)", file=str(path))
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = f.read(32).decode("ascii", "replace").strip() or "?"
+            f.close()
+            raise ConfigError(
+                f"{self.dir} is being written by process {holder}; a run directory has one writer at a time: "
+                "wait for that run to end (or stop it), then resume"
+            ) from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n".encode())
+        f.flush()
+        self._lock = f
+
+    def release(self) -> None:
+        """Stop being the directory's writer (closing the lock file drops this process's lock)."""
+        self.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def write_file(self, name: str, data: str | bytes) -> Path:
+        """Write the run's file `name` (a plain file name) whole (`write_atomic`), as the run's writer."""
+        if not name or name in (".", "..", LOCK) or "/" in name or "\0" in name:
+            raise ConfigError(f"{name!r} is not a file name for the run directory")
+        self.lock()
+        return write_atomic(self.dir / name, data)
+
     def write_config(self, config: dict[str, Any]) -> None:
         safe = redact_config(config, env_secrets(config))
         # whole or not at all: every resume writes it again, and a kill mid-write must not leave a run unresumable
-        write_text_atomic(self.config_path, yaml.safe_dump(safe, sort_keys=False, allow_unicode=True))
+        self.write_file(self.config_path.name, yaml.safe_dump(safe, sort_keys=False, allow_unicode=True))
 
     def read_config(self) -> dict[str, Any]:
         """The saved config; a missing, damaged or foreign file is a ConfigError naming it."""
         path = self.config_path
-        if not path.is_file():
+        raw = read_run_file(path)
+        if raw is None:
             raise ConfigError(f"{self.dir} is not a run directory (no config.yaml)", key="resume")
         try:
-            saved = yaml.load(path.read_bytes().decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            saved = yaml.load(raw.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         except UnicodeDecodeError as e:
             raise ConfigError(f"not UTF-8 text (byte {e.start})", file=str(path)) from None
         except yaml.YAMLError as e:
@@ -109,11 +233,23 @@ class RunStore:
         return saved
 
     def has_run(self) -> bool:
-        return any((self.dir / n).exists() for n in ("results.jsonl", "transcript.jsonl", "metrics.json"))
+        return any(os.path.lexists(self.dir / n) for n in ("results.jsonl", "transcript.jsonl", "metrics.json"))
 
     def open(self) -> None:
-        self._transcript = open(self.dir / "transcript.jsonl", "a", encoding="utf-8", errors=LONE_SURROGATES)  # noqa: SIM115
-        self._results = open(self.dir / "results.jsonl", "a", encoding="utf-8", errors=LONE_SURROGATES)  # noqa: SIM115
+        self.lock()
+        self._transcript = self._append("transcript.jsonl")
+        self._results = self._append("results.jsonl")
+
+    def _append(self, name: str) -> IO[str]:
+        path = self.dir / name
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NO_LINK, 0o666)
+        except OSError as e:
+            raise ConfigError(f"cannot append to it ({e.strerror})", file=str(path)) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError("not a regular file; this run directory is damaged", file=str(path))
+        return open(fd, "a", encoding="utf-8", errors=LONE_SURROGATES)
 
     def close(self) -> None:
         for f in (self._transcript, self._results):
@@ -145,29 +281,29 @@ class RunStore:
 
     def prepare_resume(self) -> list[dict[str, Any]]:
         """Keep finished episodes; drop transcript lines of the others (and any torn or damaged line)."""
-        for name in ("results.jsonl", "transcript.jsonl", "ledger.json"):
-            path = self.dir / name
-            if path.exists() and not path.is_file():
-                raise ConfigError(f"{path} is not a file; this run directory is damaged", key="resume")
+        self.lock()  # before reading: what is kept is what no other writer is appending to
         done = self.results()
-        self._rewrite("results.jsonl", done)
+        self.write_jsonl("results.jsonl", done)
         keep = {r["episode"] for r in done}  # stages run again on resume and log their calls again
         lines = [r for r in read_jsonl(self.dir / "transcript.jsonl") if r.get("episode") in keep]
-        self._rewrite("transcript.jsonl", lines)
+        self.write_jsonl("transcript.jsonl", lines)
         return done
 
-    def _rewrite(self, name: str, records: list[dict[str, Any]]) -> None:
-        write_text_atomic(self.dir / name, "".join(dumps(r) + "\n" for r in records))
+    def write_jsonl(self, name: str, records: list[dict[str, Any]]) -> Path:
+        """Write `name` as JSON lines, whole (a crash never leaves half a file)."""
+        return self.write_file(name, "".join(dumps(r) + "\n" for r in records))
 
     def write_json(self, name: str, payload: dict[str, Any]) -> None:
         """Write `name` atomically (a crash never leaves half a file), keys sorted."""
-        write_text_atomic(self.dir / name, json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, default=str))
+        self.write_file(name, json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False, default=str))
 
     def write_metrics(self, scenario: str, rows: list[dict[str, Any]], **extra: Any) -> None:
         self.write_json("metrics.json", {"scenario": scenario, "metrics": rows, **extra})
 
     def write_status(self, **status: Any) -> None:
+        """How this invocation ended: the last file a run writes, so it also ends its hold on the directory."""
         self.write_json("status.json", redact_config(status))
+        self.release()
 
     def write_ledger(self, ledger: Callable[[], dict[str, Any]], *, wall_s: float, every_s: float = 0.0) -> None:
         """Save the run's usage (seeded again on resume); at most once per `every_s` seconds (`ledger` is only
@@ -180,34 +316,51 @@ class RunStore:
 
     def read_json(self, name: str) -> dict[str, Any] | None:
         """A JSON file of the run, or None if absent; a damaged one is a ConfigError naming it."""
-        path = self.dir / name
-        if not path.exists():
-            return None
-        try:
-            payload = json.loads(path.read_bytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, IsADirectoryError) as e:
-            raise ConfigError(f"damaged ({type(e).__name__}); not a file Schola wrote", file=str(path)) from None
-        if not isinstance(payload, dict):
-            raise ConfigError("damaged: expected a JSON object", file=str(path))
-        return payload
+        return read_json_file(self.dir / name)
+
+
+def read_json_file(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a run directory (`read_run_file`), or None if absent; a damaged one is a ConfigError
+    naming it."""
+    raw = read_run_file(path)
+    if raw is None:
+        return None
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ConfigError(f"damaged ({type(e).__name__}); not a file Schola wrote", file=str(path)) from None
+    if not isinstance(payload, dict):
+        raise ConfigError("damaged: expected a JSON object", file=str(path))
+    return payload
 
 
 STAGE_EPISODE = "-stage-"  # transcript lines of roles asked by run-level stages
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The objects of a JSONL file; a torn last line (a crash mid-write), a line that is not UTF-8 or not a JSON
-    object is dropped."""
-    if not path.is_file():
-        return []
-    out = []
-    with path.open("rb") as f:
-        for raw in f:
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                continue
-            if isinstance(record, dict):
-                out.append(record)
-    return out
+def jsonl_records(f: BinaryIO) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(byte offset, object) of each line of an open JSONL file. A line that is torn (a crash, or a writer
+    mid-line), not UTF-8, not a JSON object, or longer than MAX_LINE_BYTES is skipped."""
+    pos = 0
+    while raw := f.readline(MAX_LINE_BYTES + 1):
+        start, pos = pos, pos + len(raw)
+        if len(raw) > MAX_LINE_BYTES:
+            while raw and not raw.endswith(b"\n"):  # the rest of the long line
+                raw = f.readline(MAX_LINE_BYTES)
+                pos += len(raw)
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            continue
+        if isinstance(record, dict):
+            yield start, record
 
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The objects of a run directory's JSONL file (`open_run_file`; none when it is absent), damaged lines
+    dropped (`jsonl_records`)."""
+    f = open_run_file(path)
+    if f is None:
+        return []
+    with f:
+        return [record for _, record in jsonl_records(f)]

@@ -16,7 +16,6 @@ rewritten from the students' mistakes and kept by beam search (`m3.py`).
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal
 
@@ -100,7 +99,7 @@ def select_stage(ctx: Any, *, rules: list[Rule] = ["MAJ", "MAX", "SUM", "AVG"]) 
     rows.append(mean_row("answer_parse_rate", parsed, seed=ctx.seed, role="teacher"))
     exam = [s for r in episodes for c in r["outputs"]["exam_correct"] for s in c]
     rows.append(mean_row("exam_accuracy", exam, seed=ctx.seed, role="students"))
-    (ctx.output_dir / "selections.jsonl").write_text("".join(json.dumps(c) + "\n" for c in choices))
+    ctx.store.write_jsonl("selections.jsonl", choices)
     return rows
 
 

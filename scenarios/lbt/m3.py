@@ -253,7 +253,7 @@ async def m3_stage(ctx: Any) -> list[MetricRow]:
     for rec in await ctx.run_episodes(test, round=params.rounds + 1):
         value = rec["outputs"]["accuracy"]
         rows.append(MetricRow("test_accuracy", value, {"arm": rec["inputs"]["arm"]}, n=params.test))
-    (ctx.output_dir / "m3_beams.json").write_text(json.dumps(history, indent=1) + "\n")
+    ctx.store.write_file("m3_beams.json", json.dumps(history, indent=1) + "\n")
     return rows
 
 

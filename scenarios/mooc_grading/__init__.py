@@ -20,10 +20,8 @@ Protocol (no public code; SCENARIOS.md section 4):
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
-from pathlib import Path
 from typing import Any
 
 from schola.scenarios.mooc_grading.data import MoocData, load
@@ -31,7 +29,6 @@ from schola.scenarios.mooc_grading.report import report as report_stage
 
 from schola.metrics import MetricRow
 from schola.scenario import Scenario
-from schola.store import write_text_atomic
 
 __all__ = ["grade", "median", "scenario"]
 
@@ -82,7 +79,7 @@ async def grade_answers(ctx: Any, *, graph: str = "grading") -> list[MetricRow]:
                 "grading_rubric": rubric, "max_points": q["max_points"], "student": a["student"],
                 "answer": a["answer"], "instructor_grade": a["instructor_grade"], "recorded_peer_grades": a["peer_grades"],
             })  # fmt: skip
-    write_text_atomic(Path(ctx.output_dir) / "rubrics.jsonl", "".join(json.dumps(r) + "\n" for r in rubrics))
+    ctx.store.write_jsonl("rubrics.jsonl", rubrics)
     await ctx.run_episodes(episodes, graph=graph)
     return []
 

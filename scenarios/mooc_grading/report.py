@@ -5,14 +5,13 @@ and `grading.png`; returns the LLM's parse rate per course (the generic stages i
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import io
 from types import SimpleNamespace
 from typing import Any
 
 from schola import stats
 from schola.metrics import MetricRow, mean_row
-from schola.store import to_csv, write_text_atomic
+from schola.store import to_csv
 
 GOLD, LLM, PEER, COURSE = "inputs.instructor_grade", "outputs.llm_grade", "outputs.peer_grade", "inputs.course"
 
@@ -65,8 +64,8 @@ def grades_csv(results: list[dict[str, Any]]) -> str:
     return to_csv(rows)
 
 
-def plot(table: list[dict[str, Any]], prompt: str, path: Path) -> None:
-    """MAE against the instructor per course: the LLM grader beside the peers' median."""
+def plot(table: list[dict[str, Any]], prompt: str) -> bytes:
+    """MAE against the instructor per course: the LLM grader beside the peers' median, as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,10 +81,10 @@ def plot(table: list[dict[str, Any]], prompt: str, path: Path) -> None:
     ax.set_title("Grading agreement with the instructor (lower is better)")
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".part.png")
-    fig.savefig(tmp, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
+    return png.getvalue()
 
 
 def report(ctx: Any) -> list[MetricRow]:
@@ -95,10 +94,9 @@ def report(ctx: Any) -> list[MetricRow]:
     courses = list(dict.fromkeys(r["inputs"]["course"] for r in answers))
     prompt = str(getattr(ctx.scenario, "variant", None) or "-")
     table = course_table(SimpleNamespace(results=answers, seed=ctx.seed), courses)
-    out = Path(ctx.output_dir)
-    write_text_atomic(out / "grading.csv", to_csv([{"prompt": prompt, **r} for r in table]))
-    write_text_atomic(out / "grades.csv", grades_csv(answers))
-    plot(table, prompt, out / "grading.png")
+    ctx.store.write_file("grading.csv", to_csv([{"prompt": prompt, **r} for r in table]))
+    ctx.store.write_file("grades.csv", grades_csv(answers))
+    ctx.store.write_file("grading.png", plot(table, prompt))
     parsed = [
         mean_row(
             "llm_parse_rate", [r["outputs"].get("llm_grade") is not None for r in answers], seed=ctx.seed, prompt=prompt

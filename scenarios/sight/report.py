@@ -7,9 +7,8 @@ values (bootstrapping every model-human pair as well would cost minutes)."""
 
 from __future__ import annotations
 
-import json
+import io
 import math
-import os
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from schola import stats
 from schola.errors import ConfigError
 from schola.metrics import MetricRow, parse_metric_key
-from schola.store import to_csv, write_text_atomic
+from schola.store import read_jsonl, to_csv
 
 LABEL = "label"  # the score the graph records per annotator: label{annotator=<name>}
 
@@ -112,9 +111,7 @@ def usage_per_comment(output_dir: Path, results: list[dict[str, Any]], models: l
     tokens: dict[str, float] = defaultdict(float)
     cost: dict[str, float] = defaultdict(float)
     priced: set[str] = set()
-    path = output_dir / "transcript.jsonl"
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
-        rec = json.loads(line)
+    for rec in read_jsonl(output_dir / "transcript.jsonl"):
         if rec.get("agent") in models and rec.get("episode") in comment_of:
             tokens[rec["agent"]] += rec.get("prompt_tokens", 0) + rec.get("completion_tokens", 0)
             if rec.get("cost_usd") is not None:
@@ -143,8 +140,8 @@ def labels_csv(results: list[dict[str, Any]], names: list[str]) -> str:
     return to_csv(rows)
 
 
-def scatter(table: list[dict[str, Any]], models: list[str], path: Path) -> None:
-    """IRR (x) against each model's mean kappa with the humans (y), one point per category."""
+def scatter(table: list[dict[str, Any]], models: list[str]) -> bytes:
+    """IRR (x) against each model's mean kappa with the humans (y), one point per category, as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,10 +162,10 @@ def scatter(table: list[dict[str, Any]], models: list[str], path: Path) -> None:
     ax.legend(title="model", fontsize=8)
     ax.set_title("SIGHT: agreement by category")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".part.png")
-    fig.savefig(tmp, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
+    return png.getvalue()
 
 
 def report(ctx: Any, *, humans: list[str] | None = None) -> list[MetricRow]:
@@ -198,8 +195,7 @@ def report(ctx: Any, *, humans: list[str] | None = None) -> list[MetricRow]:
     for m in models:
         rows += irr_correlation(table, m, seed=ctx.seed)
     rows += usage_per_comment(Path(ctx.output_dir), results, models)
-    out = Path(ctx.output_dir)
-    write_text_atomic(out / "categories.csv", to_csv(table))
-    write_text_atomic(out / "labels.csv", labels_csv(results, names))
-    scatter(table, models, out / "agreement.png")
+    ctx.store.write_file("categories.csv", to_csv(table))
+    ctx.store.write_file("labels.csv", labels_csv(results, names))
+    ctx.store.write_file("agreement.png", scatter(table, models))
     return rows

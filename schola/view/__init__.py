@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from schola.errors import ConfigError, ScholaError
+from schola.store import write_atomic
 from schola.view.payload import run_payload, sweep_payload, to_json
 
 __all__ = ["build_html", "main", "write_report"]
@@ -76,21 +77,20 @@ def build_html(path: Path) -> str:
     return page(payload, title)
 
 
-def write_atomic(path: Path, text: str) -> Path:
+def write_page(path: Path, text: str) -> Path:
+    """Write the page whole (`write_atomic`: never through a link). A derived file, not the run's: it needs no
+    run lock, so a run can be viewed while it is written."""
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give a file name such as report.html", key="--out")
     if not path.parent.is_dir():
         raise ConfigError(f"the folder {path.parent} does not exist", key="--out")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, text)
 
 
 def write_report(run_dir: Path) -> Path:
     """Write report.html into a run directory (`schola run` calls this at the end); returns its path."""
     run_dir = Path(run_dir)
-    return write_atomic(run_dir / REPORT, build_html(run_dir))
+    return write_page(run_dir / REPORT, build_html(run_dir))
 
 
 def main(argv: list[str]) -> int:
@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
         return 0 if e.code in (0, None) else 2
     root = Path(ns.path)
     try:
-        out = write_atomic(Path(ns.out) if ns.out else root / REPORT, build_html(root))
+        out = write_page(Path(ns.out) if ns.out else root / REPORT, build_html(root))
     except ScholaError as e:
         print(f"schola: error: {e}", file=sys.stderr)
         return e.exit_code

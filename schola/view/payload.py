@@ -7,7 +7,7 @@ import base64
 import gzip
 import json
 import math
-import tempfile
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +17,14 @@ import yaml
 from schola.errors import ConfigError
 from schola.report import find_runs, plot, read_run, sweep_rows, wall_s
 from schola.secrets import env_secrets, redact, redact_config
-from schola.store import STAGE_EPISODE, RunStore
+from schola.store import LONE_SURROGATES, STAGE_EPISODE, RunStore, jsonl_records, open_run_file, read_run_file
 from schola.view.layout import node_stats, scenario_graphs
 
 CHUNK = 100  # episodes per compressed block: opening one episode decodes at most this many
 MAX_PLOT_BYTES = 8_000_000
+# Score keys shown as columns of the episode table; past this many (a label per episode makes one key per
+# episode), keys with labels are listed in each row instead (thousands of columns made a tab take seconds).
+MAX_SCORE_COLUMNS = 12
 
 
 def finite(obj: Any) -> Any:
@@ -43,12 +46,14 @@ def to_json(obj: Any) -> str:
 
 
 def packed(obj: Any) -> str:
-    """gzip+base64 of `obj` as JSON (mtime 0: the same run gives the same bytes)."""
-    return base64.b64encode(gzip.compress(to_json(obj).encode("utf-8"), compresslevel=6, mtime=0)).decode("ascii")
+    """gzip+base64 of `obj` as JSON (mtime 0: the same run gives the same bytes); a lone surrogate travels as its
+    JSON escape."""
+    raw = to_json(obj).encode("utf-8", LONE_SURROGATES)
+    return base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
 
 
-def data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def roles_of(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -81,36 +86,39 @@ def _clean(value: Any, secrets: list[str]) -> Any:
 
 class Transcript:
     """A run's transcript, read in one pass that keeps only where each episode's lines are (byte offsets), so a
-    run of a million replies costs megabytes here, not gigabytes; an episode's lines are read back when needed."""
+    run of a million replies costs megabytes here, not gigabytes; an episode's lines are read back when needed,
+    from the same open file (a resume that replaces the file meanwhile does not move them)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.file = open_run_file(path)
         self.offsets: dict[str, list[int]] = {}
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
     def scan(self) -> Iterator[dict[str, Any]]:
         """Every line, once (damaged ones dropped), noting each episode's offsets."""
-        if not self.path.is_file():
+        if self.file is None:
             return
-        with self.path.open("rb") as f:
-            pos = 0
-            for raw in f:
-                start, pos = pos, pos + len(raw)
-                try:
-                    line = json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    continue
-                if isinstance(line, dict):
-                    self.offsets.setdefault(str(line.get("episode")), []).append(start)
-                    yield line
+        self.file.seek(0)
+        for start, line in jsonl_records(self.file):
+            self.offsets.setdefault(str(line.get("episode")), []).append(start)
+            yield line
 
     def lines(self, episode: str) -> list[dict[str, Any]]:
         """An episode's lines, read back by their offsets."""
         out = []
-        with self.path.open("rb") as f:
-            for start in self.offsets.get(episode, []):
-                f.seek(start)
-                out.append(json.loads(f.readline().decode("utf-8")))
+        for start in self.offsets.get(episode, []):
+            assert self.file is not None
+            self.file.seek(start)
+            out.append(json.loads(self.file.readline().decode("utf-8")))
         return out
+
+
+def number(value: Any) -> float:
+    """A count or a time a transcript line holds; 0 for anything else (the viewer never fails on what a run stored)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
 
 
 def episodes(run_dir: Path, transcript: Transcript, secrets: list[str]) -> dict[str, Any]:
@@ -136,8 +144,8 @@ def episodes(run_dir: Path, transcript: Transcript, secrets: list[str]) -> dict[
         steps = by_episode[eid]
         scores = r.get("scores") if isinstance(r.get("scores"), dict) else {}
         score_keys.update(dict.fromkeys(scores))
-        tokens = sum(int(s.get("prompt_tokens") or 0) + int(s.get("completion_tokens") or 0) for s in steps)
-        latency = sum(float(s.get("latency_s") or 0) for s in steps)
+        tokens = int(sum(number(s.get("prompt_tokens")) + number(s.get("completion_tokens")) for s in steps))
+        latency = sum(number(s.get("latency_s")) for s in steps)
         index.append({"id": eid, "round": r.get("round"), "status": status, "scores": scores, "tokens": tokens,
                       "steps": len(steps), "latency_s": round(latency, 6), "cached": sum(bool(s.get("cached")) for s in steps),
                       "chunk": len(chunks)})  # fmt: skip
@@ -149,22 +157,42 @@ def episodes(run_dir: Path, transcript: Transcript, secrets: list[str]) -> dict[
         if len(chunk) == CHUNK or i == len(records) - 1:
             chunks.append(packed(chunk))
             chunk = {}
+    columns = score_columns(list(score_keys))
+    if len(columns) < len(score_keys):
+        for row in index:
+            others = {
+                k: round(v, 3) if isinstance(v, float) else v for k, v in row["scores"].items() if k not in columns
+            }
+            row["other_scores"] = ", ".join(f"{k}={v}" for k, v in others.items())
     return {
         "index": packed(_clean(index, secrets)),
         "count": len(index),
         "score_keys": list(score_keys),
+        "score_columns": columns,
         "chunks": chunks,
     }
 
 
+def score_columns(keys: list[str]) -> list[str]:
+    """The score keys the episode table shows as columns: all of them when they are few, else those without
+    labels (the others go in one column, per row)."""
+    if len(keys) <= MAX_SCORE_COLUMNS:
+        return keys
+    return [k for k in keys if "{" not in k][:MAX_SCORE_COLUMNS]
+
+
 def plots(paths: Iterable[Path]) -> list[dict[str, str]]:
+    """The run's PNG files, inlined; one that is not a regular file of the run (a link, a FIFO) or is too large is
+    named with why it is not shown."""
     out = []
     for p in sorted(paths):
-        size = p.stat().st_size
-        if size > MAX_PLOT_BYTES:
-            out.append({"name": p.name, "note": f"{size / 1e6:.1f} MB: too large to inline; open the file itself"})
-        else:
-            out.append({"name": p.name, "uri": data_uri(p)})
+        try:
+            png = read_run_file(p, limit=MAX_PLOT_BYTES)
+        except ConfigError as e:
+            out.append({"name": p.name, "note": f"not shown: {e.detail}"})
+            continue
+        if png is not None:
+            out.append({"name": p.name, "uri": data_uri(png)})
     return out
 
 
@@ -175,14 +203,18 @@ def run_payload(run_dir: Path, *, name: str = ".") -> dict[str, Any]:
     try:
         config = store.read_config()
     except ConfigError:
-        if (run_dir / "config.yaml").exists():
+        if os.path.lexists(run_dir / "config.yaml"):
             raise
         config = {}
     secrets = env_secrets(config)
     config = redact_config(config, secrets)
     status = store.read_json("status.json") or {"status": metrics.get("status", "?")}
     transcript = Transcript(run_dir / "transcript.jsonl")
-    stats = node_stats(transcript.scan())
+    try:
+        stats = node_stats(transcript.scan())
+        episode_data = episodes(run_dir, transcript, secrets)
+    finally:
+        transcript.close()
     scenario = config.get("scenario") if isinstance(config.get("scenario"), dict) else {}
     return {
         "name": name,
@@ -201,14 +233,13 @@ def run_payload(run_dir: Path, *, name: str = ".") -> dict[str, Any]:
         "roles": roles_of(scenario),
         "plots": plots(run_dir.glob("*.png")),
         "graphs": scenario_graphs(scenario, stats),
-        "episodes": episodes(run_dir, transcript, secrets),
+        "episodes": episode_data,
     }
 
 
 def sweep_payload(root: Path) -> dict[str, Any]:
     """Every run below `root` and their comparison (the config keys that differ, metrics with CIs, the plot)."""
     varying, rows = sweep_rows(root)
-    with tempfile.TemporaryDirectory() as tmp:
-        uri = data_uri(plot(rows, varying, Path(tmp) / "report.png"))
+    uri = data_uri(plot(rows, varying))
     runs = [run_payload(r, name=str(r.relative_to(root)) if r != root else ".") for r in find_runs(root)]
     return {"root": str(root), "varying": varying, "rows": finite(redact_config(rows)), "plot": uri, "runs": runs}

@@ -173,7 +173,9 @@
 
   // -- episodes -----------------------------------------------------------------------------
   async function episodesPage(r) {
-    const run = runs[r], s = ui[r], keys = run.episodes.score_keys;
+    // score_columns: the keys shown as columns; past a few (a label per episode), the rest is one text cell per row
+    const run = runs[r], s = ui[r], keys = run.episodes.score_keys, shown = run.episodes.score_columns || keys;
+    const others = shown.length < keys.length;
     const all = await indexOf(r);
     let rows = all;
     if (s.scoreKey && (s.min !== "" || s.max !== "")) {
@@ -196,8 +198,8 @@
     });
     const pages = Math.max(1, Math.ceil(rows.length / PAGE));
     s.page = Math.min(s.page, pages - 1);
-    const cols = [["id", "id"], ["round", "round", 1], ["status", "status"]].concat(keys.map((k) => ["score:" + k, k, 1]),
-      [["tokens", "tokens", 1], ["steps", "steps", 1], ["latency_s", "latency", 1], ["cached", "cache hits", 1]]);
+    const cols = [["id", "id"], ["round", "round", 1], ["status", "status"]].concat(shown.map((k) => ["score:" + k, k, 1]),
+      others ? [["other_scores", "other scores"]] : [], [["tokens", "tokens", 1], ["steps", "steps", 1], ["latency_s", "latency", 1], ["cached", "cache hits", 1]]);
     const head = el("tr", {}, cols.map(([k, label, isNum]) => el("th", {
       class: (isNum ? "num " : "") + (k === key ? (dir > 0 ? "asc" : "desc") : ""), "data-key": k,
       onclick: () => { s.sort = { key: k, dir: k === key ? -dir : 1 }; render(); },
@@ -205,7 +207,7 @@
     const body = rows.slice(s.page * PAGE, (s.page + 1) * PAGE).map((e) => el("tr", {
       class: "clickable", "data-episode": e.id, onclick: () => { state.episode = e.index; render(); },
     }, el("td", {}, e.id), cell(e.round, 1), el("td", {}, el("span", { class: statusClass(e.status) }, e.status)),
-      keys.map((k) => cell(e.scores[k], 1)), cell(e.tokens, 1), cell(e.steps, 1), el("td", { class: "num" }, ms(e.latency_s)), cell(e.cached, 1)));
+      shown.map((k) => cell(e.scores[k], 1)), others ? cell(e.other_scores) : null, cell(e.tokens, 1), cell(e.steps, 1), el("td", { class: "num" }, ms(e.latency_s)), cell(e.cached, 1)));
     const apply = (patch) => { Object.assign(s, patch, { page: 0 }); render(); };
     let timer = null;
     const search = el("input", { type: "search", id: "filter-text", placeholder: "text in ids, inputs, prompts, replies",
