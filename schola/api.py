@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from schola.aio import run_sync
-from schola.compose import YAML_SUFFIXES, Composition, compose
 from schola.metrics import MetricRow
 from schola.store import read_jsonl
 
@@ -75,21 +74,11 @@ class RunResult:
                              for e in self.episodes])  # fmt: skip
 
 
-def _scenario_args(scenario: str | Path | None) -> tuple[str | None, list[str]]:
-    """(scenario file, overrides) for `scenario`: a YAML path, a scenario name, or None for the default."""
-    if scenario is None:
-        return None, []
-    text = str(scenario)
-    if text.lower().endswith(YAML_SUFFIXES) or Path(text).is_file():
-        return text, []
-    return None, [f"scenario={text}"]
-
-
 async def arun(
     scenario: str | Path | None = None,
-    overrides: Sequence[str] = (),
+    overrides: str | Sequence[str] = (),
     *,
-    config_dir: Sequence[str | Path] = (),
+    config_dir: str | Path | Sequence[str | Path] = (),
     run_dir: str | Path | None = None,
     resume: str | Path | None = None,
     progress: Progress | None = None,
@@ -98,27 +87,18 @@ async def arun(
 
     Args:
         scenario: a scenario name (`"lbt"`), a scenario YAML file, or None for the default.
-        overrides: Hydra overrides, as on the command line (`["backend=scripted", "seed=1"]`).
-        config_dir: more config folders (like `--config-dir`).
+        overrides: Hydra overrides, as on the command line (`["backend=scripted", "seed=1"]`; one may be a str).
+        config_dir: more config folders (like `--config-dir`): a str, a Path or a list of them.
         run_dir: where to write the run (default: Hydra's `runs/<date>/<time>-<scenario>`).
-        resume: a run directory to continue (then `overrides` may change only budget, concurrency, endpoints).
+        resume: a run directory to continue (then `overrides` may change only budget, concurrency, endpoints,
+            and `scenario`, `config_dir` and `run_dir` must be left out: a ConfigError says so).
         progress: a callback(done, total, ledger) after each episode.
     """
-    from schola.plan import build_plan
-    from schola.resume import saved_config
-    from schola.runtime import arun_plan, prepare
-    from schola.schema import Files
+    from schola.runtime import arun_plan
+    from schola.spec import RunSpec, open_run
 
-    if resume is not None:
-        raw, files = saved_config(resume, list(overrides))
-        target: str | Path = resume
-    else:
-        path, chosen = _scenario_args(scenario)
-        composition = Composition(chosen + list(overrides), [str(d) for d in config_dir], path)
-        raw, choices, default_dir = compose(composition)
-        files = Files.from_choices(choices, composition.file)
-        target = run_dir if run_dir is not None else default_dir
-    plan, store = prepare(raw, target, files, plan=build_plan(raw, files))
+    spec = RunSpec.of(scenario, overrides, config_dir=config_dir, run_dir=run_dir, resume=resume)
+    plan, store = open_run(spec)
     outcome = await arun_plan(plan, store, progress=progress)
     return RunResult(
         run_dir=outcome.run_dir,
@@ -131,9 +111,9 @@ async def arun(
 
 def run(
     scenario: str | Path | None = None,
-    overrides: Sequence[str] = (),
+    overrides: str | Sequence[str] = (),
     *,
-    config_dir: Sequence[str | Path] = (),
+    config_dir: str | Path | Sequence[str | Path] = (),
     run_dir: str | Path | None = None,
     resume: str | Path | None = None,
     progress: Progress | None = None,

@@ -22,6 +22,7 @@ from schola.secrets import override_secrets, redact
 
 if TYPE_CHECKING:
     from schola.runtime import Outcome
+    from schola.spec import RunSpec
     from schola.types import Ledger
 
 USAGE = """\
@@ -71,8 +72,8 @@ def parser(command: str) -> argparse.ArgumentParser:
         s.add_argument("path")
     elif command == "cache":
         s.add_argument("action", choices=["info", "prune"])
-        s.add_argument("--older-than-days", type=float, default=None, help="prune replies older than this")
-        s.add_argument("--max-mb", type=float, default=None, help="prune the oldest replies down to this size")
+        s.add_argument("--older-than-days", type=non_negative, default=None, help="prune replies older than this")
+        s.add_argument("--max-mb", type=non_negative, default=None, help="prune the oldest replies down to this size")
         s.add_argument("--dir", default=None, help="the cache folder (default: $SCHOLA_CACHE_DIR or ~/.cache/schola)")
     return s
 
@@ -133,37 +134,10 @@ def entry() -> None:
 
 
 # -- run / check -------------------------------------------------------------------------------
-def split_args(args: list[str]) -> tuple[str | None, list[str]]:
-    """(scenario YAML path or None, overrides). A `.yaml`/`.yml` argument that names a file is the scenario,
-    whatever characters its name holds."""
-    from schola.compose import YAML_SUFFIXES
-
-    path, overrides = None, []
-    for a in args:
-        looks_like_file = a.lower().endswith(YAML_SUFFIXES) and ("=" not in a or Path(a).is_file())
-        if looks_like_file and path is None:
-            path = a
-        elif "=" not in a and not a.startswith(("+", "~")):
-            raise ConfigError(f"'{a}' is neither a scenario .yaml file nor a KEY=VALUE override", file="command line")
-        else:
-            overrides.append(a)
-    return path, overrides
-
-
-def plan_of(ns: argparse.Namespace) -> tuple[Any, str]:
-    """Compose and validate `run`/`check` arguments; returns (plan, the run directory Hydra would use)."""
-    from schola.compose import Composition, compose
-    from schola.plan import build_plan
-    from schola.schema import Files
-
-    path, overrides = split_args(ns.args)
-    composition = Composition(overrides, ns.config_dir, path)
-    raw, choices, run_dir = compose(composition)
-    return build_plan(raw, Files.from_choices(choices, composition.file)), run_dir
-
-
 def cmd_check(ns: argparse.Namespace) -> int:
-    plan, _ = plan_of(ns)
+    from schola.spec import RunSpec, plan_of
+
+    plan, _ = plan_of(RunSpec.from_args(ns.args, ns.config_dir))
     sc = plan.config.scenario
     roles = list(plan.roles)
     shown = ", ".join(roles[:8]) + (f", ... ({len(roles)} in all)" if len(roles) > 8 else "")
@@ -177,59 +151,40 @@ def cmd_check(ns: argparse.Namespace) -> int:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
-    _, overrides = split_args(ns.args)
-    resume = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("resume=")), None)
-    if resume:
-        if ns.multirun:
-            raise ConfigError("resume= continues one run; it cannot be swept", key="resume")
-        return run_resume(ns, resume, overrides)
+    """`schola run [SCENARIO.yaml] [KEY=VALUE ...]`, `schola run resume=DIR [changes]`, or a sweep with -m: a
+    RunSpec each, run by the one path (`schola.spec.open_run`)."""
+    from schola.runtime import run_plan
+    from schola.spec import RunSpec, open_run
+
+    spec = RunSpec.from_args(ns.args, ns.config_dir)
     if ns.multirun:
-        return launch_sweep(ns)
-    from schola.runtime import prepare, run_plan
-
-    plan, run_dir = plan_of(ns)
+        if spec.resume is not None:
+            raise ConfigError("resume= continues one run; it cannot be swept", key="resume")
+        return launch_sweep(spec, debug=ns.debug)
+    plan, store = open_run(spec)
     setup_logging()
-    plan, store = prepare(plan.raw, run_dir, plan.files, plan=plan)
     with Progress(len(plan.selected)) as progress:
         outcome = run_plan(plan, store, progress=progress.update, debug=ns.debug)
     return finish(outcome)
 
 
-def run_resume(ns: argparse.Namespace, resume: str, overrides: list[str]) -> int:
-    """`schola run resume=DIR [budget.../run.concurrency/endpoint changes]`: the saved config, as it was."""
-    from schola.resume import saved_config
-    from schola.runtime import prepare, run_plan
-
-    path, _ = split_args(ns.args)
-    if path is not None:
-        raise ConfigError("resume= continues the run's saved config; leave the scenario file out", file=path)
-    raw, files = saved_config(resume, [o for o in overrides if not o.lstrip("+").startswith("resume=")])
-    setup_logging()
-    plan, store = prepare(raw, resume, files)
-    with Progress(len(plan.selected)) as progress:
-        outcome = run_plan(plan, store, progress=progress.update, debug=ns.debug)
-    return finish(outcome)
-
-
-def launch_sweep(ns: argparse.Namespace) -> int:
+def launch_sweep(spec: RunSpec, *, debug: bool) -> int:
     """Hand a sweep (-m) over to Hydra's app, so its sweepers and launchers work; each job runs `run_job`."""
     import hydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from schola.compose import Composition, hydra_errors, quote
+    from schola.compose import hydra_errors, name_override, parse_overrides, quote
 
-    path, overrides = split_args(ns.args)
-    composition = Composition(overrides, ns.config_dir, path)
-    argv_overrides = [*composition.hydra_overrides(sweep=True), f"++scenario.name={quote(str(composition.body.get('name')))}"]
+    composition = spec.composition()
+    argv_overrides = [*composition.hydra_overrides(sweep=True), name_override(composition.body.get("name"))]
     with hydra_errors():  # the sweep's syntax is checked here; each job validates its own config
-        OverridesParser.create().parse_overrides(argv_overrides)
+        parse_overrides(argv_overrides)
     pinned = sweep_dir(argv_overrides)
     argv_overrides.append(f"hydra.sweep.dir={quote(pinned)}")
     codes: list[int] = []
 
     @hydra.main(config_path="pkg://schola.conf", config_name="config", version_base=None)
     def app(cfg: Any) -> int:
-        code = run_job(cfg, composition, debug=ns.debug)
+        code = run_job(cfg, spec, debug=debug)
         codes.append(code)
         return code
 
@@ -249,15 +204,13 @@ def launch_sweep(ns: argparse.Namespace) -> int:
 
 
 def sweep_dir(overrides: list[str]) -> str:
-    """The sweep's folder, resolved now (the user's hydra.sweep.dir or the default pattern), to be pinned on
-    Hydra's command line: the driver then finds the run directories of jobs that ran in other processes."""
+    """The sweep directory Hydra's pattern gives, composed once here and pinned for every job: a launcher that
+    runs jobs in other processes would otherwise compose it again per job, and its `${now:...}` could differ."""
     from hydra import compose, initialize_config_module
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from schola.compose import hydra_errors
+    from schola.compose import hydra_errors, parse_overrides
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    plain = [o for o, p in zip(overrides, parsed, strict=True) if not p.is_sweep_override()]
+    plain = [o for o, p in zip(overrides, parse_overrides(overrides), strict=True) if not p.is_sweep_override()]
     with hydra_errors(), initialize_config_module("schola.conf", version_base=None):
         return str(compose("config", overrides=plain, return_hydra_config=True).hydra.sweep.dir)
 
@@ -273,21 +226,19 @@ def job_codes(sweep: Path) -> list[int]:
     return codes
 
 
-def run_job(cfg: Any, composition: Any, *, debug: bool) -> int:
-    """One Hydra job of a sweep: the job's own overrides applied to the parsed scenario, then validate, run,
-    print the results table. Never raises (Hydra would print a traceback)."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
+def run_job(cfg: Any, sweep: RunSpec, *, debug: bool) -> int:
+    """One Hydra job of a sweep: the sweep's spec with the job's own overrides, run by the one path. Never
+    raises (Hydra would print a traceback)."""
+    import dataclasses
 
-    from schola.runtime import prepare, run_plan
-    from schola.schema import Files
+    from hydra.core.hydra_config import HydraConfig
+
+    from schola.runtime import run_plan
+    from schola.spec import open_run
 
     try:
-        hc = HydraConfig.get()
-        raw: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-        raw["scenario"] = composition.scenario(list(hc.overrides.task))
-        files = Files.from_choices({**dict(hc.runtime.choices), "scenario": composition.option}, composition.file)
-        plan, store = prepare(raw, hc.runtime.output_dir, files)
+        spec = dataclasses.replace(sweep, overrides=tuple(HydraConfig.get().overrides.task), job=cfg)
+        plan, store = open_run(spec)
         return finish(run_plan(plan, store, debug=debug))
     except ScholaError as e:
         if debug:
@@ -442,11 +393,24 @@ def cmd_train(ns: argparse.Namespace) -> int:
     return int(train_main(list(ns.rest)))
 
 
+def non_negative(text: str) -> float:
+    """A `schola cache prune` bound: a negative age or size would remove every reply."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, not {text!r}")
+    return value
+
+
 def cmd_cache(ns: argparse.Namespace) -> int:
     from schola.backends.cache import Cache, default_cache_dir
 
     directory = Path(ns.dir) if ns.dir else default_cache_dir()
-    with Cache.open_existing(directory) as cache:
+    with Cache.open_existing(directory, readonly=ns.action == "info") as cache:
         if ns.action == "prune":
             removed = cache.prune(older_than_days=ns.older_than_days, max_mb=ns.max_mb)
             out.print(f"removed {removed} replies", markup=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ MAX_YAML_NODES = 2_000_000  # nodes after alias expansion: refuses "billion laug
 MAX_YAML_DEPTH = 50  # levels of nesting (OmegaConf recurses about ten frames a level; scenarios use under 20)
 YAML_SUFFIXES = (".yaml", ".yml")
 _PACKAGE = re.compile(r"^\s*#\s*@package\s+(\S+)", re.M)
-_RESOLVER = re.compile(r"\$\{\s*[\w.]+\s*:")  # ${oc.env:X}, ${oc.decode:...}: a resolver call reads outside the file
 _FORBIDDEN_KEYS = {"hydra", "defaults", "_target_", "()", "class", "_partial_", "_args_"}
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -135,21 +135,69 @@ def check_scenario_text(text: str, *, file: str) -> dict[str, Any]:
         elif isinstance(o, list):
             for i, v in enumerate(o):
                 walk(v, f"{key}[{i}]")
-        elif isinstance(o, str) and _RESOLVER.search(o):
-            raise ConfigError(
-                "interpolations that call a resolver (${oc.env:...} and the like) are not allowed in a scenario "
-                "file: it must not read the environment",
-                key=key,
-                file=file,
-            )
 
     walk(body, "")
     return body
 
 
+def strings(o: Any) -> Iterator[str]:
+    """Every string value in a parsed config."""
+    if isinstance(o, dict):
+        for v in o.values():
+            yield from strings(v)
+    elif isinstance(o, list):
+        for v in o:
+            yield from strings(v)
+    elif isinstance(o, str):
+        yield o
+
+
+def interpolated(o: Any, key: str) -> Iterator[tuple[str, str]]:
+    """(dotted key, value) for every string value holding `${`, keys as OmegaConf names them."""
+    if isinstance(o, dict):
+        for k, v in o.items():
+            yield from interpolated(v, f"{key}.{k}")
+    elif isinstance(o, list):
+        for i, v in enumerate(o):
+            yield from interpolated(v, f"{key}[{i}]")
+    elif isinstance(o, str) and "${" in o:
+        yield key, o
+
+
+def resolver_calls(value: str) -> tuple[list[str], str | None]:
+    """The resolver calls in `value` as OmegaConf's own grammar parses it (not a text pattern: a resolver whose
+    name is itself interpolated, `${oc.${x}:VAR}` or `${${x}:VAR}`, nested or concatenated, is still a resolver
+    call; an escaped `\\${...}` is text), and why the value does not parse, if it does not."""
+    from omegaconf import grammar_parser
+    from omegaconf.errors import GrammarParseError
+    from omegaconf.grammar.gen.OmegaConfGrammarParser import OmegaConfGrammarParser
+
+    try:
+        tree = grammar_parser.parse(value)
+    except GrammarParseError as e:
+        return [], f"not a valid interpolation: {str(e).splitlines()[0][:200]}"
+    calls, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, OmegaConfGrammarParser.InterpolationResolverContext):
+            calls.append(node.getText())
+        stack.extend(getattr(node, "children", None) or [])  # a rule's children; a token has none
+    return calls, None
+
+
 def quote(value: str) -> str:
     """A value as a quoted string in Hydra's override grammar (paths with commas, brackets or = in them)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def name_override(name: Any) -> str:
+    """The override that gives Hydra's run-directory pattern the scenario's name. Hydra resolves interpolations
+    inside a quoted override value, so only a valid name goes through; any other is replaced here, and the schema
+    refuses it (naming scenario.name) before anything is written."""
+    from schola.schema import NAME_PATTERN
+
+    valid = isinstance(name, str) and re.match(NAME_PATTERN, name) is not None
+    return f"++scenario.name={quote(name) if valid else 'invalid-name'}"
 
 
 def check_config_dirs(dirs: list[str]) -> None:
@@ -246,6 +294,11 @@ class Composition:
                 config = None
             if config and Path(str(config)).is_file():
                 return Path(str(config)).resolve(), True
+            raise ConfigError(
+                f"scenario {name} ships no YAML; write one with `kind: {name}` (with roles: and graph:) and run "
+                "that file",
+                key="scenario",
+            )
         raise ConfigError(
             f"Could not find scenario '{name}'; available scenarios: {', '.join(self.scenario_options())}",
             key="scenario",
@@ -279,12 +332,40 @@ class Composition:
         if not self.trusted:
             scenario["source"] = str(self.path)
         if "${" in json.dumps(scenario, default=str):  # references between scenario keys: OmegaConf resolves them
-            from omegaconf import OmegaConf
-
-            with hydra_errors():
-                resolved: Any = OmegaConf.to_container(OmegaConf.create({"scenario": scenario}), resolve=True)
-            scenario = resolved["scenario"]
+            scenario = self._resolve(scenario)
         return scenario
+
+    def _resolve(self, scenario: dict[str, Any]) -> dict[str, Any]:
+        """Interpolations between scenario keys resolved; a resolver call anywhere is refused first (see
+        `resolver_calls`), so resolution reads nothing but the scenario. Errors name the file and key a value
+        came from (the command line for a value that is not in the file)."""
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        in_file = set(strings(self.body))
+
+        def where(value: str) -> str:
+            return str(self.path) if value in in_file else "command line"
+
+        for key, value in interpolated(scenario, "scenario"):
+            calls, problem = resolver_calls(value)
+            if problem:
+                raise ConfigError(f"{problem} (write \\${{ for a literal ${{)", key=key, file=where(value))
+            if calls:
+                raise ConfigError(
+                    f"{calls[0]!r} calls a resolver; a scenario may refer to its own keys (${{scenario.params.x}}) "
+                    "but call no resolver: it must not read the environment or anything outside itself",
+                    key=key,
+                    file=where(value),
+                )
+        try:
+            resolved: Any = OmegaConf.to_container(OmegaConf.create({"scenario": scenario}), resolve=True)
+        except OmegaConfBaseException as e:
+            bad = str(getattr(e, "full_key", "") or "") or None
+            text = str(e).strip().splitlines()[0][:300]
+            found = next((v for k, v in interpolated(scenario, "scenario") if k == bad), None)
+            raise ConfigError(f"cannot resolve: {text}", key=bad, file=where(found) if found else str(self.path)) from None
+        return dict(resolved["scenario"])
 
     @property
     def file(self) -> str:
@@ -307,14 +388,20 @@ def merge(base: Any, over: Any) -> Any:
     return copy.deepcopy(over)
 
 
+def parse_overrides(overrides: list[str]) -> list[Any]:
+    """Overrides parsed by Hydra's own grammar (every override Schola reads is parsed here); a bad one is a
+    ConfigError naming the command line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    with hydra_errors():
+        return list(OverridesParser.create().parse_overrides(overrides))
+
+
 def apply_override(scenario: dict[str, Any], override: str, *, again: bool = False) -> None:
     """One `scenario.*` override applied to a parsed scenario as Hydra applies it to a config: `key=value` sets
     an existing key, `+key=value` adds a new one, `++key=value` sets or adds, `~key` deletes; list items by index
     (`scenario.roles.students.0.persona=...`); values in Hydra's grammar."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    with hydra_errors():
-        parsed = OverridesParser.create().parse_overrides([override])[0]
+    parsed = parse_overrides([override])[0]
     if parsed.is_sweep_override():
         raise ConfigError(f"'{override}' sweeps several values: add -m to run them all", file="command line")
     key = parsed.key_or_group
@@ -351,11 +438,11 @@ def apply_override(scenario: dict[str, Any], override: str, *, again: bool = Fal
         parent[last] = parsed.value()
     else:
         if last not in parent:
-            raise ConfigError(
-                f"the scenario has no key '{key}' (keys not in the scenario file need '+{key}=value')",
-                key=key,
-                file="command line",
-            )
+            import difflib
+
+            near = difflib.get_close_matches(last, [str(k) for k in parent], n=1, cutoff=0.7)
+            hint = f"did you mean {key.rsplit('.', 1)[0]}.{near[0]}?" if near else f"a new key needs '+{key}=value'"
+            raise ConfigError(f"unknown key {key}; {hint}", key=key, file="command line")
         parent[last] = parsed.value()
 
 
@@ -369,7 +456,7 @@ def compose(composition: Composition) -> tuple[dict[str, Any], dict[str, Any], s
     # the run directory's pattern reads ${scenario.name}: Hydra sees the name, nothing else of the scenario
     name = scenario.get("name")
     with hydra_errors(), initialize_config_module("schola.conf", version_base=None):
-        overrides = [*composition.hydra_overrides(), f"++scenario.name={quote(str(name))}"]
+        overrides = [*composition.hydra_overrides(), name_override(name)]
         cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
         choices: dict[str, Any] = OmegaConf.to_container(cfg.hydra.runtime.choices)  # type: ignore[assignment]
         run_dir = str(cfg.hydra.run.dir)
@@ -402,10 +489,13 @@ class hydra_errors:
         if isinstance(e, (HydraException, OmegaConfBaseException)):
             cause = e.__cause__ or e.__context__
             msg = (str(e).strip() or f"{type(cause).__name__}: {cause}").splitlines()
-            key = getattr(e, "full_key", None)
             text = " ".join(m.strip() for m in msg if m.strip() and not m.startswith("    "))[:400]
-            if ("Key '" in text and "is not in struct" in text) or "Could not override" in text:
-                text += " (keys not in the config need '+key=value')"
+            missing = re.search(r"Could not override '([^']+)'", text)
+            key: str | None = getattr(e, "full_key", None) or (missing.group(1) if missing else None)
+            if key and (("Key '" in text and "is not in struct" in text) or missing):
+                from schola.schema import suggest_key
+
+                raise ConfigError(suggest_key(str(key)), key=key, file="command line") from None
             raise ConfigError(text, key=key or None, file="command line") from None
         if isinstance(e, yaml.YAMLError):
             raise ConfigError(f"malformed YAML: {e}") from None

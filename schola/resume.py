@@ -57,19 +57,15 @@ _MISSING = object()
 
 
 def _expand(overrides: list[str]) -> list[tuple[str, Any]]:
-    """Overrides as (dotted key, value) pairs; a mapping value (`backend={kind: x}`) becomes one pair per leaf."""
-    import yaml
+    """Overrides (parsed by Hydra's grammar, as everywhere) as (dotted key, value) pairs; a mapping value
+    (`backend={kind: x}`) becomes one pair per leaf."""
+    from schola.compose import parse_overrides
 
     pairs: list[tuple[str, Any]] = []
-    for o in overrides:
-        key, sep, text = o.partition("=")
-        if not sep:
-            raise ConfigError(f"'{o}' is not a KEY=VALUE override", file="command line")
-        try:
-            value = yaml.safe_load(text) if text else None
-        except yaml.YAMLError:
-            value = text
-        key = key.lstrip("+~")
+    for o, parsed in zip(overrides, parse_overrides(overrides), strict=True):
+        if parsed.is_sweep_override():
+            raise ConfigError(f"'{o}' sweeps several values; a resumed run is one run", file="command line")
+        key, value = parsed.key_or_group, None if parsed.is_delete() else parsed.value()
         if isinstance(value, dict) and value:
             pairs += [(k, v) for k, v in flatten(value, key).items()]
         else:

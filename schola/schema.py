@@ -4,8 +4,9 @@ the file, the key and what was expected."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -38,6 +39,18 @@ class RunConfig(Strict):
     )
     executor: Literal["local", "ray"] = Field("local", description="episodes in this process, or on Ray workers")
     ray: RayConfig = Field(default_factory=RayConfig)
+    # 0 by default: failures are seldom random (an empty label, a field some rows lack), so metrics over the rest
+    # would quietly measure another data set; the user decides to go on without them.
+    max_failed: int | float = Field(
+        0, ge=0, description="episodes that may fail (a count, or a fraction below 1 of the run's episodes) before the run stops"
+    )
+
+    @field_validator("max_failed")
+    @classmethod
+    def _count_or_fraction(cls, v: int | float) -> int | float:
+        if isinstance(v, float) and v >= 1:
+            raise ValueError("expected a count (0, 1, 2, ...) or a fraction of the episodes below 1 (0.05)")
+        return v
 
     @field_validator("executor")
     @classmethod
@@ -116,17 +129,23 @@ class Files:
     scenario: str = "conf/scenario/?.yaml"
     backend: str = "conf/backend/?.yaml"
     config: str = "conf/config.yaml"
+    given: frozenset[str] = frozenset()  # keys typed on the command line: their errors name it
 
     def for_key(self, key: str | None) -> str:
-        head = (key or "").split(".")[0].split("[")[0]
+        k = (key or "").replace("[", ".").replace("]", "")
+        if any(k == g or k.startswith(g + ".") or g.startswith(k + ".") for g in self.given):
+            return "command line"
+        head = k.split(".")[0]
         return {"scenario": self.scenario, "backend": self.backend}.get(head, self.config)
 
     @classmethod
-    def from_choices(cls, choices: dict[str, Any], scenario_file: str | None) -> Files:
-        """Files of a composition: the scenario's YAML (a built-in's shown as conf/scenario/NAME.yaml)."""
+    def from_choices(cls, choices: dict[str, Any], scenario_file: str | None, given: frozenset[str] = frozenset()) -> Files:
+        """Files of a composition: the scenario's YAML (a built-in's shown as conf/scenario/NAME.yaml); keys in
+        `given` were typed on the command line."""
         builtin = f"conf/scenario/{choices.get('scenario')}.yaml"
         shown = builtin if scenario_file and scenario_file.replace("\\", "/").endswith("schola/conf/scenario/" + builtin.split("/")[-1]) else scenario_file
-        return cls(scenario=shown or builtin, backend=f"conf/backend/{choices.get('backend')}.yaml")
+        keys = frozenset(g for g in given if g not in ("backend", "scenario") and not g.startswith("hydra"))
+        return cls(scenario=shown or builtin, backend=f"conf/backend/{choices.get('backend')}.yaml", given=keys)
 
     @classmethod
     def of_saved(cls, path: str, scenario_source: str | None) -> Files:
@@ -137,7 +156,58 @@ class Files:
 STEP_KINDS = {"agent", "map", "join", "score", "route"}
 
 
-def validation_error(e: ValidationError, *, prefix: str, files: Files) -> ConfigError:
+def _models(annotation: Any) -> set[type[BaseModel]]:
+    """The pydantic models an annotation holds (`X`, `X | None`, `dict[str, X]`, `list[X]`, ...)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {annotation}
+    return {m for a in get_args(annotation) for m in _models(a)}
+
+
+def close_key(model: type[BaseModel], loc: Sequence[Any]) -> str | None:
+    """For an unknown key at `loc` (below `model`), the key the user probably meant: the nearest spelling among
+    the fields beside it (a dict's own keys and list indices are passed over)."""
+    models: set[type[BaseModel]] = {model}
+    for part in loc[:-1]:
+        inner = {m for c in models if isinstance(part, str) and part in c.model_fields
+                 for m in _models(c.model_fields[part].annotation)}  # fmt: skip
+        models = inner or models
+    return difflib_near(str(loc[-1]), {f for m in models for f in m.model_fields}) if loc else None
+
+
+def unknown_key(key: str, model: type[BaseModel] | None, loc: Sequence[Any]) -> str:
+    """'unknown key X; did you mean Y?' when a field is spelled nearly so."""
+    near = close_key(model, loc) if model is not None and loc else None
+    if near is None:
+        return "unknown key (check the spelling; see `schola check` and the README for the keys)"
+    return f"unknown key {key}; did you mean {key.rsplit('.', 1)[0] + '.' if '.' in key else ''}{near}?"
+
+
+def suggest_key(key: str) -> str:
+    """What to say of a key typed on the command line that the config does not have: the nearest key Schola
+    knows (a backend's keys are those of every backend kind), or how to add a new one."""
+    from schola import plugins
+
+    parts = key.split(".")
+    if parts[0] in ("backend", "backends") and len(parts) > (1 if parts[0] == "backend" else 2):
+        fields = {f for name in plugins.backends.names() for f in getattr(plugins.backends.get(name), "Config", Strict).model_fields}
+        cut = 1 if parts[0] == "backend" else 2
+        near = difflib_near(parts[-1], fields) if len(parts) == cut + 1 else None
+        hint = f"did you mean {'.'.join(parts[:-1])}.{near}?" if near else None
+    else:
+        hint = unknown_key(key, Config, parts).partition("; ")[2] or None
+    return f"unknown key {key}; {hint or f'a key the config does not have needs +{key}=VALUE, and the schema must allow it'}"
+
+
+def difflib_near(word: str, choices: Any) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.7)
+    return match[0] if match else None
+
+
+def validation_error(
+    e: ValidationError, *, prefix: str, files: Files, model: type[BaseModel] | None = None
+) -> ConfigError:
     """The first problem of a pydantic error as a ConfigError naming file, key and what was expected."""
     err = e.errors()[0]
     loc = prefix
@@ -148,7 +218,7 @@ def validation_error(e: ValidationError, *, prefix: str, files: Files) -> Config
             loc += ("." if loc else "") + str(part)
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling; see `schola check` and the README for the keys)"
+        msg = unknown_key(loc, model, err["loc"])
     elif err["type"] == "union_tag_invalid":
         msg = f"unknown step kind {err.get('input', {}).get('kind')!r}; expected agent, map, join, score or route"
     elif "input" in err and not isinstance(err["input"], (dict, list)) and not _secret(loc, err["input"]):
@@ -169,4 +239,4 @@ def validate(model: type[BaseModel], value: Any, key: str, files: Files) -> Any:
     try:
         return model.model_validate(value)
     except ValidationError as e:
-        raise validation_error(e, prefix=key, files=files) from None
+        raise validation_error(e, prefix=key, files=files, model=model) from None

@@ -15,7 +15,9 @@ SECRET_KEY = re.compile(r"(api_?key|token|secret|password|authorization|auth|coo
 HEADER_KEYS = frozenset({"headers", "extra_headers", "default_headers"})
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _KEY_PREFIX = re.compile(r"^(sk|pk|rk|sess|ghp|gho|github_pat|hf|xox[abpr]|glpat|AKIA|AIza)[-_]", re.I)
-_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/@\s]+)@")
+# `scheme://user:key@`: anchored on the `://` (a scheme character before it), not on the scheme's first letter,
+# which made every start in a long run of letters scan to its end (quadratic: 300,000 characters took minutes).
+_URL_USERINFO = re.compile(r"(?<=[A-Za-z0-9+.-])://[^/@\s]+@")
 
 
 def looks_like_key(value: str) -> bool:
@@ -41,7 +43,7 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
     for s in secrets:
         if s and len(s) >= 4:
             text = text.replace(s, MASK)
-    return _URL_USERINFO.sub(lambda m: m.group("scheme") + MASK + "@", text)
+    return _URL_USERINFO.sub("://" + MASK + "@", text)
 
 
 def redact_config(obj: Any, secrets: Sequence[str] = (), *, _under_headers: bool = False) -> Any:
@@ -79,6 +81,22 @@ def env_secrets(config: Any) -> list[str]:
 
     walk(config)
     return [v for n in names if len(v := os.environ.get(n, "")) >= 4]
+
+
+# Words that, as a part of an environment variable's name, say it holds a secret: OPENAI_API_KEY,
+# AWS_SECRET_ACCESS_KEY, HF_TOKEN, PGPASSWORD's kin (DB_PASSWORD), GOOGLE_APPLICATION_CREDENTIALS.
+_SECRET_ENV_PARTS = frozenset({"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "CREDENTIALS"})
+MIN_SECRET_LEN = 8  # shorter values ("1", "true") would mask ordinary text
+
+
+def known_secrets(config: Any = None, extra: Iterable[str] = ()) -> list[str]:
+    """Every secret value this process knows, to mask wherever it appears (not only under known keys): the
+    environment variables whose names say they hold one, those `config` names through `api_key_env`, and
+    `extra` (keys typed on the command line). Longest first, so a secret that contains another is masked whole."""
+    values = {v for n, v in os.environ.items() if _SECRET_ENV_PARTS & set(n.upper().split("_"))}
+    values |= set(env_secrets(config)) if config is not None else set()
+    values |= set(extra)
+    return sorted((v for v in values if len(v) >= MIN_SECRET_LEN), key=len, reverse=True)
 
 
 def override_secrets(overrides: Iterable[str]) -> list[str]:

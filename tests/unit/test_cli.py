@@ -193,7 +193,7 @@ def test_list_shows_every_plugin_and_its_package(cli: Any) -> None:
         (["run", *SCRIPTED, "scenario.roles.teacher.role=dean"], "conf/scenario/lbt.yaml, key 'scenario.roles.teacher.role': unknown role 'dean'"),
         (["run", *SCRIPTED, "scenario.roles.teacher.backend=strong"], "unknown backend 'strong'"),
         (["check", *SCRIPTED, "scenario.data.problems=0"], "key 'scenario.data.problems'"),
-        (["check", *SCRIPTED, "+backend.latency=1"], "conf/backend/scripted.yaml, key 'backend.latency': unknown key"),
+        (["check", *SCRIPTED, "+backend.latency=1"], "command line, key 'backend.latency': unknown key backend.latency; did you mean backend.latency_s?"),
         (["run", *SCRIPTED, "scenario.data.path=missing.jsonl"], "data file not found: missing.jsonl"),
         (["run", "nonsense"], "neither a scenario .yaml file"),
     ],
