@@ -27,7 +27,7 @@ from typing import IO, Any, BinaryIO
 import yaml
 
 from schola.errors import ConfigError
-from schola.secrets import env_secrets, redact_config
+from schola.secrets import known_secrets, redact, redact_config
 
 # A lone surrogate (a server's broken decoding of a reply, sent as the JSON escape \ud800) cannot be written as
 # UTF-8; written as its escape instead, it is again that escape inside a JSON string, so the line reads back as it was.
@@ -157,6 +157,7 @@ class RunStore:
         self._results: IO[str] | None = None
         self._lock: BinaryIO | None = None
         self._ledger_written = 0.0
+        self._secrets = known_secrets()  # masked in every line written, wherever they appear
 
     @property
     def config_path(self) -> Path:
@@ -209,7 +210,8 @@ class RunStore:
         return write_atomic(self.dir / name, data)
 
     def write_config(self, config: dict[str, Any]) -> None:
-        safe = redact_config(config, env_secrets(config))
+        self._secrets = known_secrets(config)
+        safe = redact_config(config, self._secrets)
         # whole or not at all: every resume writes it again, and a kill mid-write must not leave a run unresumable
         self.write_file(self.config_path.name, yaml.safe_dump(safe, sort_keys=False, allow_unicode=True))
 
@@ -257,15 +259,19 @@ class RunStore:
                 f.close()
         self._transcript = self._results = None
 
+    def _masked(self, line: str) -> str:
+        """A line with every known secret masked wherever it appears (a model may echo a key it was shown)."""
+        return redact(line, self._secrets) if any(s in line for s in self._secrets) else line
+
     def transcript(self, record: dict[str, Any]) -> None:
         assert self._transcript is not None, "RunStore.open() first"
-        self._transcript.write(dumps(record) + "\n")
+        self._transcript.write(self._masked(dumps(record)) + "\n")
 
     def result(self, record: dict[str, Any]) -> None:
         """Append a finished episode; the transcript is flushed first so a finished episode is whole on disk."""
         assert self._transcript is not None and self._results is not None, "RunStore.open() first"
         self._transcript.flush()
-        self._results.write(dumps(record) + "\n")
+        self._results.write(self._masked(dumps(record)) + "\n")
         self._results.flush()
 
     def results(self) -> list[dict[str, Any]]:
@@ -282,7 +288,7 @@ class RunStore:
     def prepare_resume(self) -> list[dict[str, Any]]:
         """Keep finished episodes; drop transcript lines of the others (and any torn or damaged line)."""
         self.lock()  # before reading: what is kept is what no other writer is appending to
-        done = self.results()
+        done = [r for r in self.results() if "error" not in r]  # a failed episode runs again, like an unfinished one
         self.write_jsonl("results.jsonl", done)
         keep = {r["episode"] for r in done}  # stages run again on resume and log their calls again
         lines = [r for r in read_jsonl(self.dir / "transcript.jsonl") if r.get("episode") in keep]
@@ -302,7 +308,7 @@ class RunStore:
 
     def write_status(self, **status: Any) -> None:
         """How this invocation ended: the last file a run writes, so it also ends its hold on the directory."""
-        self.write_json("status.json", redact_config(status))
+        self.write_json("status.json", redact_config(status, self._secrets))
         self.release()
 
     def write_ledger(self, ledger: Callable[[], dict[str, Any]], *, wall_s: float, every_s: float = 0.0) -> None:
