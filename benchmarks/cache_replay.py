@@ -42,11 +42,11 @@ def config(base: str, calls: int, concurrency: int, cache_dir: str) -> dict[str,
 
 async def one_run(raw: dict[str, Any], run_dir: str) -> dict[str, Any]:
     from schola.plan import build_plan
-    from schola.runtime import Runner
+    from schola.runtime import RunDriver
     from schola.schema import Files
     from schola.store import RunStore
 
-    runner = Runner(build_plan(raw, Files()), RunStore(run_dir))
+    runner = RunDriver(build_plan(raw, Files()), RunStore(run_dir))
     start = time.perf_counter()
     outcome = await runner.execute()
     seconds = time.perf_counter() - start

@@ -155,7 +155,7 @@ async def schola_backend(kind: str, base: str, conc: int, n: int) -> dict[str, A
 
 async def schola_engine(base: str, conc: int, n: int, *, episodes_at_once: int | None = None) -> dict[str, Any]:
     from schola.plan import build_plan
-    from schola.runtime import Runner
+    from schola.runtime import RunDriver
     from schola.schema import Files
     from schola.store import RunStore
 
@@ -173,7 +173,7 @@ async def schola_engine(base: str, conc: int, n: int, *, episodes_at_once: int |
     }
     with tempfile.TemporaryDirectory() as tmp:
         config["cache"]["dir"] = f"{tmp}/cache"  # type: ignore[index]
-        runner = Runner(build_plan(config, Files()), RunStore(f"{tmp}/run"))
+        runner = RunDriver(build_plan(config, Files()), RunStore(f"{tmp}/run"))
         wall, cpu = time.perf_counter(), time.process_time()
         outcome = await runner.execute()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

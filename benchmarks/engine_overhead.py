@@ -56,13 +56,13 @@ def schola_config(episodes: int, cache_dir: str) -> dict[str, Any]:
 
 async def run_schola(episodes: int) -> dict[str, Any]:
     from schola.plan import build_plan
-    from schola.runtime import Runner
+    from schola.runtime import RunDriver
     from schola.schema import Files
     from schola.store import RunStore
 
     with tempfile.TemporaryDirectory() as tmp:
         plan = build_plan(schola_config(episodes, f"{tmp}/cache"), Files())
-        runner = Runner(plan, RunStore(f"{tmp}/run"))
+        runner = RunDriver(plan, RunStore(f"{tmp}/run"))
         start = time.perf_counter()
         outcome = await runner.execute()
         wall = time.perf_counter() - start

@@ -1,5 +1,6 @@
-"""Where a run's episodes run. `run.executor=local` (the default) is the Runner's own event loop; `run.executor=ray`
-shards them across Ray workers on one machine or a cluster, for runs larger than one machine.
+"""Where a run's episodes run: the `Executor` protocol. `run.executor=local` (the default) runs them on the run's
+own event loop; `run.executor=ray` shards them across Ray workers on one machine or a cluster, for runs larger than
+one machine. Both depend on the episode engine (schola.engine) only, never on the run driver.
 
 The run stays one run: the driver (the `schola run` process) holds the run directory, the ledger and the
 stages. Each worker builds the run's plan again from its plain config (`schola.plan.build_plan`, so every worker
@@ -22,15 +23,21 @@ import math
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from schola.errors import BackendError, BudgetExceeded, ConfigError, ScholaError
+from schola.aio import gather_all
+from schola.engine import EpisodeEngine, EpisodeFailed, TranscriptSink
+from schola.errors import BackendError, BudgetExceeded, ConfigError
 from schola.types import Budget, Ledger
 
 if TYPE_CHECKING:
-    from schola.runtime import Runner
+    from schola.plan import Plan
 
+# What an executor calls as each episode ends: its results record (failed ones carry `error`) and, where it is at
+# hand, what the episode raised. It may raise to stop the run (too many failed episodes).
+Done = Callable[[dict[str, Any], BaseException | None], None]
 EXTRA_CALLS = 2  # actor threads beyond the episodes it runs: for stop() and ready() while episodes run
 
 
@@ -43,6 +50,38 @@ def import_ray() -> Any:
             "run.executor=ray needs Ray: pip install 'schola[ray]' (or set run.executor=local)", key="run.executor"
         ) from None
     return ray
+
+
+class Executor(Protocol):
+    """Runs episodes of one run, handing each to `done` as it ends; the first error that stops the run stops the
+    episodes in flight and is raised (what finished is kept)."""
+
+    async def run(self, todo: list[dict[str, Any]], *, graph: str | None, round: int, done: Done) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """Episodes on this event loop, at most `concurrency` in flight."""
+
+    def __init__(self, engine: EpisodeEngine, concurrency: int) -> None:
+        self.engine, self.concurrency = engine, concurrency
+
+    async def run(self, todo: list[dict[str, Any]], *, graph: str | None, round: int, done: Done) -> None:
+        queue = list(reversed(todo))
+
+        async def worker() -> None:
+            while queue:
+                try:
+                    record, cause = await self.engine.run_episode(queue.pop(), graph=graph, round=round), None
+                except EpisodeFailed as e:
+                    record, cause = e.record, e.cause
+                done(record, cause)
+
+        await gather_all([worker() for _ in range(min(self.concurrency, len(todo)))])
+
+    def close(self) -> None:
+        pass
 
 
 # -- errors cross the process boundary as data (ScholaErrors take keyword arguments pickle does not keep) -----
@@ -126,12 +165,11 @@ class BudgetKeeper:
         self.ledger.book(role, **usage)
 
 
-class TranscriptSink:
+class WorkerSink:
     """A worker's stand-in for the run directory: transcript lines kept per episode until the driver takes them."""
 
     def __init__(self) -> None:
         self.lines: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        self.dir = os.getcwd()
 
     def transcript(self, line: dict[str, Any]) -> None:
         self.lines[line["episode"]].append(line)
@@ -150,8 +188,8 @@ class EpisodeWorker:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="schola-worker", daemon=True).start()
         self.error: dict[str, Any] | None = None
-        self.sink, self.ledger = TranscriptSink(), WorkerLedger(keeper=keeper)
-        self.runner: Any = None
+        self.sink, self.ledger = WorkerSink(), WorkerLedger(keeper=keeper)
+        self.engine: EpisodeEngine | None = None
         try:
             self._call(_setup(self, raw, files))
         except BaseException as e:  # reported by ready(), so the driver can say which worker and why
@@ -174,24 +212,19 @@ class EpisodeWorker:
 # budget check's ray.get must not block Ray's own loop.
 async def _setup(w: EpisodeWorker, raw: dict[str, Any], files: dict[str, Any]) -> None:
     from schola.plan import build_plan
-    from schola.runtime import Runner
     from schola.schema import Files
 
-    class WorkerRunner(Runner):
-        def finished(self, record: dict[str, Any]) -> None:  # the driver writes and counts it
-            pass
-
-    w.runner = WorkerRunner(build_plan(raw, Files(**files)), w.sink)  # type: ignore[arg-type]
-    w.runner.ledger = w.ledger
-    for client in w.runner.clients.values():
-        client.ledger = w.ledger
-    await w.runner.preflight()
+    w.engine = EpisodeEngine(build_plan(raw, Files(**files)), sink=w.sink, ledger=w.ledger)
+    await w.engine.preflight()
 
 
 async def _run(w: EpisodeWorker, inputs: dict[str, Any], graph: str | None, round: int) -> dict[str, Any]:
     out: dict[str, Any] = {"episode": str(inputs["id"]), "record": None, "error": None}
     try:
-        out["record"] = await w.runner.run_episode(inputs, graph=graph, round=round)
+        assert w.engine is not None, "the worker was not set up (ready() says why)"
+        out["record"] = await w.engine.run_episode(inputs, graph=graph, round=round)
+    except EpisodeFailed as e:  # the driver counts it against run.max_failed
+        out["record"] = e.record
     except Exception as e:
         out["error"] = encode_error(e)
     out["lines"] = w.sink.take(out["episode"])
@@ -204,14 +237,20 @@ class RayExecutor:
     """The driver's end: starts the workers (and a budget keeper when the run has a budget), sends episodes,
     writes what comes back into the run directory as it comes."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, plan: Plan, *, sink: TranscriptSink, ledger: Ledger) -> None:
         self.ray = ray = import_ray()
-        self.runner = runner
-        cfg = runner.plan.config
+        self.sink, self.ledger = sink, ledger
+        cfg = plan.config
         opts = cfg.run.ray
         self.started = not ray.is_initialized()
         if self.started:
-            ray.init(address=opts.address, include_dashboard=False, logging_level="WARNING")
+            try:
+                ray.init(address=opts.address, include_dashboard=False, logging_level="WARNING")
+            except ConnectionError as e:  # an address (or $RAY_ADDRESS) with no cluster behind it
+                raise BackendError(
+                    f"no Ray cluster reachable ({e}); start one with `ray start --head` and set run.ray.address=auto "
+                    "(or its host:port), or leave run.ray.address and $RAY_ADDRESS unset for a local Ray in this process"
+                ) from None
         cpus = float(ray.cluster_resources().get("CPU", 0))
         n = opts.workers or max(1, int(cpus // opts.cpus_per_worker))
         if n * opts.cpus_per_worker > cpus:  # the workers would wait for CPUs forever
@@ -230,7 +269,7 @@ class RayExecutor:
         actor = ray.remote(EpisodeWorker).options(
             num_cpus=opts.cpus_per_worker, max_concurrency=per_worker + EXTRA_CALLS
         )
-        raw, files = ray.put(runner.plan.raw), dataclasses.asdict(runner.plan.files)  # the config sent once
+        raw, files = ray.put(plan.raw), dataclasses.asdict(plan.files)  # the config sent once
         self.workers = [actor.remote(raw, files, os.getcwd(), self.keeper) for _ in range(n)]
         self._checked = False
 
@@ -251,11 +290,11 @@ class RayExecutor:
         except self.ray.exceptions.RayError as e:  # the actor's process or its node is gone
             raise BackendError(f"{actor} was lost: {str(e).splitlines()[0]}") from None
 
-    async def run(self, todo: list[dict[str, Any]], *, graph: str | None, round: int) -> None:
+    async def run(self, todo: list[dict[str, Any]], *, graph: str | None, round: int, done: Done) -> None:
         """Run `todo` on the workers; the first failure stops them all (what finished is kept) and is raised."""
         if not self._checked:
             await self._check_workers()
-        ledger = self.runner.ledger
+        ledger = self.ledger
         stopped = ledger.stopped  # a stopped run's stages start no new requests anywhere
         if stopped:
             self._stop_all(stopped)
@@ -272,13 +311,13 @@ class RayExecutor:
                     ref = self.workers[w].run.remote(queue.pop(), graph, round)
                     pending[asyncio.ensure_future(self._get(ref, f"Ray worker {w}"))] = w
                     load[w] += 1
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for fut in done:
+                ended, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for fut in ended:
                     w = pending.pop(fut)
                     load[w] -= 1
                     try:
-                        error = self._absorb(fut.result(), w)
-                    except ScholaError as e:
+                        error = self._absorb(fut.result(), w, done)
+                    except Exception as e:  # a lost worker, or `done` stopping the run
                         error = e
                     if error is not None and failure is None:
                         failure = error
@@ -291,15 +330,15 @@ class RayExecutor:
         if failure is not None:
             raise failure
 
-    def _absorb(self, out: dict[str, Any], worker: int) -> Exception | None:
+    def _absorb(self, out: dict[str, Any], worker: int, done: Done) -> Exception | None:
         """One finished (or failed) episode from a worker: its transcript lines, its usage, its results line."""
         for line in out["lines"]:
-            self.runner.store.transcript(line)
+            self.sink.transcript(line)
         for role, usage in out["usage"]:
-            self.runner.ledger.book(role, **usage)
+            self.ledger.book(role, **usage)
         if out["error"] is not None:
             return decode_error(out["error"], f"episode '{out['episode']}' on Ray worker {worker}")
-        self.runner.finished(out["record"])
+        done(out["record"], None)
         return None
 
     def _stop_all(self, reason: str) -> None:

@@ -18,6 +18,7 @@ import itertools
 import numbers
 from collections import Counter
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 import networkx as nx
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schola import templates
 from schola.aio import gather_all
 from schola.errors import ConfigError
+from schola.scorers import Score
 
 if TYPE_CHECKING:
     from schola.roles import Reply
@@ -81,6 +83,19 @@ class ScoreNode(_Node):
     labels: dict[str, str] = Field(default_factory=dict, description="metric labels (values may be templates)")
 
 
+class CallNode(_Node):
+    kind: Literal["call"]
+    fn: str = Field(description="a registered scorer or a scenario's function (`lbt.answer`), called for a value")
+    inputs: dict[str, str] = Field(default_factory=dict, description="argument -> expression")
+    params: dict[str, Any] = Field(default_factory=dict, description="literal keyword arguments")
+    output: str
+
+    @property
+    def scorer(self) -> str:
+        """`fn`, under the name score steps give it (plan-time checks read both kinds alike)."""
+        return self.fn
+
+
 class Route(BaseModel):
     model_config = ConfigDict(extra="forbid")
     when: str
@@ -95,7 +110,7 @@ class RouteNode(_Node):
     init: dict[str, Any] = Field(default_factory=dict, description="initial values of the loop's accumulators")
 
 
-Node = Annotated[AgentNode | MapNode | JoinNode | ScoreNode | RouteNode, Field(discriminator="kind")]
+Node = Annotated[AgentNode | MapNode | JoinNode | ScoreNode | CallNode | RouteNode, Field(discriminator="kind")]
 MapNode.model_rebuild()
 
 
@@ -116,7 +131,57 @@ class EpisodeContext(Protocol):
 
     async def score(self, scorer: str, inputs: dict[str, Any], params: dict[str, Any], *, node: str) -> Any: ...
 
-    def record(self, name: str, value: Any, labels: dict[str, str] | None = None) -> None: ...
+    def record(self, name: str, score: Score, labels: dict[str, str] | None = None) -> None: ...
+
+
+class StepError(Exception):
+    """What a step raised (`cause`), and where in the maps the step ran (`step`: `teach[1].solve`), so every
+    run-time error names its step; the innermost step that raised is kept."""
+
+    def __init__(self, step: str, cause: Exception) -> None:
+        super().__init__(f"step '{step}': {cause}")
+        self.step, self.cause = step, cause
+
+
+@dataclass(frozen=True)
+class Read:
+    """A template or expression a step reads; `field` is its key under the step (`inputs.target`)."""
+
+    field: str
+    source: str
+    expression: bool
+
+    def value(self, state: Mapping[str, Any], key: str) -> Any:
+        where = f"{key}.{self.field}"
+        if self.expression:
+            return templates.evaluate(self.source, state, key=where)
+        return templates.render(self.source, state, key=where)
+
+
+def reads_of(n: Any) -> list[Read]:
+    """Every template and expression a step reads, in the order it reads them: the static check, the check of the
+    data, and the interpreter all take them from here."""
+    if isinstance(n, AgentNode):
+        out = [Read("role", n.role, False)] if "{{" in n.role else []
+        out.append(Read("prompt", n.prompt, False))
+        out += [Read("sample", n.sample, True)] if n.sample is not None else []
+        return out + ([Read("options", n.options, True)] if isinstance(n.options, str) else [])
+    if isinstance(n, MapNode):
+        return [Read(f"over.{k}", v, True) for k, v in n.over.items()]
+    if isinstance(n, JoinNode):
+        return [Read(f"inputs.{k}", v, True) for k, v in join_inputs(n).items()]
+    if isinstance(n, CallNode):
+        return [Read(f"inputs.{k}", v, True) for k, v in n.inputs.items()]
+    if isinstance(n, ScoreNode):
+        labels = [Read(f"labels.{k}", v, False) for k, v in n.labels.items() if "{" in v]
+        return [Read(f"inputs.{k}", v, True) for k, v in n.inputs.items()] + labels
+    if isinstance(n, RouteNode):
+        return [Read(f"routes[{i}].when", r.when, True) for i, r in enumerate(n.routes)]
+    return []
+
+
+def join_inputs(n: JoinNode) -> dict[str, str]:
+    return n.inputs if isinstance(n.inputs, dict) else {str(i): v for i, v in enumerate(n.inputs)}
 
 
 def outputs_of(node: Any) -> set[str]:
@@ -192,42 +257,24 @@ class Graph:
             for out in sorted(outputs_of(n) & GLOBALS):
                 raise self._error(f"step '{nid}' writes '{out}', a name every template sees; choose another name", i)
             avail = known | GLOBALS | {o for a in nx.ancestors(self.g, nid) for o in outputs_of(self.nodes[a])}
-            reads: list[tuple[str, str, bool]] = []  # (field, source, is_expression)
             if isinstance(n, AgentNode):
-                if "{{" in n.role:
-                    reads.append(("role", n.role, False))
-                elif n.role not in roles:
+                if "{{" not in n.role and n.role not in roles:
                     raise self._error(f"unknown role '{n.role}'; the scenario has: {', '.join(sorted(roles))}", i, "role")
-                reads.append(("prompt", n.prompt, False))
-                if n.sample is not None:
-                    reads.append(("sample", n.sample, True))
-                if isinstance(n.options, str):
-                    reads.append(("options", n.options, True))
                 if (n.options is None) != (n.probs is None):
                     raise self._error("options and probs go together: the options, and the output for their probabilities", i)
                 if not n.generate and n.options is None:
                     raise self._error("generate: false needs options (the reply is then the most likely option)", i)
-            elif isinstance(n, MapNode):
-                reads += [(f"over.{k}", v, True) for k, v in n.over.items()]
-            elif isinstance(n, JoinNode):
-                vals = n.inputs.values() if isinstance(n.inputs, dict) else n.inputs
-                reads += [("inputs", v, True) for v in vals]
-            elif isinstance(n, ScoreNode):
-                if n.scorer not in scorers:
-                    raise self._error(f"unknown scorer '{n.scorer}'; registered: {', '.join(sorted(scorers))}", i, "scorer")
-                reads += [(f"inputs.{k}", v, True) for k, v in n.inputs.items()]
-                reads += [(f"labels.{k}", v, False) for k, v in n.labels.items() if "{" in v]
-            elif isinstance(n, RouteNode):
-                reads += [("routes", r.when, True) for r in n.routes]
-            for field, source, is_expr in reads:
-                templates.check(source, is_expression=is_expr, key=f"{self.where}[{i}].{field}", file=self.file)
-                missing = templates.variables(source, is_expression=is_expr) - avail
+            elif isinstance(n, ScoreNode | CallNode) and n.scorer not in scorers:
+                raise self._error(f"unknown scorer '{n.scorer}'; registered: {', '.join(sorted(scorers))}", i, "scorer")
+            for r in reads_of(n):
+                templates.check(r.source, is_expression=r.expression, key=f"{self.where}[{i}].{r.field}", file=self.file)
+                missing = templates.variables(r.source, is_expression=r.expression) - avail
                 if missing:
                     raise self._error(
                         f"step '{nid}' reads {', '.join(sorted(missing))}, which no earlier step, data field or "
                         f"map item provides (available: {', '.join(sorted(avail - GLOBALS))})",
                         i,
-                        field,
+                        r.field,
                     )
             if isinstance(n, MapNode):
                 child = self.children[nid]
@@ -247,11 +294,11 @@ class Graph:
             if nid in self.children:
                 yield from self.children[nid].walk()
 
-    def score_steps(self) -> Iterator[tuple[str, ScoreNode]]:
-        """(config key, step) of every score step, those inside maps included."""
+    def score_steps(self) -> Iterator[tuple[str, ScoreNode | CallNode]]:
+        """(config key, step) of every score and call step, those inside maps included."""
         for i, nid in enumerate(self.order):
             n = self.nodes[nid]
-            if isinstance(n, ScoreNode):
+            if isinstance(n, ScoreNode | CallNode):
                 yield f"{self.where}[{i}]", n
             if nid in self.children:
                 yield from self.children[nid].score_steps()
@@ -266,24 +313,9 @@ class Graph:
 
     def reads(self) -> set[str]:
         """Every name a template or expression of this graph reads (for checks against the data)."""
-        names: set[str] = set()
-        for n in self.walk():
-            sources: list[tuple[str, bool]] = []
-            if isinstance(n, AgentNode):
-                sources += [(n.prompt, False)] + ([(n.role, False)] if "{{" in n.role else [])
-                sources += [(n.sample, True)] if n.sample else []
-                sources += [(n.options, True)] if isinstance(n.options, str) else []
-            elif isinstance(n, MapNode):
-                sources += [(v, True) for v in n.over.values()]
-            elif isinstance(n, JoinNode):
-                sources += [(v, True) for v in (n.inputs.values() if isinstance(n.inputs, dict) else n.inputs)]
-            elif isinstance(n, ScoreNode):
-                sources += [(v, True) for v in n.inputs.values()]
-            elif isinstance(n, RouteNode):
-                sources += [(r.when, True) for r in n.routes]
-            for source, is_expr in sources:
-                names |= templates.variables(source, is_expression=is_expr)
-        return names
+        return {
+            name for n in self.walk() for r in reads_of(n) for name in templates.variables(r.source, is_expression=r.expression)
+        }
 
     # -- running -----------------------------------------------------------------------------
     async def run(self, state: MutableMapping[str, Any], ctx: EpisodeContext, path: str = "") -> None:
@@ -331,14 +363,24 @@ class Graph:
                 task.cancel()
 
     async def _step(self, nid: str, state: MutableMapping[str, Any], ctx: EpisodeContext, run: int, path: str) -> Any:
-        n = self.nodes[nid]
-        key = f"{self.where}.{nid}"
+        try:
+            return await self._apply(self.nodes[nid], state, ctx, run, path)
+        except StepError:
+            raise
+        except Exception as e:
+            raise StepError(path + nid, e) from e
+
+    async def _apply(self, n: Any, state: MutableMapping[str, Any], ctx: EpisodeContext, run: int, path: str) -> Any:
+        nid, key = n.id, f"{self.where}.{n.id}"
         state["iteration"] = run  # read by this step's templates, rendered before any await
+        if isinstance(n, RouteNode):
+            return self._route(n, state, key, run)
+        read = {r.field: r.value(state, key) for r in reads_of(n)}
         if isinstance(n, AgentNode):
-            role = templates.render(n.role, state, key=key) if "{{" in n.role else n.role
-            prompt = templates.render(n.prompt, state, key=key)
-            sample = int(templates.evaluate(n.sample, state, key=key)) if n.sample is not None else run
-            options = templates.evaluate(n.options, state, key=key) if isinstance(n.options, str) else n.options
+            role = read.get("role", n.role)
+            prompt = read["prompt"]
+            sample = int(read["sample"]) if "sample" in read else run
+            options = read.get("options", n.options)
             if options is not None and (not isinstance(options, (list, tuple)) or not options):
                 raise ConfigError(f"options must give a non-empty list, got {options!r}", key=f"{key}.options")
             node = path + nid  # e.g. teach[1].exam[2].solve: where in the maps this reply is
@@ -352,30 +394,34 @@ class Graph:
                 state[n.probs] = {"p": getattr(reply, "option_probs", None), "source": getattr(reply, "probs_source", None)}
             state["dialogue"].append({"agent": role, "node": node, "text": text})
         elif isinstance(n, ScoreNode):
-            args = {k: templates.evaluate(v, state, key=f"{key}.inputs.{k}") for k, v in n.inputs.items()}
-            labels = {k: templates.render(v, state, key=f"{key}.labels.{k}") if "{" in v else v for k, v in n.labels.items()}
-            value = await ctx.score(n.scorer, args, n.params, node=path + nid)
+            args = {k: read[f"inputs.{k}"] for k in n.inputs}
+            labels = {k: read.get(f"labels.{k}", v) for k, v in n.labels.items()}
+            score = await ctx.score(n.scorer, args, n.params, node=path + nid)
+            value = score.value if isinstance(score, Score) else score  # a bare number is Score(number)
             state[n.output] = value
             if n.record:
                 if value is not None and not isinstance(value, numbers.Real):  # a score is a number (or None)
                     raise ConfigError(
                         f"step '{path + nid}': scorer '{n.scorer}' returned a {type(value).__name__}, which cannot be "
-                        "recorded as a score (numbers, booleans or null only); set record: false to keep it as a value",
+                        "recorded as a score (a Score, a number, a boolean or null); use kind: call for a value",
                         key=f"{key}.record",
                     )
-                ctx.record(n.output, value, labels or None)
+                ctx.record(n.output, score if isinstance(score, Score) else Score(None if value is None else float(value)), labels or None)
+        elif isinstance(n, CallNode):
+            out = await ctx.score(n.fn, {k: read[f"inputs.{k}"] for k in n.inputs}, n.params, node=path + nid)
+            state[n.output] = out.value if isinstance(out, Score) else out
         elif isinstance(n, JoinNode):
-            state[n.output] = join(n, state, key)
+            state[n.output] = join(n, {k: read[f"inputs.{k}"] for k in join_inputs(n)})
         elif isinstance(n, MapNode):
-            await self._map(n, state, ctx, key, path)
-        elif isinstance(n, RouteNode):
-            return self._route(n, state, key, run)
+            await self._map(n, {k: read[f"over.{k}"] for k in n.over}, state, ctx, key, path)
         return None
 
-    async def _map(self, n: MapNode, state: MutableMapping[str, Any], ctx: EpisodeContext, key: str, path: str) -> None:
+    async def _map(
+        self, n: MapNode, over: dict[str, Any], state: MutableMapping[str, Any], ctx: EpisodeContext, key: str, path: str
+    ) -> None:
         lists = {}
-        for k, v in n.over.items():
-            value = templates.evaluate(v, state, key=f"{key}.over.{k}")
+        for k, value in over.items():
+            v = n.over[k]
             if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
                 raise ConfigError(f"'{v}' must give a list to map over, got {type(value).__name__}", key=f"{key}.over.{k}")
             lists[k] = list(itertools.islice(value, MAX_MAP_ITEMS + 1))
@@ -401,16 +447,14 @@ class Graph:
 
     def _route(self, n: RouteNode, state: MutableMapping[str, Any], key: str, run: int) -> str | None:
         # `run` counts earlier visits of this route in the episode: each of them took the loop.
-        for r in n.routes:
-            taken = templates.evaluate(r.when, state, key=f"{key}.when")
-            if taken and ((n.id, r.to) not in self.back or run < (n.max_iters or 0)):
+        for r, guard in zip(n.routes, reads_of(n)):  # in order, and only until one holds
+            if guard.value(state, key) and ((n.id, r.to) not in self.back or run < (n.max_iters or 0)):
                 return r.to
         return n.default
 
 
-def join(n: JoinNode, state: MutableMapping[str, Any], key: str) -> Any:
-    named = n.inputs if isinstance(n.inputs, dict) else {str(i): v for i, v in enumerate(n.inputs)}
-    values = {k: templates.evaluate(v, state, key=key) for k, v in named.items()}
+def join(n: JoinNode, values: dict[str, Any]) -> Any:
+    """The step's inputs (evaluated, by name) reduced."""
     if n.reduce == "dict":
         return values
     items = list(values.values())

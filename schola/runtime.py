@@ -1,15 +1,14 @@
-"""Runs a plan: episodes through the graph concurrently under limits, then the run-level stages (which may start
-more episodes: rounds).
+"""Runs a plan (the run driver): episodes through an executor under limits, then the run-level stages (which may
+start more episodes: rounds), each given a `StageContext`.
 
-Every model reply is a transcript line; every finished episode a results line. Budget, a backend failure,
-Ctrl-C or SIGTERM stop the run cleanly: what finished stays on disk, the ledger is saved, and
-`resume=<run dir>` continues from there."""
+Every model reply is a transcript line; every episode that ends a results line (one that raised is recorded as
+failed, and the run goes on while `run.max_failed` allows). Budget, a backend failure, too many failed episodes,
+Ctrl-C or SIGTERM stop the run cleanly: what finished stays on disk, the ledger is saved, and `resume=<run dir>`
+continues from there (failed episodes are run again)."""
 
 from __future__ import annotations
 
 import asyncio
-import copy
-import functools
 import inspect
 import logging
 import signal
@@ -18,20 +17,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 
-from schola import templates
-from schola.aio import gather_all, run_sync
-from schola.backends.base import ScholaClient
-from schola.backends.cache import Cache, default_cache_dir
-from schola.errors import BackendError, BudgetExceeded, ConfigError
-from schola.metrics import MetricRow, mean_row, metric_key, parse_metric_key
-from schola.plan import Plan, build_plan, wants_context
+from schola import plugins, templates
+from schola.aio import run_sync
+from schola.engine import Episode, EpisodeEngine, EpisodeFailed
+from schola.errors import BackendError, BudgetExceeded, ConfigError, PluginError
+from schola.executors import Executor, LocalExecutor, RayExecutor
+from schola.metrics import MetricRow, mean_row, parse_metric_key
+from schola.plan import Plan, build_plan
 from schola.resume import check_resume, same_inputs
-from schola.roles import Reply, Role
+from schola.roles import Reply
 from schola.schema import Files
-from schola.store import STAGE_EPISODE, RunStore, check_run_dir, dumps, write_text_atomic
+from schola.store import STAGE_EPISODE, RunStore, check_run_dir
 from schola.types import Budget, Ledger
 
 log = logging.getLogger("schola")
@@ -57,70 +55,9 @@ class Outcome:
     hint: str = ""
 
 
-class Episode:
-    """One episode's context for the graph: roles answer, scorers score, replies go to the transcript."""
-
-    def __init__(self, run: Runner, episode_id: str, round: int = 0) -> None:
-        self.run, self.id, self.round = run, episode_id, round
-        self.scores: dict[str, list[Any]] = {}
-        self.node = "-"
-
-    async def act(
-        self,
-        role: str,
-        prompt: str,
-        *,
-        node: str = "-",
-        sample: int = 0,
-        sampling: dict[str, Any] | None = None,
-        options: Sequence[str] | None = None,
-        state: Mapping[str, Any] | None = None,
-        generate: bool = True,
-    ) -> Reply:
-        node = node if node != "-" else self.node
-        actor = self.run.roles.get(role)
-        if actor is None:
-            raise ConfigError(
-                f"step '{node}' of episode '{self.id}' names unknown role '{role}'; "
-                f"the scenario has {', '.join(self.run.roles)}"
-            )
-        extra: dict[str, Any] = {}
-        if options is not None:
-            extra["options"] = options
-        if actor.sees_state and state is not None:
-            extra["state"] = MappingProxyType(dict(state))
-        if not generate:
-            extra["generate"] = False
-        reply = await actor.act(prompt, sample=sample, sampling=sampling, **accepted(type(actor), extra))
-        if isinstance(reply, str):  # a plugin role may answer with plain text
-            reply = Reply(text=reply)
-        line = {
-            "episode": self.id, "round": self.round, "node": node, "agent": role, "sample": sample, "prompt": prompt,
-            "text": reply.text, "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-            "latency_s": round(reply.latency_s, 6), "cached": reply.cached,
-        }  # fmt: skip
-        if reply.option_probs is not None:
-            line |= {"option_probs": reply.option_probs, "probs_source": reply.probs_source}
-        self.run.store.transcript(line)
-        return reply
-
-    async def score(self, scorer: str, inputs: dict[str, Any], params: dict[str, Any], *, node: str) -> Any:
-        fn, with_ctx = self.run.scorer(scorer)
-        self.node = node
-        try:
-            out = fn(self, **inputs, **params) if with_ctx else fn(**inputs, **params)
-            return await out if inspect.isawaitable(out) else out
-        except TypeError as e:
-            if "argument" not in str(e):
-                raise
-            raise ConfigError(f"step '{node}' of episode '{self.id}': scorer '{scorer}': {e}") from None
-
-    def record(self, name: str, value: Any, labels: dict[str, str] | None = None) -> None:
-        self.scores.setdefault(metric_key(name, labels or {}), []).append(value)
-
-
-class Runner:
-    """Runs one plan into one run directory; also the context every run-level stage gets (`StageContext`).
+class RunDriver:
+    """Runs one plan into one run directory: owns the ledger (and so the budget), runs the episodes through an
+    executor (`run.executor`), counts those that fail against `run.max_failed`, then runs the run-level stages.
 
     Args:
         plan: the validated plan.
@@ -130,161 +67,88 @@ class Runner:
 
     def __init__(self, plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False) -> None:
         self.plan, self.store, self.progress, self.debug = plan, store, progress, debug
-        cfg = plan.config
-        self.seed = cfg.seed
-        self.scenario = cfg.scenario
-        self.ledger = Ledger(budget=Budget(**cfg.budget.model_dump()))
-        self.cache = Cache(cfg.cache.dir or default_cache_dir()) if cfg.cache.enabled else None
-        self.clients: dict[str, ScholaClient] = {
-            name: cls(backend_config, name=name, ledger=self.ledger, cache=self.cache)
-            for name, (cls, backend_config) in plan.backends.items()
-        }
-        used = {role_config.backend for _, role_config in plan.roles.values()}
-        self.roles: dict[str, Role] = {
-            name: cls(name, role_config, self.clients[role_config.backend] if role_config.backend else None, seed=self.seed)
-            for name, (cls, role_config) in plan.roles.items()
-        }
-        self._used = [self.clients[n] for n in self.clients if n in used]
-        self._scorers: dict[str, tuple[Any, bool]] = {}
-        described = {n: r.describe() for n, r in self.roles.items()}
-        groups = {g: [described[m] for m in ms] for g, ms in plan.groups.items() if len(ms) > 1 or g not in described}
-        self.globals = {
-            "params": plan.params.model_dump(),
-            "roles": {**described, **groups},
-            "seed": self.seed,
-            "scenario": {"name": cfg.scenario.name, "variant": cfg.scenario.variant},
-        }
-        self.init = {**(plan.graph.init() if plan.graph else {}), **cfg.scenario.init}
-        self.results: list[dict[str, Any]] = []
+        self.seed = plan.config.seed
+        self.ledger = Ledger(budget=Budget(**plan.config.budget.model_dump()))
+        self.engine = EpisodeEngine(plan, sink=store, ledger=self.ledger)
+        self.results: list[dict[str, Any]] = []  # finished episodes, in the order they were asked for
+        self.failed: list[dict[str, Any]] = []  # results lines of episodes that raised
         self._finished: dict[str, dict[str, Any]] = {}
         self._rank: dict[str, int] = {}  # the order episodes were asked for: stages see results in it
         self._stage_rounds = 0
-        self.exports: list[dict[str, Any]] = []
         self.total = 0
         self._wall_before = 0.0
         self._start = time.perf_counter()
         self._stage_rows: list[MetricRow] = []  # rows of the stages that finished, kept if a later one fails
-        self._executor: Any = None  # run.executor=ray: schola.executors.RayExecutor, made at the first episodes
+        self._executor: Executor | None = None  # made at the first episodes
+        self.stage = StageContext(self)
 
-    # -- the stage context ------------------------------------------------------------------------
-    @property
-    def output_dir(self) -> Path:
-        return self.store.dir
-
-    @property
-    def params(self) -> Any:
-        return self.plan.params
-
-    def scorer(self, name: str) -> tuple[Any, bool]:
-        if name not in self._scorers:
-            fn = self.plan.find_scorer(name)
-            self._scorers[name] = (fn, wants_context(fn))
-        return self._scorers[name]
+    def executor(self) -> Executor:
+        if self._executor is None:
+            cfg = self.plan.config
+            if cfg.run.executor == "ray":  # each finished episode comes back to finished()
+                self._executor = RayExecutor(self.plan, sink=self.store, ledger=self.ledger)
+            else:
+                self._executor = LocalExecutor(self.engine, cfg.run.concurrency or 1)
+        return self._executor
 
     async def run_episodes(
         self, inputs: list[dict[str, Any]], *, graph: str | None = None, round: int | None = None
     ) -> list[dict[str, Any]]:
-        """Run episodes with at most `run.concurrency` in flight; the first failure stops the others. Episodes
-        finished before (a resumed run) are returned as they are, not run again."""
+        """Run episodes with at most `run.concurrency` in flight. Episodes finished before (a resumed run) are
+        returned as they are, not run again; failed ones (within run.max_failed) are left out."""
         if round is None:
             self._stage_rounds += 1
             round = self._stage_rounds
-        g = self.plan.graph_named(graph)
+        self.plan.graph_named(graph)  # an unknown graph is the stage's error, not each episode's
         ids = [str(e.get("id", "")) for e in inputs]
         if "" in ids or len(set(ids)) != len(ids):
             raise ConfigError(f"run_episodes: every episode needs a unique id (got {ids[:5]}...)")
+        failed = {r["episode"] for r in self.failed}
         todo = []
         for e, eid in zip(inputs, ids):
             done = self._finished.get(eid)
-            if done is None:
+            if done is None and eid not in failed:
                 todo.append(e)
-            elif not same_inputs(e, done["inputs"]) or done.get("round", 0) != round:
+            elif done is not None and (not same_inputs(e, done["inputs"]) or done.get("round", 0) != round):
                 raise ConfigError(
                     f"episode id '{eid}' was already run with other inputs or in another round; "
                     "episode ids must be unique across the run (and a resumed run must start the same episodes)"
                 )
-        queue = list(reversed(todo))
-
-        async def worker() -> None:
-            while queue:
-                await self.run_episode(queue.pop(), graph=graph, graph_obj=g, round=round)
-
         for eid in ids:
             self._rank.setdefault(eid, len(self._rank))
-        if self.plan.config.run.executor == "ray" and todo:  # on Ray workers; each finished one comes to finished()
-            from schola.executors import RayExecutor
-
-            self._executor = self._executor or RayExecutor(self)
-            await self._executor.run(todo, graph=graph, round=round)
-        else:
-            await gather_all([worker() for _ in range(min(self.plan.config.run.concurrency or 1, len(todo)))])
+        if todo:
+            await self.executor().run(todo, graph=graph, round=round, done=self.finished)
         self._in_order()
-        return [self._finished[eid] for eid in ids]
+        return [self._finished[eid] for eid in ids if eid in self._finished]
 
     def _in_order(self) -> None:
         """Results in the order their episodes were asked for, not the order they finished in (which varies
         with timing and across resumes): a stage's metrics, bootstrap CIs included, never depend on it."""
         self.results.sort(key=lambda r: self._rank.get(r["episode"], len(self._rank)))
 
-    async def run_episode(
-        self, inputs: dict[str, Any], *, graph: str | None = None, graph_obj: Any = None, round: int = 0
-    ) -> dict[str, Any]:
-        g = graph_obj or self.plan.graph_named(graph)
-        ep = Episode(self, str(inputs["id"]), round)
-        state: dict[str, Any] = {
-            **copy.deepcopy(self.init), **self.globals, **inputs, "episode_id": ep.id, "round": round, "dialogue": [],
-        }  # fmt: skip
-        await g.run(state, ep)
-        outputs = {k: state.get(k) for k in sorted(g.outputs())}
-        scores = {k: (v[0] if len(v) == 1 else mean_of(v)) for k, v in ep.scores.items()}
-        record = {"episode": ep.id, "round": round, "inputs": inputs, "outputs": outputs, "scores": scores}
-        if graph is not None:
-            record["graph"] = graph
-        self.finished(record)
-        return record
-
-    def finished(self, record: dict[str, Any]) -> None:
-        """A finished episode: its results line, the run's results, the ledger file now and then, progress."""
+    def finished(self, record: dict[str, Any], cause: BaseException | None = None) -> None:
+        """An episode ended: its results line, the run's results (or failures), the ledger file now and then,
+        progress. Raises EpisodeFailed once more episodes failed than run.max_failed allows."""
         self.store.result(record)
-        self._add(record)
+        if "error" in record:
+            self.failed.append(record)
+        else:
+            self._add(record)
         self.store.write_ledger(self.ledger_dict, wall_s=self.wall_s, every_s=LEDGER_EVERY_S)
         if self.progress:
-            self.progress(len(self.results), max(self.total, len(self.results)), self.ledger)
+            done = len(self.results) + len(self.failed)
+            self.progress(done, max(self.total, done), self.ledger)
+        if "error" in record and len(self.failed) > self.failures_allowed():
+            raise EpisodeFailed(record, cause)
+
+    def failures_allowed(self) -> int:
+        """run.max_failed: a count, or a fraction of the episodes the run has asked for so far."""
+        bound = self.plan.config.run.max_failed
+        return int(bound * len(self._rank)) if isinstance(bound, float) else bound
 
     def _add(self, record: dict[str, Any]) -> None:
         self.results.append(record)
         self._finished[record["episode"]] = record
-
-    async def act(
-        self,
-        role: str,
-        prompt: str,
-        *,
-        sample: int = 0,
-        sampling: dict[str, Any] | None = None,
-        options: Sequence[str] | None = None,
-    ) -> Reply:
-        """For stages: a role answers outside any episode (booked in the transcript as episode '-stage-')."""
-        return await Episode(self, STAGE_EPISODE).act(
-            role, prompt, node="stage", sample=sample, sampling=sampling, options=options
-        )
-
-    def export(self, name: str, records: Sequence[Mapping[str, Any]], *, kind: Literal["sft", "dpo"]) -> Path:
-        """Write `<run dir>/<name>.jsonl` in TRL's format (SFT: `messages` or `prompt`/`completion`; DPO:
-        `prompt`/`chosen`/`rejected`), after checking every record; it is listed in metrics.json `exports`."""
-        if kind not in EXPORT_FIELDS:
-            raise ConfigError(f"export '{name}': kind must be sft or dpo, not {kind!r}")
-        if not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"export name {name!r}: letters, digits, _ and - only")
-        for i, r in enumerate(records):
-            if not any(need <= r.keys() for need in EXPORT_FIELDS[kind]):
-                wanted = " or ".join("/".join(sorted(n)) for n in EXPORT_FIELDS[kind])
-                raise ConfigError(f"export '{name}': record {i} has {sorted(r)}; a {kind} record needs {wanted}")
-        path = self.output_dir / f"{name}.jsonl"
-        write_text_atomic(path, "".join(dumps(dict(r)) + "\n" for r in records))
-        self.exports = [e for e in self.exports if e["name"] != name]
-        self.exports.append({"name": name, "kind": kind, "path": path.name, "records": len(records)})
-        return path
 
     # -- the run -------------------------------------------------------------------------------------
     @property
@@ -315,21 +179,35 @@ class Runner:
         if self.progress:
             self.progress(len(self.results), self.total, self.ledger)
         rows: list[MetricRow] = []
-        stop = self._on_sigterm()
+        signals = self._on_signals()
         try:
             if exhausted := self.ledger.exhausted():
                 key = exhausted.split("=")[0]
                 raise BudgetExceeded(f"{exhausted}: raise {key} to continue", key=key)
-            await self.preflight()
+            await self.engine.preflight()
             await self.run_episodes(todo, round=0)
             rows = await self.stages()
+        except EpisodeFailed as e:
+            status, code, message = ("config_error", 2, str(e)) if e.config_error else ("error", 1, str(e))
+            if self.debug and e.cause is not None:
+                raise e.cause from e.cause.__cause__  # with its own cause (a plugin's exception) for the traceback
         except BudgetExceeded as e:
             status, code, message = "budget", e.exit_code, str(e)
             hint = f"raise {e.key or 'the budget'} and continue with: schola run resume={self.store.dir} {e.key or 'budget.*'}=..."
+            if self.debug:
+                raise
         except BackendError as e:
             status, code, message = "backend_error", e.exit_code, str(e)
+            if self.debug:
+                raise
         except ConfigError as e:
             status, code, message = "config_error", e.exit_code, str(e)
+            if self.debug:
+                raise
+        except PluginError as e:  # a stage's own bug: named, no "unexpected"
+            status, code, message = "error", e.exit_code, str(e)
+            if self.debug:
+                raise
         except (KeyboardInterrupt, asyncio.CancelledError):
             status, code, message = "interrupted", 130, "interrupted"
         except Exception as e:  # a bug, in Schola or a plugin: still keep what finished
@@ -338,9 +216,12 @@ class Runner:
             if self.debug:
                 raise
         finally:
-            stop()
+            signals.stopping()
         if status in ("budget", "backend_error", "interrupted", "error") and not hint:
             hint = f"continue with: schola run resume={self.store.dir}"
+        elif self.failed and not hint:
+            hint = f"resume retries the failed episodes: schola run resume={self.store.dir}"
+            message = message or f"{len(self.failed)} episodes failed (run.max_failed allows {self.failures_allowed()})"
         try:
             if status != "finished" and self.results:
                 rows = await self.partial_rows()
@@ -351,27 +232,12 @@ class Runner:
         self.store.write_ledger(self.ledger_dict, wall_s=round(self.wall_s, 3))
         self._write_metrics(metrics, status)
         self.store.write_status(status=status, exit_code=code, message=message, hint=hint)
+        signals.close()
         return Outcome(status=status, exit_code=code, run_dir=self.store.dir, metrics=metrics, message=message, hint=hint)
 
-    def _on_sigterm(self) -> Callable[[], None]:
-        """SIGTERM stops the run like Ctrl-C (main thread only); returns the undo."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        loop, task = asyncio.get_running_loop(), asyncio.current_task()
-        try:
-            loop.add_signal_handler(signal.SIGTERM, lambda: task.cancel() if task else None)
-        except (NotImplementedError, RuntimeError):
-            return lambda: None
-
-        def undo() -> None:
-            loop.remove_signal_handler(signal.SIGTERM)
-
-        return undo
-
-    @property
-    def usage(self) -> dict[str, Any]:
-        """For stages: the run's usage so far (tokens, requests, cost, cache hits per role)."""
-        return self.ledger.to_dict()
+    def _on_signals(self) -> _Signals:
+        """Ctrl-C and SIGTERM stop the run (main thread only)."""
+        return _Signals(asyncio.current_task())
 
     def _write_metrics(self, metrics: list[dict[str, Any]], status: str) -> None:
         """metrics.json: what the run measured, the same bytes for the same run (timings live in ledger.json)."""
@@ -380,15 +246,12 @@ class Runner:
             self.plan.config.scenario.name,
             metrics,
             status=status,
-            episodes={"finished": len(self.results), "total": max(self.total, len(self.results))},
+            episodes={"finished": len(self.results), "failed": len(self.failed),
+                      "total": max(self.total, len(self.results) + len(self.failed))},
             usage=usage,
-            exports=self.exports,
+            exports=self.stage.exports,
             **({"caption": self.plan.config.scenario.caption} if self.plan.config.scenario.caption else {}),
         )
-
-    async def preflight(self) -> None:
-        """Every backend a role uses answers before the first episode (seconds, not minutes of retries)."""
-        await gather_all([asyncio.wait_for(c.preflight(), timeout=max(30.0, c.config.timeout_s)) for c in self._used])
 
     async def partial_rows(self) -> list[MetricRow]:
         """What the finished episodes of a stopped run say, for `schola show`: the stages over them where they
@@ -428,9 +291,8 @@ class Runner:
         for st in self.plan.config.scenario.stages:
             fn = self.plan.find_stage(st.fn)
             args = dict(st.model_extra or {})
-            extra = stage_labels(fn, args, self.globals)
-            out = fn(self, **args)
-            out = await out if inspect.isawaitable(out) else out
+            extra = stage_labels(fn, args, self.engine.globals)
+            out = await plugins.call(f"stage '{st.fn}'", fn, self.stage, **args)  # its arguments bound at check
             new = list(out or [])
             for row in new:
                 row.labels = {**row.labels, **extra}
@@ -442,33 +304,63 @@ class Runner:
     async def close(self) -> None:
         if self._executor is not None:
             self._executor.close()
-        for c in self.clients.values():
-            try:
-                await c.close()
-            except Exception as e:  # closing must not hide the run's own outcome
-                log.warning("closing backend %s: %s", c.name, e)
-        if self.cache is not None:
-            self.cache.close()
+        await self.engine.close()
 
 
-@functools.cache
-def _act_parameters(cls: type[Role]) -> frozenset[str] | None:
-    """The keyword arguments a role's `act` takes (None: it takes **kwargs)."""
-    params = inspect.signature(cls.act).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None
-    return frozenset(params)
+class StageContext:
+    """What a run-level stage gets as `ctx` (the plugin API: schola.scenario.StageContext): the finished episodes
+    and the run's settings to read; episodes, a role's answer and exports to start or write."""
 
+    def __init__(self, driver: RunDriver) -> None:
+        self._driver = driver
+        self.results = driver.results  # the driver's own list: it grows as episodes finish
+        self.params = driver.plan.params
+        self.seed = driver.plan.config.seed
+        self.scenario = driver.plan.config.scenario
+        self.output_dir = driver.store.dir
+        self.store = driver.store  # stages write their files through the run's one writer (store.write_file)
+        self.exports: list[dict[str, Any]] = []
 
-def accepted(cls: type[Role], extra: dict[str, Any]) -> dict[str, Any]:
-    """`extra` less what a role's `act` does not take (roles written before `options`/`state` keep working)."""
-    names = _act_parameters(cls)  # type: ignore[arg-type]  # classes are hashable
-    if names is None:
-        return extra
-    for needed in ("options", "generate"):
-        if needed in extra and needed not in names:
-            raise ConfigError(f"role class {cls.__name__} cannot answer with option probabilities (its act() takes no {needed})")
-    return {k: v for k, v in extra.items() if k in names}
+    @property
+    def usage(self) -> dict[str, Any]:
+        """The run's usage so far (tokens, requests, cost, cache hits per role)."""
+        return self._driver.ledger.to_dict()
+
+    async def run_episodes(
+        self, inputs: list[dict[str, Any]], *, graph: str | None = None, round: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Run more episodes (ids unique in the run); on resume, finished ones are not run again."""
+        return await self._driver.run_episodes(inputs, graph=graph, round=round)
+
+    async def act(
+        self,
+        role: str,
+        prompt: str,
+        *,
+        sample: int = 0,
+        sampling: dict[str, Any] | None = None,
+        options: Sequence[str] | None = None,
+    ) -> Reply:
+        """A role answers outside any episode (booked in the transcript as episode '-stage-')."""
+        return await Episode(self._driver.engine, STAGE_EPISODE).act(
+            role, prompt, node="stage", sample=sample, sampling=sampling, options=options
+        )
+
+    def export(self, name: str, records: Sequence[Mapping[str, Any]], *, kind: Literal["sft", "dpo"]) -> Path:
+        """Write `<run dir>/<name>.jsonl` in TRL's format (SFT: `messages` or `prompt`/`completion`; DPO:
+        `prompt`/`chosen`/`rejected`), after checking every record; it is listed in metrics.json `exports`."""
+        if kind not in EXPORT_FIELDS:
+            raise ConfigError(f"export '{name}': kind must be sft or dpo, not {kind!r}")
+        if not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"export name {name!r}: letters, digits, _ and - only")
+        for i, r in enumerate(records):
+            if not any(need <= r.keys() for need in EXPORT_FIELDS[kind]):
+                wanted = " or ".join("/".join(sorted(n)) for n in EXPORT_FIELDS[kind])
+                raise ConfigError(f"export '{name}': record {i} has {sorted(r)}; a {kind} record needs {wanted}")
+        path = self.store.write_jsonl(f"{name}.jsonl", [dict(r) for r in records])
+        self.exports = [e for e in self.exports if e["name"] != name]
+        self.exports.append({"name": name, "kind": kind, "path": path.name, "records": len(records)})
+        return path
 
 
 def stage_labels(fn: Any, args: dict[str, Any], context: Mapping[str, Any]) -> dict[str, str]:
@@ -486,12 +378,6 @@ def stage_labels(fn: Any, args: dict[str, Any], context: Mapping[str, Any]) -> d
     return {str(k): templates.render(str(v), context, key="scenario.stages.labels") for k, v in labels.items()}
 
 
-def mean_of(values: Sequence[Any]) -> float | None:
-    """The mean of the values that are not None (None when there are none)."""
-    nums = [float(v) for v in values if v is not None]
-    return sum(nums) / len(nums) if nums else None
-
-
 def prepare(raw: dict[str, Any], run_dir: str | Path, files: Files, *, plan: Plan | None = None) -> tuple[Plan, RunStore]:
     """Check everything before a run writes anything: the plan, the run directory, and for a resume that the
     saved run is this experiment; then save the config. A directory that holds a run is only ever resumed."""
@@ -506,8 +392,51 @@ def prepare(raw: dict[str, Any], run_dir: str | Path, files: Files, *, plan: Pla
     return plan, store
 
 
+class _Signals:
+    """Ctrl-C (SIGINT) and SIGTERM cancel the run's task once; after `stopping()` (the run is saving what
+    finished), a signal only says to wait: a second Ctrl-C must not cut the writing of metrics.json and
+    status.json. Handled by the event loop, so a signal never lands inside half-written state; the sandbox's
+    time bounds keep the loop from being blocked for long. A SIGINT the process was started ignoring stays
+    ignored."""
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self.task, self.running = task, True
+        self.installed: dict[signal.Signals, Any] = {}
+        self.loop = asyncio.get_running_loop()
+        if threading.current_thread() is not threading.main_thread() or task is None:
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            if sig == signal.SIGINT and previous == signal.SIG_IGN:
+                continue
+            try:
+                self.loop.add_signal_handler(sig, self._handle)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            self.installed[sig] = previous
+
+    def _handle(self) -> None:
+        if self.running:
+            self.running = False
+            assert self.task is not None
+            self.task.cancel()
+        else:
+            log.warning("stopping: saving what finished")
+
+    def stopping(self) -> None:
+        self.running = False
+
+    def close(self) -> None:
+        """Give the signals back to whoever handled them before the run."""
+        for sig, previous in self.installed.items():
+            self.loop.remove_signal_handler(sig)
+            if previous is not None:
+                signal.signal(sig, previous)
+        self.installed = {}
+
+
 async def arun_plan(plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False) -> Outcome:
-    return await Runner(plan, store, progress=progress, debug=debug).execute()
+    return await RunDriver(plan, store, progress=progress, debug=debug).execute()
 
 
 def run_plan(plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False) -> Outcome:

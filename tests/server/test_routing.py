@@ -41,7 +41,7 @@ async def test_a_run_over_two_servers_completes_when_one_is_killed_mid_run(
     llama_server: str, spare_llama_server: tuple[subprocess.Popen[bytes], str], tmp_path: Path
 ) -> None:
     from schola.plan import build_plan
-    from schola.runtime import Runner
+    from schola.runtime import RunDriver
     from schola.schema import Files
     from schola.store import RunStore
 
@@ -49,17 +49,17 @@ async def test_a_run_over_two_servers_completes_when_one_is_killed_mid_run(
     killed_at: list[int] = []
 
     def progress(done: int, total: int, ledger: Ledger) -> None:
-        if done >= 4 and runner.clients["default"].endpoints.all[1].served and not killed_at:  # type: ignore[attr-defined]
+        if done >= 4 and runner.engine.clients["default"].endpoints.all[1].served and not killed_at:  # type: ignore[attr-defined]
             spare.kill()  # once it has answered: mid-run, for both servers
             killed_at.append(done)
 
-    runner = Runner(build_plan(qa_config([llama_server, spare_url], 16), Files()), RunStore(tmp_path / "r"),
+    runner = RunDriver(build_plan(qa_config([llama_server, spare_url], 16), Files()), RunStore(tmp_path / "r"),
                     progress=progress)  # fmt: skip
     outcome = await runner.execute()
     assert outcome.status == "finished", outcome.message
     assert killed_at and killed_at[0] < 16 and spare.poll() is not None  # killed while episodes were left
     assert sorted(r["episode"] for r in runner.results) == sorted(f"q{i}" for i in range(16))
-    alive, dead = runner.clients["default"].endpoints.all  # type: ignore[attr-defined]
+    alive, dead = runner.engine.clients["default"].endpoints.all  # type: ignore[attr-defined]
     assert dead.served > 0 and dead.failures >= 1  # it answered before it died, then was taken out
     assert alive.served + dead.served == 16  # one answer per episode, retries included
 

@@ -15,7 +15,7 @@ import schola
 from schola import plugins
 from schola.errors import ConfigError
 from schola.metrics import MetricRow
-from schola.roles import Reply, Role, RoleConfig
+from schola.roles import ActRequest, Reply, Role, RoleConfig
 from schola.scenario import Scenario
 from tests.conftest import read_jsonl
 
@@ -156,10 +156,12 @@ class Tutor(Role):
     class Config(RoleConfig):
         backend: str | None = None
 
-    async def act(self, prompt: str, *, sample: int = 0, sampling: Any = None, state: Any = None) -> Reply:
+    async def act(self, request: ActRequest) -> Reply:
+        state = request.state
+        assert state is not None
         with pytest.raises(TypeError):
-            state["answer"] = "changed"  # read-only
-        return Reply(text="right" if state["answer"] in prompt else f"no, think again about {state['question']}")
+            state["answer"] = "changed"  # type: ignore[index]  # read-only
+        return Reply(text="right" if state["answer"] in request.prompt else f"no, think again about {state['question']}")
 
 
 def test_a_role_that_declares_it_sees_the_episode_state_read_only(tmp_path: Path) -> None:
