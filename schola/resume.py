@@ -22,13 +22,13 @@ if TYPE_CHECKING:
 BOOKKEEPING = ("resume", "scenario.source", "scenario.caption", "cache.")
 # Keys that may change on resume: bookkeeping, how much may be spent, how fast it runs and where the endpoints
 # are. Everything else must be as the run was started.
-FREE_PREFIXES = (*BOOKKEEPING, "budget.", "run.concurrency", "run.executor", "run.ray.")
+FREE_PREFIXES = (*BOOKKEEPING, "budget.", "run.concurrency", "run.executor", "run.ray.", "run.max_failed")
 FREE_SUFFIXES = (
     ".base_url", ".base_urls", ".api_key_env", ".timeout_s", ".max_retries", ".max_concurrency", ".balance",
     ".revive_s", ".router", ".serve",
 )  # fmt: skip
 FREE_TEXT = (
-    "budget.*, run.concurrency, run.executor, run.ray.*, cache.*, scenario.caption and endpoints (*.base_url, "
+    "budget.*, run.concurrency, run.executor, run.ray.*, run.max_failed, cache.*, scenario.caption and endpoints (*.base_url, "
     "*.timeout_s, *.max_concurrency)"
 )
 

@@ -35,9 +35,9 @@ def dispatched(monkeypatch: pytest.MonkeyPatch) -> dict[int, int]:
     counts: dict[int, int] = {}
     absorb = RayExecutor._absorb
 
-    def counting(self: RayExecutor, out: dict[str, Any], worker: int) -> Exception | None:
+    def counting(self: RayExecutor, out: dict[str, Any], worker: int, done: Any) -> Exception | None:
         counts[worker] = counts.get(worker, 0) + int(out["error"] is None)
-        return absorb(self, out, worker)
+        return absorb(self, out, worker, done)
 
     monkeypatch.setattr(RayExecutor, "_absorb", counting)
     return counts
@@ -70,7 +70,7 @@ def test_a_ray_run_writes_what_a_local_run_writes(
     assert len(results(ray)) == 6 and results(ray) == results(local)
     assert replies(ray) == replies(local)
     a, b = metrics(local), metrics(ray)
-    assert b["status"] == "finished" and b["episodes"] == {"finished": 6, "total": 6}
+    assert b["status"] == "finished" and b["episodes"] == {"finished": 6, "failed": 0, "total": 6}
     assert b["metrics"] == a["metrics"]  # the same rows, CIs included: stages see results in episode order
     usage = {k: v for k, v in a["usage"]["total"].items() if k != "latency_s"}
     assert {k: v for k, v in b["usage"]["total"].items() if k != "latency_s"} == usage
@@ -111,21 +111,28 @@ SCENARIO = {
         {"id": "ok", "kind": "score", "scorer": "numeric_match", "inputs": {"prediction": "reply", "target": "answer"},
          "output": "correct"},
     ],
-    "scripted": [{"match": "What is 3 ", "reply": "{{ nothing.here }}"}, {"match": "What is (\\d+)", "reply": "{{ numbers(prompt)[0] + 1 }}"}],
+    "scripted": [{"match": "What is 3 ", "reply": "{{ numbers(prompt)[5] }}"}, {"match": "What is (\\d+)", "reply": "{{ numbers(prompt)[0] + 1 }}"}],
 }  # fmt: skip
 
 
-def test_a_failing_episode_on_a_worker_stops_the_run_as_it_would_locally(
+def test_a_failing_episode_on_a_worker_is_recorded_and_bounded_as_it_would_be_locally(
     cli: Any, tmp_path: Path, ray_cluster: Any
 ) -> None:
     path = tmp_path / "qa.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
-    run = tmp_path / "r"
-    code, out = cli("run", str(path), *SCRIPTED, *RAY, "cache.enabled=false", f"hydra.run.dir={run}")
-    assert code == 3, out  # a backend error, as in a local run, with the resume hint
-    assert "scripted rule failed" in out and f"resume={run}" in out
-    done = {r["episode"] for r in read_jsonl(run / "results.jsonl")}
-    assert "q3" not in done and all(r["scores"]["correct"] == 1.0 for r in read_jsonl(run / "results.jsonl"))
+    base = ["run", str(path), *SCRIPTED, "cache.enabled=false"]
+    for name, executor in (("local", []), ("ray", RAY)):
+        code, out = cli(*base, *executor, f"hydra.run.dir={tmp_path / name}")
+        assert code == 2, out  # stopped at the first failure (run.max_failed=0), with the resume hint
+        assert "episode 'q3' failed at step 'ask'" in out and "scripted rule failed" in out and "resume=" in out
+        failed = [r for r in read_jsonl(tmp_path / name / "results.jsonl") if "error" in r]
+        assert [(r["episode"], r["error"]["step"]) for r in failed] == [("q3", "ask")]
+    code, out = cli(*base, *RAY, "run.max_failed=1", f"hydra.run.dir={tmp_path / 'bounded'}")
+    assert code == 0, out  # the others went on
+    done = read_jsonl(tmp_path / "bounded" / "results.jsonl")
+    assert sorted(r["episode"] for r in done if "error" not in r) == ["q0", "q1", "q2", "q4", "q5"]
+    assert all(r["scores"]["correct"] == 1.0 for r in done if "error" not in r)
+    assert metrics(tmp_path / "bounded")["episodes"] == {"finished": 5, "failed": 1, "total": 6}
 
 
 def test_without_ray_installed_the_error_says_how_to_install_it(
