@@ -15,7 +15,7 @@ from rich.table import Table
 
 from schola.errors import ConfigError
 from schola.resume import bookkeeping, flatten
-from schola.store import read_json_file, read_run_file, write_atomic
+from schola.store import read_json_file, read_jsonl, read_run_file, write_atomic
 
 
 def fmt(v: Any) -> str:
@@ -54,13 +54,15 @@ def metrics_table(run_dir: Path) -> Table:
     m = read_run(run_dir)
     eps = m.get("episodes", {})
     usage = m.get("usage", {}).get("total", {})
+    failed = f"{eps['failed']} failed, " if eps.get("failed") else ""
     title = (
         f"{m.get('scenario', '?')} — {m.get('status', '?')}: {eps.get('finished', '?')}/{eps.get('total', '?')} episodes, "
-        f"{usage.get('tokens', 0)} tokens, {usage.get('cache_hits', 0)} cache hits, "
+        f"{failed}{usage.get('tokens', 0)} tokens, {usage.get('cache_hits', 0)} cache hits, "
         f"${usage.get('cost_usd', 0):.4f}, {wall_s(run_dir) or 0:.1f}s"
     )
-    caption = m.get("caption")
-    t = Table(title=escape(title), caption=escape(caption) if isinstance(caption, str) and caption else None)
+    caption = m.get("caption") if isinstance(m.get("caption"), str) else ""
+    caption = "\n".join(c for c in (caption, failed_text(run_dir) if failed else "") if c)
+    t = Table(title=escape(title), caption=escape(caption) if caption else None)
     for col in ("metric", "labels", "value", "95% CI", "n"):
         t.add_column(col, justify="right" if col in ("value", "n") else "left")
     for r in m["metrics"]:
@@ -69,6 +71,14 @@ def metrics_table(run_dir: Path) -> Table:
             escape(r["name"]), escape(label_text(r.get("labels", {}))), fmt(r.get("value")), ci, str(r.get("n", ""))
         )
     return t
+
+
+def failed_text(run_dir: Path, most: int = 10) -> str:
+    """The episodes that failed, each with its step and error (results.jsonl), the first `most` of them."""
+    failed = [r for r in read_jsonl(run_dir / "results.jsonl") if isinstance(r.get("error"), dict)]
+    lines = [f"failed: episode '{r.get('episode')}' at step '{r['error'].get('step')}': {r['error'].get('message')}"
+             for r in failed[:most]]  # fmt: skip
+    return "\n".join(lines + ([f"... and {len(failed) - most} more (results.jsonl)"] if len(failed) > most else []))
 
 
 def find_runs(root: Path) -> list[Path]:

@@ -131,7 +131,7 @@ def episodes(run_dir: Path, transcript: Transcript, secrets: list[str]) -> dict[
     by_episode: dict[str, list[dict[str, Any]]] = _Lazy()
     results = RunStore(run_dir).results()
     finished = {r["episode"] for r in results}
-    records = [(r, "finished") for r in results] + [
+    records = [(r, "failed" if "error" in r else "finished") for r in results] + [
         ({"episode": e, "round": transcript.lines(e)[0].get("round")}, "stage" if e == STAGE_EPISODE else "unfinished")
         for e in transcript.offsets if e not in finished
     ]  # fmt: skip
@@ -150,7 +150,7 @@ def episodes(run_dir: Path, transcript: Transcript, secrets: list[str]) -> dict[
                       "steps": len(steps), "latency_s": round(latency, 6), "cached": sum(bool(s.get("cached")) for s in steps),
                       "chunk": len(chunks)})  # fmt: skip
         chunk[eid] = _clean(
-            {"inputs": r.get("inputs"), "outputs": r.get("outputs"),
+            {"inputs": r.get("inputs"), "outputs": r.get("outputs"), **({"error": r["error"]} if "error" in r else {}),
              "steps": [{k: v for k, v in s.items() if k not in ("episode", "round")} for s in steps]},
             secrets,
         )  # fmt: skip

@@ -279,6 +279,7 @@
       el("button", { id: "back", onclick: () => { state.episode = null; render(); } }, "‹ episodes"),
       el("h1", {}, "Episode ", el("span", { id: "episode-id" }, e.id), " ", el("span", { class: statusClass(e.status) }, e.status)),
       el("p", { class: "muted" }, "round " + fmt(e.round) + " · " + e.steps + " replies · " + e.tokens + " tokens · " + ms(e.latency_s) + " · " + e.cached + " cache hits"),
+      ep.error ? el("p", { id: "episode-error", class: "error" }, "failed at step " + ep.error.step + ": " + ep.error.message) : null,
       Object.keys(e.scores).length ? table(["score", { label: "value", num: 1 }],
         Object.entries(e.scores).map(([k, v]) => el("tr", {}, el("td", {}, k), cell(v, 1)))) : null,
       el("details", {}, el("summary", {}, "inputs"), el("pre", {}, JSON.stringify(ep.inputs, null, 2))),

@@ -11,7 +11,9 @@ from typing import Any
 import yaml
 
 from schola import plugins
+from schola.view.payload import Transcript, episodes
 from tests.conftest import read_jsonl
+from tests.unit.test_view import unpack
 
 ECHO = ["backend=scripted", "cache.enabled=false"]
 
@@ -128,3 +130,18 @@ def test_resume_runs_the_failed_episodes_again(tmp_path: Path, cli: Any) -> None
     assert not any("error" in r for r in results)
     assert sorted(t["episode"] for t in read_jsonl(run / "transcript.jsonl")) == [f"c{i}" for i in range(6)]
     assert metrics(run)["episodes"] == {"finished": 6, "failed": 0, "total": 6}
+
+
+def test_show_and_the_viewer_list_the_failed_episodes(tmp_path: Path, cli: Any) -> None:
+    run = tmp_path / "r"
+    assert cli("run", str(write(tmp_path, labelled(empty=(1, 4)))), *ECHO, "run.max_failed=2", f"hydra.run.dir={run}")[0] == 0
+    code, out = cli("show", str(run))
+    assert code == 0 and "4/6 episodes, 2 failed" in out
+    assert "failed: episode 'c1' at step 'agree'" in out and "failed: episode 'c4' at step 'agree'" in out
+    listed = episodes(run, Transcript(run / "transcript.jsonl"), [])
+    index = unpack(listed["index"])
+    assert sorted(e["id"] for e in index if e["status"] == "failed") == ["c1", "c4"]
+    chunk: dict[str, Any] = {}
+    for block in listed["chunks"]:
+        chunk |= unpack(block)
+    assert chunk["c1"]["error"]["step"] == "agree"
