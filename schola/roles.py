@@ -42,6 +42,7 @@ class Reply:
         data: structured output of a role without a model (a step's output is `data` when it is not None).
         option_probs: the probability of each option, when the step asked for `options`.
         probs_source: how `option_probs` was found: logprobs, samples or scripted.
+        cost_usd: what the reply cost, where the backend prices its tokens (0 from the cache).
     """
 
     text: str
@@ -52,6 +53,7 @@ class Reply:
     data: Any = None
     option_probs: dict[str, float] | None = None
     probs_source: str | None = None
+    cost_usd: float | None = None
 
 
 class Role:
@@ -114,6 +116,7 @@ class Role:
             completion_tokens=out.usage.completion_tokens,
             cached=out.cached,
             latency_s=time.perf_counter() - start,
+            cost_usd=getattr(out, "cost_usd", None),
         )
         if options:
             reply.option_probs, reply.probs_source = await self.option_probs(messages, list(options), info, args)

@@ -69,9 +69,6 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     return path
 
 
-write_text_atomic = write_atomic  # the name runtime.py's export still imports
-
-
 def open_run_file(path: Path) -> BinaryIO | None:
     """A file of a run directory opened to read, or None when there is none. Only a regular file is opened: a link
     (`plot.png -> /etc/shadow` would be read out of the directory), a FIFO (the reader would hang), a folder or a

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,31 @@ FORMATS: dict[str, list[tuple[str, ...]]] = {
     "dpo": [("prompt", "chosen", "rejected")],
 }
 DEFAULT_LR = {"sft": 2e-5, "dpo": 5e-6}
+#: Most characters of text one record may hold: ~250k tokens, beyond any --max-length (which truncates). A larger
+#: record is a broken export, and would sit in tokenisation for minutes before being cut.
+MAX_RECORD_CHARS = 1_000_000
+MESSAGES = "a non-empty list of {role, content} messages"
+
+
+def number(
+    kind: type[int] | type[float], low: float, *, strict: bool = False, also: int | None = None
+) -> Callable[[str], Any]:
+    """An argparse type: a finite `kind` >= `low` (> `low` when `strict`), or `also`; a bad value exits 2 naming
+    the flag, before torch is imported."""
+    bound = f"{'>' if strict else '>='} {low:g}" + (f" (or {also})" if also is not None else "")
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = math.nan
+        if value == also or (math.isfinite(value) and (value > low if strict else value >= low)):
+            return value
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'} {bound}, not {text!r}"
+        )
+
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,53 +65,92 @@ def parser() -> argparse.ArgumentParser:
         "--model", default=None, help="a Hugging Face model directory or a GGUF file (default: the embedded SmolLM2)"
     )
     p.add_argument("--out", default=None, help="output directory (default: <export's folder>/train-<method>-<name>)")
-    p.add_argument("--steps", type=int, default=-1, help="optimizer steps; -1: --epochs over the data")
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--batch-size", type=int, default=4, help="per device")
-    p.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-5 sft, 5e-6 dpo)")
-    p.add_argument("--beta", type=float, default=0.1, help="DPO's beta")
-    p.add_argument("--max-length", type=int, default=512, help="tokens per example (truncated beyond)")
+    p.add_argument(
+        "--steps", type=number(int, 1, also=-1), default=-1, help="optimizer steps; -1: --epochs over the data"
+    )
+    p.add_argument("--epochs", type=number(float, 0, strict=True), default=1.0)
+    p.add_argument("--batch-size", type=number(int, 1), default=4, help="per device")
+    p.add_argument("--grad-accum", type=number(int, 1), default=1, help="gradient accumulation steps")
+    p.add_argument(
+        "--lr", type=number(float, 0, strict=True), default=None, help="learning rate (default: 2e-5 sft, 5e-6 dpo)"
+    )
+    p.add_argument("--beta", type=number(float, 0, strict=True), default=0.1, help="DPO's beta")
+    p.add_argument("--max-length", type=number(int, 1), default=512, help="tokens per example (truncated beyond)")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft), merged into the checkpoint")
-    p.add_argument("--lora-r", type=int, default=8)
-    p.add_argument("--lora-alpha", type=int, default=16)
+    p.add_argument("--lora-r", type=number(int, 1), default=8)
+    p.add_argument("--lora-alpha", type=number(int, 1), default=16)
     p.add_argument("--gradient-checkpointing", action="store_true", help="less memory, slower steps (large models)")
-    p.add_argument("--threads", type=int, default=None, help="torch's CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=number(int, 1), default=None, help="torch's CPU threads (default: torch's choice)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: cuda when available")
     p.add_argument("--seed", type=int, default=0)
     return p
 
 
 def read_export(path: Path, method: str) -> list[dict[str, Any]]:
-    """The records of an export, each checked for the fields `method` needs; a bad line is a ConfigError naming
-    the file, the line and the field."""
+    """The records of an export, each checked for the fields `method` needs, all in the format of the first one
+    (TRL trains on one format); a bad line is a ConfigError naming the file, the line and the field."""
     from schola.data import read_rows
 
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"no such export: {path}", key="data")
     wanted = " or ".join("/".join(f) for f in FORMATS[method])
-    records = []
-    for where, record in read_rows(path, key="data"):
+    records: list[dict[str, Any]] = []
+    first: tuple[str, tuple[str, ...], str] | None = None  # (where, fields, form) of the first record
+    for where, record in read_rows(path, key="data"):  # a folder or a device is named as such here
         fields = next((f for f in FORMATS[method] if set(f) <= record.keys()), None)
         if fields is None:
             missing = [k for k in FORMATS[method][0] if k not in record]
             raise ConfigError(f"{where}: record has no field '{missing[0]}' (a {method} record needs {wanted})", key="data")
-        for field in fields:
-            if not _text_or_messages(record[field]):
-                raise ConfigError(
-                    f"{where}: field '{field}' must be text or a list of {{role, content}} messages", key="data"
-                )
+        form = record_form(where, record, fields)
+        first = first or (where, fields, form)
+        if (fields, form) != first[1:]:
+            raise ConfigError(
+                f"{where}: fields {'/'.join(fields)} written as {form}, but {first[0]} has {'/'.join(first[1])} written "
+                f"as {first[2]}: every record of an export needs the same format",
+                key="data",
+            )
         records.append(record)
     if not records:
         raise ConfigError(f"{path}: the export has no records", key="data")
     return records
 
 
-def _text_or_messages(value: Any) -> bool:
-    if isinstance(value, str):
-        return True
-    return isinstance(value, list) and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+def record_form(where: str, record: dict[str, Any], fields: tuple[str, ...]) -> str:
+    """`text` or `messages`: how a record's fields are written (all alike); a ConfigError naming the field that
+    is neither, or the record that mixes them or is larger than MAX_RECORD_CHARS."""
+    forms, size = set(), 0
+    for field in fields:
+        value = record[field]
+        if isinstance(value, str) and field != "messages":
+            forms.add("text")
+            size += len(value)
+        elif _messages(value) and field != "text":
+            forms.add("messages")
+            size += sum(len(m["content"]) for m in value)
+        else:
+            expected = {"messages": MESSAGES, "text": "text"}.get(field, f"text or {MESSAGES}")
+            raise ConfigError(f"{where}: field '{field}' must be {expected}", key="data")
+    if len(forms) > 1:
+        raise ConfigError(
+            f"{where}: fields {', '.join(fields)} mix text and message lists; write them all as text or all as messages",
+            key="data",
+        )
+    if size > MAX_RECORD_CHARS:
+        raise ConfigError(
+            f"{where}: the record holds {size:,} characters of text, over the limit of {MAX_RECORD_CHARS:,} "
+            "(schola.train.MAX_RECORD_CHARS); --max-length truncates far below that",
+            key="data",
+        )
+    return forms.pop()
+
+
+def _messages(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+        )
     )
 
 
@@ -196,7 +262,10 @@ def train(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str]) -> int:
     """`schola train ...` in-process; returns the exit code (0 ok, 2 bad input or missing extra, 3 model)."""
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # argparse printed the usage error (or --help)
+        return 0 if e.code in (0, None) else 2
     try:
         train(args)
     except ConfigError as e:

@@ -16,6 +16,8 @@ from pydantic import Field, field_validator
 from schola.backends.base import (
     BackendConfig,
     Completion,
+    Concurrency,
+    Options,
     ScholaClient,
     from_dicts,
     http_preflight,
@@ -34,7 +36,7 @@ class AutoGenConfig(BackendConfig):
     provider: str = Field(
         "autogen_ext.models.openai.OpenAIChatCompletionClient", description="an AutoGen ChatCompletionClient class"
     )
-    config: dict[str, Any] = Field(
+    config: Options = Field(
         default_factory=lambda: {
             "model": "smollm2",
             "base_url": "http://127.0.0.1:8000/v1",
@@ -43,7 +45,7 @@ class AutoGenConfig(BackendConfig):
         description="the client's component config",
     )
     api_key_env: str | None = Field(None, description="NAME of the environment variable with the key")
-    max_concurrency: int = 16
+    max_concurrency: Concurrency = 16
 
     @field_validator("provider")
     @classmethod

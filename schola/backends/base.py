@@ -11,7 +11,7 @@ import time
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import httpx
 from autogen_core import CancellationToken
@@ -26,11 +26,11 @@ from autogen_core.models import (
     UserMessage,
 )
 from autogen_core.tools import Tool, ToolSchema
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from schola.backends.cache import Cache, cache_key
 from schola.errors import BackendError, TransientBackendError
-from schola.secrets import check_env_name, redact
+from schola.secrets import HEADER_KEYS, MASK, SECRET_KEY, check_env_name, redact
 from schola.types import CallInfo, Ledger
 
 SAMPLING_KEYS = ("temperature", "max_tokens", "top_p", "top_k", "stop", "presence_penalty", "frequency_penalty")
@@ -40,19 +40,74 @@ PREFLIGHT_ATTEMPTS = 3  # tries of the endpoint check before a run (a reset or t
 FINISH_REASONS = {"stop", "length", "function_calls", "content_filter", "unknown"}
 
 
+def secret_in(value: Any, path: str = "") -> str | None:
+    """Where a config value holds a secret (a key named like one, a request header, a URL's user:password),
+    as a dotted path; None when it holds none."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            where = f"{path}.{k}" if path else str(k)
+            named = SECRET_KEY.search(str(k)) is not None and not str(k).endswith("_env")
+            if (named or str(k).lower() in HEADER_KEYS) and v not in (None, "", {}, []):
+                return where
+            if found := secret_in(v, where):
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if found := secret_in(v, f"{path}[{i}]"):
+                return found
+    elif isinstance(value, str) and (value == MASK or redact(value, ()) != value):
+        return path or "value"
+    return None
+
+
+def _no_secrets(value: dict[str, Any]) -> dict[str, Any]:
+    """A run's config.yaml keeps secrets masked as ***, so a resumed run would send the mask: refused here."""
+    if where := secret_in(value):
+        raise ValueError(
+            f"'{where}' holds a secret, which is never kept in a config (config.yaml saves it as {MASK}, and a resumed "
+            "run would send that); put the key in an environment variable and give its NAME in api_key_env"
+        )
+    return value
+
+
+# Free-form options a backend passes on (a client's component config, request fields): no secrets in them.
+Options = Annotated[dict[str, Any], AfterValidator(_no_secrets)]
+
+# The limits every backend keeps, declared once. A backend changes a default (`max_concurrency: Concurrency = 64`),
+# never a bound: BackendConfig refuses a subclass that redeclares a bounded key as a plain `int` or `float`.
+Concurrency = Annotated[int, Field(ge=1, le=100_000, description="requests in flight")]
+TimeoutS = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False, description="per request")]
+Retries = Annotated[int, Field(ge=0, le=100, description="retries of transient errors (429, 5xx, timeouts, resets)")]
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PricePer1k = Annotated[tuple[Price, Price] | None, Field(description="(prompt, completion) USD per 1k tokens")]
+
+
 class BackendConfig(BaseModel):
     """Keys every backend accepts. A backend subclasses this with its own keys and a `kind` literal."""
 
     model_config = ConfigDict(extra="forbid")
 
     kind: str
-    max_concurrency: int = Field(4, ge=1, le=100_000, description="requests in flight")
-    timeout_s: float = Field(60.0, gt=0, le=86_400, description="per request")
-    max_retries: int = Field(4, ge=0, le=100, description="retries of transient errors (429, 5xx, timeouts, resets)")
-    retry_base_s: float = Field(0.5, gt=0, le=600, description="first backoff; doubles per retry, with jitter")
+    max_concurrency: Concurrency = 4
+    timeout_s: TimeoutS = 60.0
+    max_retries: Retries = 4
+    retry_base_s: float = Field(
+        0.5, gt=0, le=600, allow_inf_nan=False, description="first backoff; doubles per retry, with jitter"
+    )
     max_tokens: int | None = Field(
         512, ge=1, le=1_000_000, description="completion tokens per reply unless a role or step sets max_tokens"
     )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass keeps every bound declared here: `max_concurrency: int = 0` would hang a run."""
+        super().__pydantic_init_subclass__(**kwargs)
+        for name, base in BackendConfig.model_fields.items():
+            if base.metadata and cls.model_fields[name].metadata != base.metadata:
+                raise TypeError(
+                    f"{cls.__name__}.{name} drops the bounds BackendConfig declares for it; "
+                    f"redeclare it with the shared type from schola.backends.base (e.g. `{name}: Concurrency = 8`)"
+                )
 
     @model_validator(mode="after")
     def _key_names(self) -> BackendConfig:
@@ -71,8 +126,15 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"
-    cost_usd: float = 0.0
+    cost_usd: float | None = None  # None: the backend has no price for its tokens
     top_logprobs: list[tuple[str, float]] | None = None  # the first generated token's alternatives
+
+
+class Result(CreateResult):
+    """A reply as AutoGen's CreateResult, with what it cost (what the ledger booked for it), so the transcript
+    line can carry it: None where the backend has no price for its tokens, 0 for a reply from the cache."""
+
+    cost_usd: float | None = None
 
 
 def to_dicts(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
@@ -376,16 +438,19 @@ class ScholaClient(ChatCompletionClient):
             prompt_tokens=done.prompt_tokens,
             completion_tokens=done.completion_tokens,
             latency_s=latency,
-            cost_usd=0.0 if cached else done.cost_usd,
+            cost_usd=0.0 if cached else done.cost_usd or 0.0,
             cached=cached,
         )
 
     @staticmethod
-    def _result(done: Completion, *, cached: bool) -> CreateResult:
+    def _result(done: Completion, *, cached: bool) -> Result:
         reason: Any = done.finish_reason if done.finish_reason in FINISH_REASONS else "unknown"
         usage = RequestUsage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens)
+        cost = None if done.cost_usd is None else 0.0 if cached else done.cost_usd
         # Every field is built here with its declared type, so pydantic's validation would only cost time.
-        return CreateResult.model_construct(finish_reason=reason, content=done.text, usage=usage, cached=cached)
+        return Result.model_construct(
+            finish_reason=reason, content=done.text, usage=usage, cached=cached, cost_usd=cost
+        )
 
     # -- the rest of AutoGen's ChatCompletionClient --------------------------------------------
     async def create_stream(

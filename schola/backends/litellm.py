@@ -15,7 +15,16 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from schola.backends.base import BackendConfig, Completion, ScholaClient, http_preflight, retry_after_seconds
+from schola.backends.base import (
+    BackendConfig,
+    Completion,
+    Concurrency,
+    Options,
+    PricePer1k,
+    ScholaClient,
+    http_preflight,
+    retry_after_seconds,
+)
 from schola.errors import BackendError, TransientBackendError
 from schola.types import CallInfo
 
@@ -27,13 +36,13 @@ class LiteLLMConfig(BackendConfig):
     base_urls: list[str] = Field(
         default_factory=list, description="more endpoints of the same model, spread by LiteLLM's Router"
     )
-    router: dict[str, Any] = Field(
+    router: Options = Field(
         default_factory=dict, description="LiteLLM Router options with base_urls (routing_strategy, cooldown_time)"
     )
     api_key_env: str | None = Field("OPENAI_API_KEY", description="NAME of the environment variable with the key")
-    max_concurrency: int = 16
-    extra: dict[str, Any] = Field(default_factory=dict, description="more keyword arguments for litellm")
-    cost_per_1k_tokens: tuple[float, float] | None = Field(
+    max_concurrency: Concurrency = 16
+    extra: Options = Field(default_factory=dict, description="more keyword arguments for litellm")
+    cost_per_1k_tokens: PricePer1k = Field(
         None, description="(prompt, completion) USD per 1k tokens, for models LiteLLM has no price for"
     )
 
@@ -154,14 +163,14 @@ class LiteLLMClient(ScholaClient):
         return Completion(text=choice.message.content or "", prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                           completion_tokens=getattr(usage, "completion_tokens", 0) or 0, top_logprobs=pairs)  # fmt: skip
 
-    def _cost(self, litellm: Any, response: Any, done: Completion) -> float:
+    def _cost(self, litellm: Any, response: Any, done: Completion) -> float | None:
         if self.config.cost_per_1k_tokens:
             p, c = self.config.cost_per_1k_tokens
             return (done.prompt_tokens * p + done.completion_tokens * c) / 1000
         try:
-            return float(litellm.completion_cost(completion_response=response) or 0.0)
+            return float(litellm.completion_cost(completion_response=response))
         except Exception:  # unknown model (a local server): no price
-            return 0.0
+            return None
 
     def _classify(self, litellm: Any, e: Exception) -> BackendError:
         status = getattr(e, "status_code", None)

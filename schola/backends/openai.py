@@ -28,7 +28,16 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import Field, field_validator
 
-from schola.backends.base import PREFLIGHT_ATTEMPTS, BackendConfig, Completion, ScholaClient, retry_after_seconds
+from schola.backends.base import (
+    PREFLIGHT_ATTEMPTS,
+    BackendConfig,
+    Completion,
+    Concurrency,
+    Options,
+    PricePer1k,
+    ScholaClient,
+    retry_after_seconds,
+)
 from schola.errors import BackendError, TransientBackendError
 from schola.secrets import redact
 from schola.types import CallInfo
@@ -53,9 +62,9 @@ class OpenAIConfig(BackendConfig):
         10.0, gt=0, le=3600, description="an endpoint found dead is tried again after this long (doubling)"
     )
     api_key_env: str | None = Field("OPENAI_API_KEY", description="NAME of the environment variable with the key")
-    max_concurrency: int = 64
-    extra: dict[str, Any] = Field(default_factory=dict, description="more fields of every request body")
-    cost_per_1k_tokens: tuple[float, float] | None = Field(None, description="(prompt, completion) USD per 1k tokens")
+    max_concurrency: Concurrency = 64
+    extra: Options = Field(default_factory=dict, description="more fields of every request body")
+    cost_per_1k_tokens: PricePer1k = None
 
     @field_validator("base_url", "base_urls")
     @classmethod

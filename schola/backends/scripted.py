@@ -14,7 +14,7 @@ from autogen_core.models import LLMMessage
 from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schola.backends.base import BackendConfig, Completion, ScholaClient, to_dicts
+from schola.backends.base import BackendConfig, Completion, Concurrency, Retries, ScholaClient, TimeoutS, to_dicts
 from schola.errors import BackendError
 from schola.sandbox import ENV
 from schola.types import CallInfo
@@ -60,9 +60,9 @@ class Rule(BaseModel):
 
 class ScriptedConfig(BackendConfig):
     kind: Literal["scripted"] = "scripted"
-    max_concurrency: int = 1024
-    timeout_s: float = 60.0
-    max_retries: int = 0
+    max_concurrency: Concurrency = 1024
+    timeout_s: TimeoutS = 60.0
+    max_retries: Retries = 0
     rules: list[Rule] = Field(default_factory=list)
     default: str = Field("{{ prompt }}", description="the reply when no rule matches (echo)")
     transcript: str | None = Field(None, description="a transcript.jsonl whose replies are replayed by prompt")

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from schola.backends.base import BackendConfig, Completion, ScholaClient, to_dicts
+from schola.backends.base import BackendConfig, Completion, Concurrency, Retries, ScholaClient, TimeoutS, to_dicts
 from schola.backends.cache import default_cache_dir
 from schola.backends.embedded import default_model_path, file_sha256
 from schola.errors import BackendError
@@ -53,9 +53,9 @@ class TransformersConfig(BackendConfig):
     )
     max_batch_size: int = Field(8, ge=1, le=4096, description="requests answered by one generate call")
     batch_wait_s: float = Field(0.02, ge=0, le=10, description="how long a batch waits for more requests")
-    max_concurrency: int = 64
-    timeout_s: float = 600.0
-    max_retries: int = 1
+    max_concurrency: Concurrency = 64
+    timeout_s: TimeoutS = 600.0
+    max_retries: Retries = 1
 
 
 def need(module: str) -> Any:

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from schola.backends.base import Concurrency, TimeoutS
 from schola.backends.openai import OpenAIClient, OpenAIConfig
 from schola.errors import BackendError
 
@@ -61,8 +62,8 @@ class VLLMConfig(OpenAIConfig):
     kind: Literal["vllm"] = "vllm"  # type: ignore[assignment]
     model: str = Field("Qwen/Qwen2.5-7B-Instruct", description="the served model name")
     api_key_env: str | None = "VLLM_API_KEY"
-    max_concurrency: int = 64
-    timeout_s: float = 120.0
+    max_concurrency: Concurrency = 64
+    timeout_s: TimeoutS = 120.0
     serve: ServeConfig = Field(
         default_factory=ServeConfig, description="how to start managed servers (used only when no base_url is set)"
     )

@@ -84,7 +84,7 @@ def test_an_export_with_a_missing_field_names_file_line_and_field(tmp_path: Path
         read_export(path, "dpo")
     assert len(read_export(write(tmp_path / "s.jsonl", [{"prompt": "p", "completion": "c"}]), "sft")) == 1
     write(tmp_path / "s.jsonl", [{"messages": [{"role": "user"}]}])
-    with pytest.raises(ConfigError, match=r"s\.jsonl:1: field 'messages' must be text or a list"):
+    with pytest.raises(ConfigError, match=r"s\.jsonl:1: field 'messages' must be a non-empty list"):
         read_export(tmp_path / "s.jsonl", "sft")
     (tmp_path / "bad.jsonl").write_text("{not json\n")
     with pytest.raises(ConfigError, match=r"bad\.jsonl:1: invalid JSON"):
