@@ -1,8 +1,13 @@
-"""The generic data loader: records from a JSONL, JSON or CSV file (or inline in the YAML), then column types,
-field mapping (with nested paths), episode ids, a filter, a seeded shuffle and a seeded sample, in that order.
+"""Data files, and the generic data loader.
 
-Bad data is a ConfigError naming the file, the row (its line) and the column. Nothing is read from a path that
-is not a regular file, or that is larger than MAX_DATA_BYTES; inline records are bounded too (large data
+Every data file a loader reads goes through `DataFiles` (or the functions under it): resolved beside the
+scenario YAML, read only from a regular file of at most MAX_DATA_BYTES, decoded as UTF-8, parsed by one of the
+format readers (JSONL, JSON, CSV, TSV, YAML) with lone surrogates replaced; a problem is a ConfigError naming the
+file, its line and the config key.
+
+The generic loader: records from such a file (or inline in the YAML), then column types, field mapping (with
+nested paths), episode ids, a filter, a seeded shuffle and a seeded sample, in that order. Bad data is a
+ConfigError naming the file, the row (its line) and the column; inline records are bounded too (large data
 belongs in a file)."""
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
 import re
 import stat
@@ -20,7 +26,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schola import templates
+from schola.compose import load_yaml
 from schola.errors import ConfigError
+from schola.templates import lookup  # the one dotted-path lookup; `schola.data.lookup` for loaders
 
 #: Largest data file the generic loader reads (bytes); a larger one is refused before reading.
 MAX_DATA_BYTES = 256 * 2**20
@@ -30,7 +38,8 @@ MAX_INLINE_RECORDS = 10_000
 MAX_INLINE_BYTES = 5_000_000
 
 Row = tuple[str, dict[str, Any]]  # (where the record is, for messages: "file:line", "file: item 3"; the record)
-_INDEX = re.compile(r"-?\d+")
+KEY = "scenario.data.path"  # the config key a data file's errors name unless told another
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _TRUE, _FALSE = {"true", "yes", "y", "t", "1"}, {"false", "no", "n", "f", "0"}
 
 
@@ -41,7 +50,7 @@ class DataConfig(BaseModel):
     path: str | None = Field(
         None,
         description="a UTF-8 .jsonl (one object per line), .json (a list of objects) or .csv (a header row, then one "
-        "record per row; an empty cell is missing, null) file; relative to the cwd or the scenario YAML's folder; "
+        "record per row; an empty cell is missing, null) or .tsv (the same, tab-separated) file; relative to the cwd or the scenario YAML's folder; "
         f"at most MAX_DATA_BYTES ({MAX_DATA_BYTES // 2**20} MiB)",
     )
     records: list[dict[str, Any]] | None = Field(
@@ -95,10 +104,11 @@ class DataConfig(BaseModel):
                     f"inline records of {size:,} bytes, over the limit of {MAX_INLINE_BYTES:,} (MAX_INLINE_BYTES): "
                     "put them in a .jsonl file and set data.path"
                 )
+            return replace_surrogates(value)
         return value
 
 
-def resolve_path(path: str, *, base: str | None, key: str = "scenario.data.path") -> Path:
+def resolve_path(path: str, *, base: str | None, key: str = KEY) -> Path:
     """`path` as given, else relative to the scenario YAML's folder; ConfigError if neither exists."""
     candidates = [Path(path).expanduser()]
     if base and not Path(path).is_absolute():
@@ -109,28 +119,42 @@ def resolve_path(path: str, *, base: str | None, key: str = "scenario.data.path"
     raise ConfigError(f"data file not found: {path} (looked in {', '.join(str(c) for c in candidates)})", key=key)
 
 
-def read_text(path: Path, *, key: str = "scenario.data.path") -> str:
-    """A data file's text: only a regular file of at most MAX_DATA_BYTES, decoded as UTF-8 (a BOM is dropped);
-    a ConfigError naming the file (and the line of a byte that is not UTF-8) otherwise."""
+def read_bytes(path: Path, *, key: str = KEY) -> bytes:
+    """A data file's bytes: only a regular file of at most MAX_DATA_BYTES; a ConfigError naming the file otherwise.
+
+    The file is opened first (non-blocking, so a FIFO cannot hang it) and the open file is checked, so what is
+    checked is what is read."""
     too_large = ConfigError(
-        f"{path} is larger than {MAX_DATA_BYTES:,} bytes, the generic loader's limit (schola.data.MAX_DATA_BYTES): "
-        "split it, or read it with a scenario's own loader",
+        f"{path} is larger than {MAX_DATA_BYTES:,} bytes, the limit of a data file (schola.data.MAX_DATA_BYTES): "
+        "split it, or sample it into a smaller file",
         key=key,
     )
     try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise ConfigError(f"{path} is a directory; expected a .jsonl, .json or .csv file", key=key)
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError(f"{path} is not a regular file (a device, FIFO or socket); expected a data file", key=key)
-        if info.st_size > MAX_DATA_BYTES:
-            raise too_large
-        with path.open("rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise ConfigError(f"{path} is a directory; expected a data file", key=key)
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigError(
+                    f"{path} is not a regular file (a device, FIFO or socket); expected a data file", key=key
+                )
+            if info.st_size > MAX_DATA_BYTES:
+                raise too_large
             raw = f.read(MAX_DATA_BYTES + 1)  # the size a file reports may be wrong (/proc)
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory; expected a data file", key=key) from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read it ({e.strerror})", key=key) from None
     if len(raw) > MAX_DATA_BYTES:
         raise too_large
+    return raw
+
+
+def read_text(path: Path, *, key: str = KEY) -> str:
+    """A data file's text (see `read_bytes`), decoded as UTF-8 (a BOM is dropped); a byte that is not UTF-8 is a
+    ConfigError naming the file and its line."""
+    raw = read_bytes(path, key=key)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -138,6 +162,80 @@ def read_text(path: Path, *, key: str = "scenario.data.path") -> str:
         raise ConfigError(
             f"{path}:{line}: byte 0x{raw[e.start]:02x} is not UTF-8 text; save the file as UTF-8", key=key
         ) from None
+
+
+def replace_surrogates(value: Any) -> Any:
+    """`value` with every lone surrogate (U+D800-U+DFFF) in its strings and keys replaced by U+FFFD.
+
+    UTF-8 text cannot hold a surrogate (`read_text` refuses its bytes), but a JSON escape (`"\\ud800"`) or a YAML one
+    decodes to one, and such a string can never be written as UTF-8 (a transcript, report.html). Every parsed data
+    value goes through here, so a broken character (half an emoji pair, cut by a scraper) reads as U+FFFD in every
+    loader, as a browser's TextEncoder writes it, instead of failing the run's last write."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [replace_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {replace_surrogates(k): replace_surrogates(v) for k, v in value.items()}
+    return value
+
+
+def read_document(path: Path, *, key: str = KEY) -> Any:
+    """The value of a JSON file, or a YAML one (`.yaml`, `.yml`; parsed with the config's bounds), lone
+    surrogates replaced; a syntax error names the file and its line."""
+    text = read_text(path, key=key)
+    try:
+        if path.suffix.lower() in {".yaml", ".yml"}:
+            try:
+                value = load_yaml(text, file=str(path))
+            except ConfigError as e:
+                raise ConfigError(f"{path}: {e.detail}", key=key) from None
+            return replace_surrogates(value) if "\\" in text else value
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{e.lineno}: invalid JSON ({e.msg})", key=key) from None
+        return replace_surrogates(value) if "\\u" in text else value
+    except RecursionError:
+        raise ConfigError(f"{path}: values nested too deeply", key=key) from None
+
+
+class DataFiles:
+    """The one way a scenario's loader reads a data file: resolve a name (as given, else beside the scenario
+    YAML), then a bounded read of a regular file, UTF-8 text, and the format readers, each failure a ConfigError
+    naming the file (and its line) and the config key. A loader builds one from its `source` and never opens a
+    data path itself.
+
+    Args:
+        source: the scenario YAML the data paths are relative to (the loader's `source`); None: the cwd only.
+    """
+
+    def __init__(self, source: str | None = None) -> None:
+        self.source = source
+
+    def path(self, name: str | Path, *, key: str = KEY) -> Path:
+        """Where `name` is: as given, else beside the scenario YAML; ConfigError if neither exists."""
+        return resolve_path(str(name), base=self.source, key=key)
+
+    def bytes(self, name: str | Path, *, key: str = KEY) -> bytes:
+        """The file's bytes (a binary format such as NPZ), bounded."""
+        return read_bytes(self.path(name, key=key), key=key)
+
+    def text(self, name: str | Path, *, key: str = KEY) -> str:
+        """The file's UTF-8 text, bounded."""
+        return read_text(self.path(name, key=key), key=key)
+
+    def rows(self, name: str | Path, *, key: str = KEY) -> list[Row]:
+        """The records of a JSONL, JSON, CSV or TSV file, each with where it is (see `read_rows`); a file without
+        any is a ConfigError naming it (a file named on purpose that holds nothing is a mistake)."""
+        path = self.path(name, key=key)
+        if not (rows := read_rows(path, key=key)):
+            raise ConfigError(f"{path}: no records (the file is empty, or a CSV/TSV has only its header)", key=key)
+        return rows
+
+    def document(self, name: str | Path, *, key: str = KEY) -> Any:
+        """The value of a JSON or YAML file (see `read_document`)."""
+        return read_document(self.path(name, key=key), key=key)
 
 
 def _kind(value: Any) -> str:
@@ -153,12 +251,19 @@ def _record(value: Any, where: str, key: str) -> dict[str, Any]:
     return value
 
 
-def read_rows(path: Path, *, key: str = "scenario.data.path") -> list[Row]:
-    """The records of a JSONL, JSON or CSV file, each with where it is (`file:line`, `file: item i`)."""
+def read_rows(path: Path, *, key: str = KEY) -> list[Row]:
+    """The records of a JSONL, JSON, CSV or TSV file (by its suffix; JSONL if none of these), each with where it
+    is (`file:line`, `file: item i`); lone surrogates in JSON text are replaced (`replace_surrogates`)."""
     text = read_text(path, key=key)
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return _csv_rows(path, text, key, delimiter="\t" if suffix == ".tsv" else ",")
+    rows = _json_rows(path, text, key)
+    return [(where, replace_surrogates(record)) for where, record in rows] if "\\u" in text else rows
+
+
+def _json_rows(path: Path, text: str, key: str) -> list[Row]:
     try:
-        if path.suffix.lower() == ".csv":
-            return _csv_rows(path, text, key)
         if path.suffix.lower() == ".json":
             try:
                 value = json.loads(text)
@@ -182,9 +287,9 @@ def read_rows(path: Path, *, key: str = "scenario.data.path") -> list[Row]:
         raise ConfigError(f"{path}: values nested too deeply", key=key) from None
 
 
-def _csv_rows(path: Path, text: str, key: str) -> list[Row]:
+def _csv_rows(path: Path, text: str, key: str, *, delimiter: str) -> list[Row]:
     """Rows under a header; quoted cells keep their newlines; an empty cell is missing (None)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader, None)
         if header is None:
@@ -205,8 +310,8 @@ def _csv_rows(path: Path, text: str, key: str) -> list[Row]:
     return rows
 
 
-def read_records(path: Path, *, key: str = "scenario.data.path") -> list[dict[str, Any]]:
-    """Records of a JSONL, JSON (a list of objects) or CSV file; a bad row is a ConfigError naming its line."""
+def read_records(path: Path, *, key: str = KEY) -> list[dict[str, Any]]:
+    """Records of a JSONL, JSON (a list of objects), CSV or TSV file; a bad row is a ConfigError naming its line."""
     return [record for _, record in read_rows(path, key=key)]
 
 
@@ -230,21 +335,6 @@ def _convert(value: Any, kind: str, where: str, column: str) -> Any:
         raise ConfigError(
             f"{where}: column '{column}': cannot read {value!r} as {kind}", key="scenario.data.types"
         ) from None
-
-
-def lookup(record: dict[str, Any], path: str) -> Any:
-    """`record[path]`, else the value at a dotted path of keys and list indexes (`targets.0`); KeyError if none."""
-    if path in record:
-        return record[path]
-    value: Any = record
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and _INDEX.fullmatch(part) and -len(value) <= int(part) < len(value):
-            value = value[int(part)]
-        else:
-            raise KeyError(path)
-    return value
 
 
 def _select(rows: list[Row], data: DataConfig, *, seed: int, source: str) -> list[Row]:
@@ -277,8 +367,8 @@ def load_records(data: DataConfig, *, source: str | None = None, seed: int = 0, 
         rows: list[Row] = [(f"scenario.data.records[{i}]", dict(r)) for i, r in enumerate(data.records)]
         where = "scenario.data.records"
     elif data.path:
-        path = resolve_path(data.path, base=source)
-        rows, where = read_rows(path), str(path)
+        path = DataFiles(source).path(data.path)
+        rows, where = DataFiles().rows(path), str(path)
     else:
         raise ConfigError("expected data.path (a JSONL/JSON/CSV file) or data.records", key="scenario.data")
     for column in data.types:

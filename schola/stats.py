@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 
+from schola import templates
 from schola.errors import ConfigError
 from schola.metrics import (
     MetricRow,
@@ -77,22 +78,11 @@ class Context(Protocol):
 
 
 def lookup(record: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path in an episode record, or `_ABSENT`. Mapping keys may themselves hold dots
-    (a score key such as `acc{model=gpt-4.1}`): the longest key that matches wins; list items by index."""
-    node: Any = record
-    parts = path.split(".")
-    i = 0
-    while i < len(parts):
-        if isinstance(node, Mapping):
-            key = next((k for j in range(len(parts), i, -1) if (k := ".".join(parts[i:j])) in node), None)
-            if key is None:
-                return _ABSENT
-            node, i = node[key], i + key.count(".") + 1
-        elif isinstance(node, list) and parts[i].lstrip("-").isdigit() and -len(node) <= int(parts[i]) < len(node):
-            node, i = node[int(parts[i])], i + 1
-        else:
-            return _ABSENT
-    return node
+    """The value at a dotted path in an episode record (`schola.templates.lookup`), or `_ABSENT`."""
+    try:
+        return templates.lookup(record, path)
+    except KeyError:
+        return _ABSENT
 
 
 def agreement(

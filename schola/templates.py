@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from jinja2 import (
@@ -169,6 +169,7 @@ def check(source: str, *, is_expression: bool = False, key: str | None = None, f
 # -- rendering --------------------------------------------------------------------------------------------------
 _VAR = re.compile(r"\{\{\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z_]\w*$")
+_INDEX = re.compile(r"-?\d+")
 # Names Jinja reads as something else than a lookup in the context (constants, operators, `self`).
 _RESERVED = frozenset({"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if", "else"})
 _RESERVED |= frozenset(DENIED)
@@ -202,12 +203,36 @@ def _dotted(source: str) -> tuple[str, ...] | None:
     return parts
 
 
+def lookup(record: Mapping[str, Any], path: str | Sequence[str], *, as_jinja: bool = False) -> Any:
+    """The value at a dotted path (`inputs.meta.grades.0`): the one lookup of data fields, stats columns and
+    templates; KeyError if there is none.
+
+    A mapping key may itself hold dots (a score key such as `acc{model=gpt-4.1}`): the longest key that matches
+    wins; a list item by its index (`-1` too). `as_jinja`: only what Jinja's `a.b` gives the same way (after the
+    first name, plain dicts and keys that are no dict attribute, such as `items`); anything else is a KeyError, so
+    that Jinja decides."""
+    parts = path.split(".") if isinstance(path, str) else tuple(path)
+    value: Any = record
+    i = 0
+    while i < len(parts):
+        if as_jinja:
+            if i and (type(value) is not dict or hasattr(dict, parts[i])):
+                raise KeyError(parts[i])
+            value, i = value[parts[i]], i + 1  # KeyError: Jinja reports the undefined name
+        elif isinstance(value, Mapping):
+            end = next((j for j in range(len(parts), i, -1) if ".".join(parts[i:j]) in value), None)
+            if end is None:
+                raise KeyError(".".join(parts))
+            value, i = value[".".join(parts[i:end])], end
+        elif isinstance(value, list) and _INDEX.fullmatch(parts[i]) and -len(value) <= int(parts[i]) < len(value):
+            value, i = value[int(parts[i])], i + 1
+        else:
+            raise KeyError(".".join(parts))
+    return value
+
+
 def _lookup(context: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value = context[path[0]]  # KeyError: Jinja reports the undefined name
-    for key in path[1:]:
-        if type(value) is not dict or key not in value or hasattr(dict, key):
-            raise KeyError(key)  # let Jinja resolve attributes with its sandboxed rules
-        value = value[key]
+    value = lookup(context, path, as_jinja=True)
     if type(value) not in (str, int, float):
         raise KeyError(path[-1])  # Jinja's own formatting of None, bools, lists
     return value
@@ -254,13 +279,10 @@ def evaluate(source: str, context: Mapping[str, Any], *, key: str | None = None)
     if source in context and _NAME.match(source) and source not in _RESERVED:  # a bare name: no template needed
         return context[source]
     if (path := _dotted(source)) is not None:  # `roles.students`: dict lookups only, nothing built to measure
-        value: Any = context
-        for part in path:
-            if type(value) is not dict or part not in value or hasattr(dict, part):  # `.items`: Jinja's rules
-                break
-            value = value[part]
-        else:
-            return value
+        try:
+            return lookup(context, path, as_jinja=True)
+        except KeyError:
+            pass  # Jinja's rules decide
     try:
         ctx, events = _run(expression(source), context)
         for _ in events:

@@ -7,14 +7,13 @@ write the same shapes as BBH's boolean_expressions, multistep_arithmetic_two, ob
 from __future__ import annotations
 
 import ast
-import json
 import random
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from schola.data import resolve_path
+from schola.data import DataFiles
 from schola.errors import ConfigError
 from schola.scorers import to_number
 
@@ -135,11 +134,9 @@ def generate(task: str, n: int, seed: int) -> list[Item]:
 
 def load_bbh(path: str, *, source: str | None) -> tuple[str, list[Item]]:
     """(task name = file stem, items) from a BBH json file `{"examples": [{"input", "target"}, ...]}`."""
-    file = resolve_path(path, base=source, key="scenario.data.paths")
-    try:
-        body = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{file}: not JSON ({e.msg} at line {e.lineno})", key="scenario.data.paths") from None
+    files = DataFiles(source)
+    file = files.path(path, key="scenario.data.paths")
+    body = files.document(file, key="scenario.data.paths")
     examples = body.get("examples") if isinstance(body, dict) else None
     if not isinstance(examples, list) or not examples:
         raise ConfigError(

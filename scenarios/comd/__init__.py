@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schola.data import read_records, resolve_path
+from schola.data import DataFiles
 from schola.errors import ConfigError
 from schola.metrics import MetricRow, mean_row
 from schola.scenario import Scenario
@@ -51,8 +51,9 @@ class ComdParams(BaseModel):
 def load(data: ComdData, *, source: str | None = None, **_: Any) -> list[dict[str, Any]]:
     """The instruction pool; Alpaca-style records (`instruction`, optional `input` appended, `output` kept as
     `reference`). A record without an instruction names its file and record."""
-    file = resolve_path(data.path, base=source) if data.path else BUNDLED
-    rows = read_records(file)
+    files = DataFiles(source)
+    file = files.path(data.path) if data.path else BUNDLED
+    rows = [record for _, record in files.rows(file)]
     pool = []
     for i, row in enumerate(rows):
         text = row.get("instruction")

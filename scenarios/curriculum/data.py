@@ -9,6 +9,7 @@ is cached, so a run reads and checks the file once."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from schola.data import resolve_path
+from schola.data import DataFiles
 from schola.errors import ConfigError
 
 KEY = "scenario.data.path"
@@ -53,7 +54,7 @@ class Split:
 
 def describe(data: CurriculumData, *, seed: int, source: str | None) -> dict[str, Any]:
     """What an episode carries about its dataset: enough for a role to load the same split."""
-    path = str(resolve_path(data.path, base=source).resolve()) if data.path else None
+    path = str(DataFiles(source).path(data.path).resolve()) if data.path else None
     return {
         "path": path, "label": data.label, "features": data.features,
         "classes_per_task": data.classes_per_task, "test_size": data.test_size, "seed": seed,
@@ -79,10 +80,11 @@ def _load(key: str) -> Split:
 
 
 def _read(path: Path, *, label: str, features: str) -> tuple[np.ndarray, list[str]]:
+    """Features and labels of a NPZ or CSV file, read through `DataFiles` (bounded, a regular file, UTF-8)."""
     if path.suffix.lower() == ".npz":
         try:
-            arrays = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
+            arrays = np.load(io.BytesIO(DataFiles().bytes(path)), allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
             raise ConfigError(f"{path}: not a readable NPZ file ({e})", key=KEY, file=str(path)) from None
         for name, field in ((features, "features"), (label, "label")):
             if name not in arrays.files:
@@ -105,8 +107,7 @@ def _read(path: Path, *, label: str, features: str) -> tuple[np.ndarray, list[st
             ) from None
     if path.suffix.lower() != ".csv":
         raise ConfigError(f"{path}: expected a .csv or .npz file", key=KEY, file=str(path))
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(DataFiles().text(path), newline="")))
     if not rows or label not in rows[0]:
         has = ", ".join(rows[0]) if rows else "nothing"
         raise ConfigError(

@@ -16,14 +16,11 @@ after another inside the outer brackets):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from importlib.resources import files
+from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from schola.data import read_records, resolve_path
+from schola.data import DataFiles
 from schola.errors import ConfigError
 
 Arm = Literal["instruction", "single_task", "no_instruction"]
@@ -91,33 +88,19 @@ def parse_instructions(obj: Any, *, file: str, key: str = "scenario.data.instruc
 
 def load_instructions(path: str | None, *, source: str | None) -> dict[str, Task]:
     """The tasks of the authors' instruction file (JSON, or YAML of the same layout); None: the bundled tasks."""
+    data_files, key = DataFiles(source), "scenario.data.instructions"
     if path is None:
-        text, where = files("schola.scenarios.instruct_mtl").joinpath(BUNDLED).read_text(), BUNDLED
-        return parse_instructions(yaml.safe_load(text), file=where)
-    file = resolve_path(path, base=source, key="scenario.data.instructions")
-    text = file.read_text(encoding="utf-8")
-    try:
-        obj = yaml.safe_load(text) if file.suffix.lower() in {".yaml", ".yml"} else json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"{file}:{e.lineno}: invalid JSON ({e.msg})", key="scenario.data.instructions", file=str(file)
-        ) from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{file}: invalid YAML ({e})", key="scenario.data.instructions", file=str(file)) from None
-    return parse_instructions(obj, file=str(file))
+        return parse_instructions(data_files.document(Path(__file__).parent / BUNDLED, key=key), file=BUNDLED)
+    file = data_files.path(path, key=key)
+    return parse_instructions(data_files.document(file, key=key), file=str(file))
 
 
 def load_instances(path: str, tasks: dict[str, Task], *, source: str | None) -> list[dict[str, Any]]:
     """Instances `{task, input, output}` from a JSONL file; `output` a string or a list of labels."""
-    file = resolve_path(path, base=source)
+    data_files = DataFiles(source)
+    file = data_files.path(path)
     out = []
-    for i, row in enumerate(read_records(file), 1):
-        if not isinstance(row, dict):
-            raise ConfigError(
-                f"{file}: record {i}: expected an object {{task, input, output}}",
-                key="scenario.data.path",
-                file=str(file),
-            )
+    for i, (_, row) in enumerate(data_files.rows(file), 1):  # none: an error, not the tasks' examples instead
         for name in ("task", "input", "output"):
             if row.get(name) in (None, "", []):
                 raise ConfigError(f"{file}: record {i} has no field '{name}'", key="scenario.data.path", file=str(file))

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schola.data import read_records, resolve_path
+from schola.data import DataFiles
 from schola.errors import ConfigError
 from schola.scorers import extract_answer
 
@@ -119,8 +119,9 @@ def generate(
 
 def load_math(path: str, *, link: str, source: str | None) -> list[dict[str, Any]]:
     """TPs and their EPs from MATH-style records linked by unique_id."""
-    file = resolve_path(path, base=source)
-    rows = read_records(file)
+    files = DataFiles(source)
+    file = files.path(path)
+    rows = [record for _, record in files.rows(file)]
     by_id: dict[str, dict[str, Any]] = {}
     for i, row in enumerate(rows):
         question = row.get("question", row.get("problem"))

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schola.data import read_rows, resolve_path
+from schola.data import DataFiles
 from schola.errors import ConfigError
 from schola.metrics import MetricRow
 
@@ -56,15 +56,16 @@ def _label(value: Any) -> str | None:
 def load_task(task: str | None, path: str | None, *, source: str | None) -> tuple[str, list[dict[str, str]]]:
     """(question, items) of a binary task: a bundled one by name, or a JSONL file of {text, label} records
     (label Yes/No, true/false or 1/0; the authors' liar/fallacy files have this shape)."""
+    files = DataFiles(source)
     if path:
-        file = resolve_path(path, base=source, key="scenario.data.task_path")
+        file = files.path(path, key="scenario.data.task_path")
         question = TASKS.get(task or "", "Answer Yes or No.")
     elif task in TASKS:
         file, question = Path(__file__).parent / "tasks" / f"{task}.jsonl", TASKS[task]
     else:
         raise ConfigError(f"unknown task {task!r}; bundled: {', '.join(TASKS)}", key="scenario.data.task")
     items = []
-    for where, row in read_rows(file, key="scenario.data.task_path"):
+    for where, row in files.rows(file, key="scenario.data.task_path"):
         for field in ("text", "label"):
             if field not in row:
                 raise ConfigError(

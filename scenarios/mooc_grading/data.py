@@ -18,10 +18,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from schola.data import resolve_path
+from schola.data import DataFiles
 from schola.errors import ConfigError
 
 COURSES = Path(__file__).parent / "courses"
@@ -79,9 +78,10 @@ def write_answer(rubric: list[dict[str, Any]], ability: float, rng: random.Rando
 
 def load_course(name: str, *, source: str | None) -> dict[str, Any]:
     bundled = COURSES / f"{name}.yaml"
-    path = bundled if bundled.exists() else resolve_path(name, base=source, key="scenario.data.courses")
+    files = DataFiles(source)
+    path = bundled if bundled.exists() else files.path(name, key="scenario.data.courses")
+    course = files.document(path, key="scenario.data.courses")
     try:
-        course = yaml.safe_load(path.read_text(encoding="utf-8"))
         for i, q in enumerate(course["questions"]):
             for j, item in enumerate(q["rubric"]):
                 for key in ("criterion", "points", "hit"):
@@ -90,7 +90,7 @@ def load_course(name: str, *, source: str | None) -> dict[str, Any]:
                             f"questions[{i}].rubric[{j}] has no '{key}'", file=str(path), key="scenario.data.courses"
                         )
         return course  # type: ignore[no-any-return]
-    except (yaml.YAMLError, KeyError, TypeError) as e:
+    except (KeyError, TypeError) as e:
         raise ConfigError(
             f"not a course file ({e}); see {COURSES / 'astronomy.yaml'}", file=str(path), key="scenario.data.courses"
         ) from None
@@ -139,7 +139,7 @@ def _grade(value: str | None, *, scale: float, file: Path, where: str, required:
 
 def load_csv(path: Path, *, max_points: float) -> list[dict[str, Any]]:
     """One episode per (course, question), its answers in file order."""
-    text = path.read_text(encoding="utf-8-sig")
+    text = DataFiles().text(path)
     if not text.strip():
         raise _error(path, f"empty file (expected a header row: {', '.join(REQUIRED)}, peer_grade_1, ...)")
     reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -191,5 +191,5 @@ def load_csv(path: Path, *, max_points: float) -> list[dict[str, Any]]:
 
 def load(data: MoocData, *, seed: int, source: str | None = None, **_: Any) -> list[dict[str, Any]]:
     if data.path:
-        return load_csv(resolve_path(data.path, base=source), max_points=data.max_points)
+        return load_csv(DataFiles(source).path(data.path), max_points=data.max_points)
     return generate(data, seed=seed, source=source)

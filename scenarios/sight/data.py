@@ -21,10 +21,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schola.data import resolve_path
+from schola.data import DataFiles
 from schola.errors import ConfigError
 
 HERE = Path(__file__).parent
@@ -55,7 +54,7 @@ class Definition(BaseModel):
 
 @cache
 def bundled_definitions() -> dict[str, dict[str, Any]]:
-    return yaml.safe_load((HERE / "categories.yaml").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    return DataFiles().document(HERE / "categories.yaml")  # type: ignore[no-any-return]
 
 
 class SightParams(BaseModel):
@@ -110,7 +109,7 @@ class SightData(BaseModel):
 def generate(categories: list[str], *, per_category: int, seed: int) -> list[dict[str, Any]]:
     """Per category, `per_category` comments positive for it (each comment once); one episode per comment and
     category, with the comment's gold label for that category."""
-    bank = yaml.safe_load((HERE / "comments.yaml").read_text(encoding="utf-8"))
+    bank = DataFiles().document(HERE / "comments.yaml")
     rng = random.Random(f"sight/{seed}")
     chosen: list[dict[str, Any]] = []
     for category in categories:
@@ -211,7 +210,7 @@ def load_annotations(
     path: Path, categories: list[str], known: set[str], *, humans: list[str], split: str | None
 ) -> list[dict[str, Any]]:
     """Episodes (comment x category) from the authors' annotation file, with every annotator's recorded labels."""
-    text = path.read_text(encoding="utf-8-sig")
+    text = DataFiles().text(path)
     if not text.strip():
         raise _error(path, f"empty file (expected a header row: {', '.join(REQUIRED)}, annotator_H1_<category>, ...)")
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text.splitlines()[0]))
@@ -254,6 +253,6 @@ def load(
     data: SightData, *, params: SightParams, seed: int, source: str | None = None, **_: Any
 ) -> list[dict[str, Any]]:
     if data.path:
-        file = resolve_path(data.path, base=source)
+        file = DataFiles(source).path(data.path)
         return load_annotations(file, params.categories, set(params.definitions), humans=data.humans, split=data.split)
     return generate(params.categories, per_category=data.per_category, seed=seed)

@@ -14,16 +14,14 @@ guesser, whose statement keeps a `{hint_word}` slot for the spymaster's hint).
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from schola.scenarios.spp.logic_grid import CATEGORIES, MAX_HOUSES, generate_puzzle
 
-from schola.data import resolve_path
+from schola.data import DataFiles
 from schola.errors import ConfigError
 
 Task = Literal["trivia_creative_writing", "codenames", "logic_grid_puzzle"]
@@ -147,32 +145,15 @@ def episode(task: str, record: _Record, index: int) -> dict[str, Any]:
 
 def read_file(path: Path, task: str) -> list[dict[str, Any]]:
     """Episodes from the authors' JSONL (or a JSON list); the first bad record is a ConfigError naming the file,
-    its line and the field."""
+    its line (its item in a JSON list) and the field."""
     model = RECORDS[task]
     expected = ", ".join(n for n in model.model_fields if n != "idx")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise _error(path, e.lineno, f"invalid JSON ({e.msg})") from None
-        if not isinstance(rows, list):
-            raise _error(path, 1, "expected a JSON list of records")
-        numbered = [(f"record {i}", row) for i, row in enumerate(rows)]
-    else:
-        numbered = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    numbered.append((str(number), json.loads(line)))
-                except json.JSONDecodeError as e:
-                    raise _error(path, number, f"invalid JSON ({e.msg}); expected one record per line") from None
-    if not numbered:
-        raise _error(path, None, f"no records (expected {task} records with {expected})")
+    try:
+        numbered = DataFiles().rows(path)
+    except ConfigError as e:
+        raise ConfigError(e.detail, key=e.key, file=str(path)) from None
     episodes, seen = [], set()
     for index, (where, row) in enumerate(numbered):
-        if not isinstance(row, dict):
-            raise _error(path, where, f"expected a JSON object with {expected}, got {type(row).__name__}")
         try:
             record = model.model_validate(row)
         except ValidationError as e:
@@ -188,14 +169,14 @@ def read_file(path: Path, task: str) -> list[dict[str, Any]]:
     return episodes
 
 
-def _error(path: Path, where: int | str | None, message: str) -> ConfigError:
-    place = f"{path}:{where}" if where is not None else str(path)
-    return ConfigError(f"{place}: {message}", key="scenario.data.path", file=str(path))
+def _error(path: Path, where: str, message: str) -> ConfigError:
+    """`where`: `file:line` (or `file: item i`) of a record."""
+    return ConfigError(f"{where}: {message}", key="scenario.data.path", file=str(path))
 
 
 # -- generated data ---------------------------------------------------------------------------------------------
 def _bundled(name: str) -> Any:
-    return yaml.safe_load((HERE / name).read_text(encoding="utf-8"))
+    return DataFiles().document(HERE / name)
 
 
 def generate_trivia(rng: random.Random, *, questions: int) -> dict[str, Any]:
@@ -240,5 +221,5 @@ def generate(data: SppData, seed: int) -> list[dict[str, Any]]:
 def load(data: SppData, *, seed: int, source: str | None = None, **_: Any) -> list[dict[str, Any]]:
     """Episodes of `scenario.data`: the authors' file at `path`, else generated ones."""
     if data.path:
-        return read_file(resolve_path(data.path, base=source), data.task)
+        return read_file(DataFiles(source).path(data.path), data.task)
     return generate(data, seed)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schola.data import resolve_path
+from schola.data import DataFiles, replace_surrogates
 from schola.errors import ConfigError
 
 Task = Literal["yesno", "arithmetic", "multiple_choice"]
@@ -52,14 +52,15 @@ class TomData(BaseModel):
 
 
 class Records:
-    """Records of a JSON list or JSONL file, each with the line it starts on (for error messages)."""
+    """Records of a JSON list or JSONL file, each with the line it starts on (for error messages); read through
+    `DataFiles`, lone surrogates replaced as every loader replaces them."""
 
     def __init__(self, path: Path, rows: list[tuple[int, Any]] | None = None, *, key: str = KEY) -> None:
         self.path, self.key = path, key
         self.rows: list[tuple[int, Any]] = rows if rows is not None else []
         if rows is not None:
             return
-        text = path.read_text(encoding="utf-8-sig")
+        text = DataFiles().text(path, key=key)
         if text.lstrip().startswith("["):
             self._json_list(text)
         else:
@@ -71,6 +72,8 @@ class Records:
                         raise self.error(line_no, f"invalid JSON ({e.msg}); expected one object per line") from None
         if not self.rows:
             raise ConfigError(f"{path}: no records (the file is empty)", key=key)
+        if "\\u" in text:  # only an escape decodes to a surrogate
+            self.rows = [(line_no, replace_surrogates(row)) for line_no, row in self.rows]
         for line_no, row in self.rows:
             if not isinstance(row, dict):
                 raise self.error(line_no, f"expected a JSON object, got {type(row).__name__}")
@@ -297,11 +300,10 @@ def load(data: TomData, *, seed: int, params: Any = None, source: str | None = N
                 "with data.path, give data.train_path too (the demonstrations come from it)",
                 key="scenario.data.train_path",
             )
-        test = read_items(resolve_path(data.path, base=source), data.task)
+        files = DataFiles(source)
+        test = read_items(files.path(data.path), data.task)
         train = read_items(
-            resolve_path(data.train_path, base=source, key="scenario.data.train_path"),
-            data.task,
-            key="scenario.data.train_path",
+            files.path(data.train_path, key="scenario.data.train_path"), data.task, key="scenario.data.train_path"
         )
         test = test[: data.test] if data.test else test
     else:
@@ -341,7 +343,7 @@ def deceiving_demos(
     `deceiving_path`, else the pool's items that carry one, else the bundled items of the task."""
     if data.deceiving_path:
         rows = read_deceiving(
-            resolve_path(data.deceiving_path, base=source, key="scenario.data.deceiving_path"), data.task
+            DataFiles(source).path(data.deceiving_path, key="scenario.data.deceiving_path"), data.task
         )
     else:
         rows = [p for p in pool if p.get("deceiving_explanation")]
