@@ -6,14 +6,14 @@ system prompt (so each participant is a separate agent, and its replies are cach
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from autogen_core.models import ChatCompletionClient, SystemMessage
 from pydantic import Field
 
 from schola import templates
-from schola.roles import Reply, Role, RoleConfig
+from schola.roles import ActRequest, Reply, Role, RoleConfig
 
 
 class PersonaConfig(RoleConfig):
@@ -55,19 +55,12 @@ class Persona(Role):
             self._voices[key] = Role(self.name, self.config.model_copy(update=update), self.client, seed=self.seed)
         return self._voices[key]
 
-    async def act(
-        self,
-        prompt: str,
-        *,
-        sample: int = 0,
-        sampling: dict[str, Any] | None = None,
-        options: Sequence[str] | None = None,
-        state: Mapping[str, Any] | None = None,
-    ) -> Reply:
+    async def act(self, request: ActRequest) -> Reply:
         """Answer as the participant named in `state[speaker]`, or as this persona itself."""
+        state = request.state
         speaker = state.get(self.config.speaker) if state is not None and self.config.speaker else None
         if not isinstance(speaker, Mapping):
-            return await super().act(prompt, sample=sample, sampling=sampling, options=options)
+            return await super().act(request)
         title = str(speaker.get("name") or self.title)
         profile = str(speaker.get("profile") or "")
-        return await self.voice(title, profile).act(prompt, sample=sample, sampling=sampling, options=options)
+        return await self.voice(title, profile).act(request)

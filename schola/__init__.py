@@ -1,8 +1,8 @@
 """Schola: simulate teaching and learning between language-model agents.
 
 The public surface is small: `run` / `arun` (a scenario from Python), `RunResult`, and what a plugin builds on —
-`Role`, `RoleConfig`, `Reply`, `Scenario`, `MetricRow`, `mean_row`, `uses_roles`. Everything else is internal.
-Names load on first use, so `import schola` stays fast.
+`Role`, `RoleConfig`, `ActRequest`, `Reply`, `Score`, `Scenario`, `MetricRow`, `mean_row`, `uses_roles`.
+Everything else is internal. Names load on first use, so `import schola` stays fast.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ _EXPORTS = {
     "Role": "schola.roles",
     "RoleConfig": "schola.roles",
     "Reply": "schola.roles",
+    "ActRequest": "schola.roles",
+    "Score": "schola.scorers",
     "Scenario": "schola.scenario",
     "StageContext": "schola.scenario",
     "uses_roles": "schola.scenario",
@@ -27,16 +29,18 @@ _EXPORTS = {
     "ConfigError": "schola.errors",
     "BackendError": "schola.errors",
     "BudgetExceeded": "schola.errors",
+    "PluginError": "schola.errors",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from schola.api import RunResult, arun, run
-    from schola.errors import BackendError, BudgetExceeded, ConfigError
+    from schola.errors import BackendError, BudgetExceeded, ConfigError, PluginError
     from schola.metrics import MetricRow, mean_row
-    from schola.roles import Reply, Role, RoleConfig
+    from schola.roles import ActRequest, Reply, Role, RoleConfig
     from schola.scenario import Scenario, StageContext, uses_roles
+    from schola.scorers import Score
 
 
 def __getattr__(name: str) -> Any:

@@ -26,10 +26,36 @@ class ConfigError(ScholaError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+class PluginError(ScholaError):
+    """A plugin's own code raised (a role's `act`, a scorer, a stage): a bug in the plugin, not in the
+    configuration, so the message names the plugin rather than the step's arguments (which `check` verified
+    with `signature.bind`). The cause stays attached for `--debug`.
+
+    Args:
+        message: what raised, where, and the cause.
+        plugin: the plugin's code, as `module:qualname`.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, plugin: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
+
 class BackendError(ScholaError):
     """A model endpoint failed for good (unreachable, refused, or out of retries)."""
 
     exit_code = 3
+
+
+class NoLogprobs(BackendError):
+    """The endpoint answers but gives no token log-probabilities: option probabilities are then estimated from
+    samples."""
+
+
+class ContextOverflow(BackendError):
+    """The prompt does not fit the model's context window."""
 
 
 class TransientBackendError(BackendError):

@@ -4,7 +4,7 @@ before any model call. Every problem is a ConfigError naming the file and key.""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from schola import plugins
 from schola.errors import ConfigError
 from schola.graph import GLOBALS, Graph
-from schola.roles import Role, RoleConfig
+from schola.roles import Role, RoleConfig, check_role_class
 from schola.scenario import GENERIC, Scenario, roles_used_by
 from schola.schema import Config, Files, validate, validation_error
 
@@ -157,7 +157,9 @@ def _build_plan(raw: dict[str, Any], files: Files) -> Plan:
     for g in [plan.graph, *plan.graphs.values()]:
         _check_scorer_roles(plan, g)
     for i, st in enumerate(sc.stages):
-        find_stage(scenario, st.fn, key=f"scenario.stages[{i}].fn", file=f_sc)
+        fn = find_stage(scenario, st.fn, key=f"scenario.stages[{i}].fn", file=f_sc)
+        args = set(st.model_extra or {}) - (set() if stage_takes_labels(fn) else {"labels"})
+        plugins.check_arguments(fn, f"stage '{st.fn}'", args, ctx=True, key=f"scenario.stages[{i}]", file=f_sc)
     return plan
 
 
@@ -194,6 +196,7 @@ def _roles(plan: Plan, files: Files) -> None:
                                   key=f"{key}.role", file=f_sc)  # fmt: skip
             cls = plugins.roles.get(kind, key=f"{key}.role", file=f_sc)
             role_config = validate(cls.Config, rcfg, key, files)
+            check_role_class(cls, role_config, key=key, file=f_sc)
             if role_config.backend is not None and role_config.backend not in plan.backends:
                 raise ConfigError(
                     f"unknown backend '{role_config.backend}'; defined: {', '.join(plan.backends)} "
@@ -254,29 +257,16 @@ def _check_scorer_roles(plan: Plan, graph: Graph) -> None:
     (llm_judge's judge) finds them in the scenario."""
     for key, node in graph.score_steps():
         fn = find_scorer(plan.scenario, node.scorer)
-        given = set(node.inputs) | set(node.params)
         if clash := set(node.inputs) & set(node.params):
             raise ConfigError(f"'{sorted(clash)[0]}' is given both as an input and a param", key=key, file=plan.files.scenario)
-        try:
-            params: Mapping[str, inspect.Parameter] = inspect.signature(fn).parameters
-        except (TypeError, ValueError):
-            params = {}
-        if params and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            takes = {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL} - {"ctx"}
-            needed = {n for n in takes if params[n].default is inspect.Parameter.empty}
-            if missing := needed - given:
-                raise ConfigError(
-                    f"scorer '{node.scorer}' needs {', '.join(sorted(missing))} (in inputs: or params:); "
-                    f"it takes {', '.join(sorted(takes))}",
-                    key=key,
-                    file=plan.files.scenario,
-                )
-            if unknown := given - takes:
-                raise ConfigError(
-                    f"scorer '{node.scorer}' takes no {', '.join(sorted(unknown))}; it takes {', '.join(sorted(takes))}",
-                    key=key,
-                    file=plan.files.scenario,
-                )
+        given = set(node.inputs) | set(node.params)
+        what = f"scorer '{node.scorer}'"
+        plugins.check_arguments(fn, what, given, ctx=wants_context(fn), key=key, file=plan.files.scenario)
+        if (check_params := getattr(fn, "__schola_check__", None)) is not None:  # e.g. the regex scorer's pattern
+            try:
+                check_params(node.params)
+            except ConfigError as e:
+                raise ConfigError(e.detail, key=f"{key}.params", file=plan.files.scenario) from None
         for role in roles_used_by(fn, node.params):
             if role not in plan.roles:
                 raise ConfigError(
@@ -285,6 +275,14 @@ def _check_scorer_roles(plan: Plan, graph: Graph) -> None:
                     key=key,
                     file=plan.files.scenario,
                 )
+
+
+def stage_takes_labels(fn: Callable[..., Any]) -> bool:
+    """Whether a stage takes `labels:` itself (else the run takes them and adds them to the stage's rows)."""
+    try:
+        return "labels" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def wants_context(fn: Callable[..., Any]) -> bool:

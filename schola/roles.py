@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from autogen_core.models import ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schola import templates
 from schola.backends.base import ScholaClient, option_of
+from schola.errors import ConfigError
 from schola.types import CallInfo
 
 
@@ -56,6 +58,28 @@ class Reply:
     cost_usd: float | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class ActRequest:
+    """What a step asks of a role: one object, so a field added later never breaks a role written before it
+    (a role reads the fields it knows).
+
+    Args:
+        prompt: the rendered prompt.
+        sample: the sample index (a loop's passes and K samples are different samples).
+        sampling: the step's sampling over the role's own (temperature, max_tokens, top_p, stop).
+        options: answer options whose probabilities the reply should carry (`Reply.option_probs`).
+        generate: False: no text, only the option probabilities; the reply is the most likely option.
+        state: the episode's state, read-only, for a role class with `sees_state = True` (else None).
+    """
+
+    prompt: str
+    sample: int = 0
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    options: tuple[str, ...] | None = None
+    generate: bool = True
+    state: Mapping[str, Any] | None = None
+
+
 class Role:
     """A persona that answers prompts through a model client (any AutoGen ChatCompletionClient).
 
@@ -65,7 +89,7 @@ class Role:
         client: the model client, or None for a role without a model.
         seed: the run seed, passed to the backend for cache keys and sampling.
 
-    A subclass that sets `sees_state = True` gets the episode's state (read-only) as `state` in `act`, so it
+    A subclass that sets `sees_state = True` gets the episode's state (read-only) as `request.state`, so it
     can check its reply against the episode (a Socratic tutor that knows the answer) without the prompt
     carrying it.
     """
@@ -83,30 +107,23 @@ class Role:
         """What templates see as `roles.<name>`."""
         return {**self.config.model_dump(exclude={"system"}), "name": self.name}
 
-    async def act(
-        self,
-        prompt: str,
-        *,
-        sample: int = 0,
-        sampling: dict[str, Any] | None = None,
-        options: Sequence[str] | None = None,
-        state: Mapping[str, Any] | None = None,
-        generate: bool = True,
-    ) -> Reply:
-        """Answer `prompt` in character; with `options`, also the probability of each option (with
-        `generate=False` only that: the reply is the most likely option). Override for a role without a model."""
-        if self.client is None:
-            raise NotImplementedError(f"role '{self.name}' has no backend and does not override act()")
-        messages: list[LLMMessage] = [*self._system, UserMessage(content=prompt, source="user")]
-        args: dict[str, Any] = {**self.config.sampling, **(sampling or {})}
-        info = CallInfo(role=self.name, sample=sample, seed=self.seed)
+    async def act(self, request: ActRequest) -> Reply:
+        """Answer `request.prompt` in character; with `request.options`, also the probability of each option
+        (with `generate=False` only that: the reply is the most likely option). A role without a model
+        overrides this."""
+        if self.client is None:  # check_role_class refuses this before a run
+            raise ConfigError(f"role '{self.name}' has no backend and its class does not override act()")
+        messages: list[LLMMessage] = [*self._system, UserMessage(content=request.prompt, source="user")]
+        args: dict[str, Any] = {**self.config.sampling, **request.sampling}
+        info = CallInfo(role=self.name, sample=request.sample, seed=self.seed)
         if isinstance(self.client, ScholaClient):
             args["schola"] = info
         else:  # another AutoGen client: K samples still get K seeds
-            args["seed"] = self.seed * 1_000_003 + sample
+            args["seed"] = self.seed * 1_000_003 + request.sample
+        options = list(request.options or ())
         start = time.perf_counter()
-        if options and not generate:
-            probs, source = await self.option_probs(messages, list(options), info, args)
+        if options and not request.generate:
+            probs, source = await self.option_probs(messages, options, info, args)
             best = max(options, key=lambda o: probs.get(o, 0.0))
             return Reply(text=best, latency_s=time.perf_counter() - start, option_probs=probs, probs_source=source)
         out = await self.client.create(messages, extra_create_args=args)
@@ -119,7 +136,7 @@ class Role:
             cost_usd=getattr(out, "cost_usd", None),
         )
         if options:
-            reply.option_probs, reply.probs_source = await self.option_probs(messages, list(options), info, args)
+            reply.option_probs, reply.probs_source = await self.option_probs(messages, options, info, args)
         return reply
 
     async def option_probs(
@@ -148,3 +165,30 @@ class Role:
         if total == 0:
             return {o: 1.0 / len(options) for o in options}, "samples"
         return {o: c / total for o, c in counts.items()}, "samples"
+
+
+LEGACY_ACT = frozenset({"prompt", "sample", "sampling"})
+
+
+def check_role_class(cls: type[Role], config: RoleConfig, *, key: str, file: str | None = None) -> None:
+    """Before any model call: the class's `act` takes an ActRequest, and a role without a backend has an `act`
+    of its own. ConfigError naming the role key and the class otherwise."""
+    name = f"{cls.__module__}:{cls.__qualname__}"
+    try:
+        params = list(inspect.signature(cls.act).parameters)
+    except (TypeError, ValueError):
+        params = []
+    if LEGACY_ACT & set(params[1:]):
+        raise ConfigError(
+            f"role class {name} defines act({', '.join(params[1:])}), the contract before ActRequest; write "
+            "`async def act(self, request: ActRequest) -> Reply` and read request.prompt, request.sample, "
+            "request.sampling, request.options, request.state (from schola import ActRequest)",
+            key=key,
+            file=file,
+        )
+    if config.backend is None and cls.act is Role.act:
+        raise ConfigError(
+            f"role class {name} answers through a model and this role has backend: null; give it a backend",
+            key=f"{key}.backend",
+            file=file,
+        )

@@ -2,14 +2,19 @@
 the answer extraction they share. Registered through the `schola.scorers` entry points like any plugin's.
 
 A scorer is called with its step's `inputs` and `params` as keyword arguments; one that declares a `ctx`
-parameter also gets the episode context (to ask a role, as `llm_judge` does)."""
+parameter also gets the episode context (to ask a role, as `llm_judge` does). It returns a `Score`: the value
+recorded, and the answer it found and why, kept in `results.jsonl`. A bare number (or None) is accepted as
+`Score(value)`, so scorers written before the record keep working."""
 
 from __future__ import annotations
 
+import numbers
 import re
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from schola.errors import ConfigError
 from schola.scenario import uses_roles
 
 _NUM = r"-?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
@@ -19,6 +24,32 @@ _STATED = re.compile(r"(?:final answer|the answer is|answer\s*:)\s*:?[ \t]*", re
 _LEADING_NUMBER = re.compile(r"\$?\s*(" + _NUM + r")")
 _NUMBER = re.compile(_NUM)
 _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
+
+
+@dataclass(frozen=True)
+class Score:
+    """What a scorer returns (inspect's `Score`): the value metrics average, and what it rests on.
+
+    Args:
+        value: the score (a number or bool; None: no score, left out of means).
+        answer: the answer the scorer read from the output (`numeric_match`'s extracted number).
+        explanation: why (a judge's reply).
+        metadata: anything else worth keeping with the episode (JSON-serialisable).
+    """
+
+    value: float | None
+    answer: str | None = None
+    explanation: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.value is not None and not isinstance(self.value, numbers.Real):
+            raise TypeError(f"Score.value must be a number, a bool or None, not {type(self.value).__name__}")
+
+    def details(self) -> dict[str, Any]:
+        """answer, explanation and metadata, those set only (what results.jsonl keeps beside the value)."""
+        out = {"answer": self.answer, "explanation": self.explanation, "metadata": self.metadata}
+        return {k: v for k, v in out.items() if v}
 
 
 def _boxed(text: str) -> str | None:
@@ -111,24 +142,35 @@ def _aliases(target: Any) -> list[Any]:
     return list(target) if isinstance(target, (list, tuple)) else [target]
 
 
-def exact_match(prediction: Any, target: Any, *, ignore_case: bool = True) -> float:
+def exact_match(prediction: Any, target: Any, *, ignore_case: bool = True) -> Score:
     """1.0 when `prediction` equals `target` (or any element of a list target), ignoring surrounding spaces."""
     p = str(prediction).strip()
     for t in _aliases(target):
         t = str(t).strip()
         if (p.lower() == t.lower()) if ignore_case else (p == t):
-            return 1.0
-    return 0.0
+            return Score(1.0)
+    return Score(0.0)
 
 
-def numeric_match(prediction: str | None, target: Any, *, strict: bool = False) -> float:
+def numeric_match(prediction: str | None, target: Any, *, strict: bool = False) -> Score:
     """1.0 when the answer extracted from `prediction` equals `target` (or any element of a list target),
-    numerically when both are numbers."""
+    numerically when both are numbers; the extracted answer is the score's `answer`."""
     found = extract_answer(prediction, strict=strict)
-    return float(any(same_answer(found, str(t)) for t in _aliases(target)))
+    return Score(float(any(same_answer(found, str(t)) for t in _aliases(target))), answer=found)
 
 
-def contains(text: str | None, target: Any, *, ignore_case: bool = True, word: bool = False) -> float:
+def value(value: Any) -> Score:
+    """Records a number the episode computed (the passes a loop took, a role's own measure) as a score: a
+    number, a bool, a numeric string or None (no score)."""
+    if value is None or isinstance(value, numbers.Real):
+        return Score(None if value is None else float(value))
+    try:
+        return Score(float(str(value)))
+    except ValueError:
+        raise ConfigError(f"scorer 'value' records numbers; got {type(value).__name__} {str(value)[:80]!r}") from None
+
+
+def contains(text: str | None, target: Any, *, ignore_case: bool = True, word: bool = False) -> Score:
     """1.0 when any of `target` (a string or list of aliases) occurs in `text`. With `word`, only as whole words:
     "ant" does not match "want"; an alias may hold punctuation ("U.S.") and several words ("New York", matched
     across any whitespace). An empty alias matches nothing."""
@@ -140,10 +182,10 @@ def contains(text: str | None, target: Any, *, ignore_case: bool = True, word: b
         if word:
             body = r"\s+".join(re.escape(w) for w in alias.split())
             if re.search(rf"(?<!\w){body}(?!\w)", hay, flags):
-                return 1.0
+                return Score(1.0, answer=alias)
         elif (alias.lower() in hay.lower()) if ignore_case else (alias in hay):
-            return 1.0
-    return 0.0
+            return Score(1.0, answer=alias)
+    return Score(0.0)
 
 
 def regex(text: str | None, *, pattern: str, group: int | None = None) -> Any:
@@ -157,12 +199,14 @@ def regex(text: str | None, *, pattern: str, group: int | None = None) -> Any:
 @uses_roles("judge")
 async def llm_judge(
     ctx: Any, *, answer: str, rubric: str, question: str = "", judge: str = "judge", scale: float = 10.0
-) -> float | None:
-    """A judge role grades `answer` against `rubric`; the score after 'Score:' divided by `scale` (None if absent)."""
+) -> Score:
+    """A judge role grades `answer` against `rubric`: the score after 'Score:' divided by `scale` (None if absent),
+    the judge's reply as its explanation."""
     prompt = (
         f"Question:\n{question}\n\nRubric:\n{rubric}\n\nAnswer:\n{answer}\n\nGrade it. End with 'Score: <0-{scale:g}>'."
     )
     reply = (await ctx.act(judge, prompt)).text
     m = re.findall(r"score\s*:\s*(" + _NUM + ")", reply, re.IGNORECASE)
-    value = to_number(m[-1]) if m else None
-    return None if value is None else max(0.0, min(1.0, float(value) / scale))
+    found = to_number(m[-1]) if m else None
+    graded = None if found is None else max(0.0, min(1.0, float(found) / scale))
+    return Score(graded, answer=m[-1] if m else None, explanation=reply)

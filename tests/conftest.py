@@ -24,12 +24,11 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
     monkeypatch.setenv("SCHOLA_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
-    before = {kind: set(reg._loaded) for kind, reg in plugins.ALL.items()}
+    before = {kind: set(reg._registered) for kind, reg in plugins.ALL.items()}
     yield tmp_path
     for kind, reg in plugins.ALL.items():
-        for name in set(reg._loaded) - before[kind]:
-            if reg.origin(name) == "registered in-process":
-                reg.unregister(name)
+        for name in set(reg._registered) - before[kind]:
+            reg.unregister(name)
 
 
 class CLI:

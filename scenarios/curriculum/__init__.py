@@ -29,6 +29,7 @@ from schola.scenarios.curriculum.data import CurriculumData, Split, describe, lo
 from schola.errors import ConfigError
 from schola.metrics import MetricRow
 from schola.scenario import Scenario
+from schola.scorers import value  # a number the roles computed (S, A, Δ), recorded as an episode score
 from schola.stats import correlation
 
 MAX_TASKS = 8  # 8! = 40,320 orders are still enumerated; more tasks need another sampler
@@ -64,11 +65,6 @@ def load(data: CurriculumData, *, seed: int, source: str | None = None, **_: Any
     if data.orders is not None and data.orders < len(orders):
         orders = sorted(random.Random(f"curriculum/{seed}").sample(orders, data.orders))
     return [episode(list(o), split, dataset) for o in orders]
-
-
-def value(value: Any) -> float:
-    """A number the roles computed (S, A, Δ), recorded as an episode score."""
-    return float(value)
 
 
 def top_quarter(scores: dict[str, float]) -> set[str]:

@@ -22,7 +22,7 @@ from schola.scenarios.curriculum.designer import Design
 from schola.scenarios.curriculum.learners import Hyper, require_torch, run_order
 
 from schola.errors import ConfigError
-from schola.roles import Reply, Role, RoleConfig
+from schola.roles import ActRequest, Reply, Role, RoleConfig
 
 
 def request(role: str, prompt: str) -> dict[str, Any]:
@@ -58,10 +58,8 @@ class Designer(Role):
     system_prompt: ClassVar[str] = ""
     config: DesignerConfig
 
-    async def act(
-        self, prompt: str, *, sample: int = 0, sampling: Any = None, options: Any = None, state: Any = None
-    ) -> Reply:
-        body = request(self.name, prompt)
+    async def act(self, asked: ActRequest) -> Reply:
+        body = request(self.name, asked.prompt)
         split = load_split(body["dataset"])
         design = _design(json.dumps(body["dataset"], sort_keys=True))
         if "order" in body:
@@ -96,10 +94,8 @@ class Learner(Role):
         require_torch()  # fail before the first episode, with how to install it
         self.hyper = Hyper.model_validate(self.config.model_dump(include=set(Hyper.model_fields)))
 
-    async def act(
-        self, prompt: str, *, sample: int = 0, sampling: Any = None, options: Any = None, state: Any = None
-    ) -> Reply:
-        body = request(self.name, prompt)
+    async def act(self, asked: ActRequest) -> Reply:
+        body = request(self.name, asked.prompt)
         if "order" not in body:
             raise ConfigError(
                 f'role \'{self.name}\' learns an order: send {{"dataset": ..., "order": [...]}}', key="scenario.graph"

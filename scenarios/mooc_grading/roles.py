@@ -9,12 +9,11 @@ whatever the answer says. `leniency` points are added either way. The grade is r
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
-from schola.roles import Reply, Role, RoleConfig
+from schola.roles import ActRequest, Reply, Role, RoleConfig
 
 
 def peer_grade(
@@ -42,16 +41,8 @@ class SimulatedPeer(Role):
     config: PeerConfig
     sees_state: ClassVar[bool] = True
 
-    async def act(
-        self,
-        prompt: str,
-        *,
-        sample: int = 0,
-        sampling: dict[str, Any] | None = None,
-        options: Sequence[str] | None = None,
-        state: Mapping[str, Any] | None = None,
-    ) -> Reply:
-        state = state or {}
+    async def act(self, request: ActRequest) -> Reply:
+        state, sample = request.state or {}, request.sample
         if state.get("instructor_grade") is None or state.get("max_points") is None:
             return Reply(text="", data=None)
         rng = random.Random(f"{self.seed}/{self.name}/{state.get('episode_id')}/{sample}")

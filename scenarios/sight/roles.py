@@ -11,12 +11,11 @@ has none).
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
-from schola.roles import Reply, Role, RoleConfig
+from schola.roles import ActRequest, Reply, Role, RoleConfig
 
 
 def simulated_label(gold: int, *, reliability: float, guess_rate: float, rng: random.Random) -> int:
@@ -47,16 +46,8 @@ class HumanAnnotator(Role):
     config: HumanAnnotatorConfig
     sees_state: ClassVar[bool] = True
 
-    async def act(
-        self,
-        prompt: str,
-        *,
-        sample: int = 0,
-        sampling: dict[str, Any] | None = None,
-        options: Sequence[str] | None = None,
-        state: Mapping[str, Any] | None = None,
-    ) -> Reply:
-        state = state or {}
+    async def act(self, request: ActRequest) -> Reply:
+        state, sample = request.state or {}, request.sample
         category = str(state.get("category"))
         recorded = state.get("recorded") or {}
         label: int | None

@@ -39,8 +39,8 @@ class Ctx:
     async def score(self, scorer: str, inputs: dict[str, Any], params: dict[str, Any], *, node: str) -> Any:
         return float(str(inputs["a"]) == str(inputs["b"]))
 
-    def record(self, name: str, value: Any, labels: Any = None) -> None:
-        self.recorded.setdefault(name, []).append(value)
+    def record(self, name: str, score: Any, labels: Any = None) -> None:
+        self.recorded.setdefault(name, []).append(score.value)
 
 
 @pytest.mark.parametrize(

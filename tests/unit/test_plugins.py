@@ -67,3 +67,10 @@ def test_a_scenario_plugin_ships_its_default_yaml_so_it_runs_by_name(plugin_path
     assert done.returncode == 0, done.stdout + done.stderr
     metrics = {r["name"]: r for r in json.loads((tmp_path / "out" / "metrics.json").read_text())["metrics"]}
     assert metrics["echoed"]["n"] == 3 and metrics["episodes_seen"]["value"] == 3.0
+
+
+def test_a_plugin_scenario_without_a_yaml_run_by_name_says_how_to_write_one(plugin_path: Path, tmp_path: Path) -> None:
+    done = schola("run", "scenario=quiet", "backend=scripted", "hydra.run.dir=out", plugin=plugin_path, cwd=tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert "scenario quiet ships no YAML; write one with `kind: quiet`" in out and "Traceback" not in out

@@ -65,14 +65,14 @@ def test_same_answer_compares_numbers_exactly() -> None:
 
 
 def test_generic_scorers() -> None:
-    assert numeric_match("so [[Final Answer]]: $12$", 12) == 1.0
-    assert numeric_match("no number here", 12) == 0.0
-    assert numeric_match("it is 11 or 12", 12) == 1.0
-    assert numeric_match("it is 11 or 12", 12, strict=True) == 0.0
-    assert exact_match(" Paris ", "paris") == 1.0
-    assert exact_match("Paris", "paris", ignore_case=False) == 0.0
-    assert contains("The capital is Paris.", ["Lyon", "paris"]) == 1.0
-    assert contains("The capital is Rome.", ["Lyon", "paris"]) == 0.0
+    assert numeric_match("so [[Final Answer]]: $12$", 12).value == 1.0
+    assert numeric_match("no number here", 12).value == 0.0
+    assert numeric_match("it is 11 or 12", 12).value == 1.0
+    assert numeric_match("it is 11 or 12", 12, strict=True).value == 0.0
+    assert exact_match(" Paris ", "paris").value == 1.0
+    assert exact_match("Paris", "paris", ignore_case=False).value == 0.0
+    assert contains("The capital is Paris.", ["Lyon", "paris"]).value == 1.0
+    assert contains("The capital is Rome.", ["Lyon", "paris"]).value == 0.0
     assert regex("Score: 7", pattern=r"Score: (\d+)", group=1) == "7"
     assert regex("nothing", pattern=r"Score: (\d+)") == 0.0
 
@@ -88,18 +88,21 @@ class FakeCtx:
 
 async def test_llm_judge_scales_the_judges_score() -> None:
     ctx = FakeCtx("Clear and correct. Score: 8")
-    assert await llm_judge(ctx, answer="42", rubric="correct number", question="6*7?") == pytest.approx(0.8)
+    score = await llm_judge(ctx, answer="42", rubric="correct number", question="6*7?")
+    assert (
+        score.value == pytest.approx(0.8) and score.explanation == "Clear and correct. Score: 8" and score.answer == "8"
+    )
     assert ctx.prompts[0][0] == "judge" and "correct number" in ctx.prompts[0][1]
-    assert await llm_judge(FakeCtx("no score given"), answer="x", rubric="y") is None
+    assert (await llm_judge(FakeCtx("no score given"), answer="x", rubric="y")).value is None
 
 
 def test_a_list_target_matches_any_of_its_elements() -> None:
-    assert numeric_match("[[Final Answer]]: $2$", ["2"]) == 1.0
-    assert numeric_match("[[Final Answer]]: $0.5$", ["3", "1/2"]) == 1.0
-    assert numeric_match("[[Final Answer]]: $4$", ["2", "3"]) == 0.0
-    assert exact_match("Paris", ["Lyon", "paris"]) == 1.0
-    assert exact_match("['paris']", ["paris"]) == 0.0  # not the list's string form
-    assert exact_match("Rome", ["Lyon", "paris"]) == 0.0
+    assert numeric_match("[[Final Answer]]: $2$", ["2"]).value == 1.0
+    assert numeric_match("[[Final Answer]]: $0.5$", ["3", "1/2"]).value == 1.0
+    assert numeric_match("[[Final Answer]]: $4$", ["2", "3"]).value == 0.0
+    assert exact_match("Paris", ["Lyon", "paris"]).value == 1.0
+    assert exact_match("['paris']", ["paris"]).value == 0.0  # not the list's string form
+    assert exact_match("Rome", ["Lyon", "paris"]).value == 0.0
 
 
 @pytest.mark.parametrize(
@@ -117,13 +120,13 @@ def test_a_list_target_matches_any_of_its_elements() -> None:
 def test_contains_word_mode_matches_whole_words_only(
     text: str, target: str | list[str], whole: float, part: float
 ) -> None:
-    assert contains(text, target, word=True) == whole
-    assert contains(text, target) == part
+    assert contains(text, target, word=True).value == whole
+    assert contains(text, target).value == part
 
 
 def test_an_empty_alias_matches_nothing() -> None:
-    assert contains("anything", "") == 0.0
-    assert contains("anything", ["", "zzz"], word=True) == 0.0
+    assert contains("anything", "").value == 0.0
+    assert contains("anything", ["", "zzz"], word=True).value == 0.0
 
 
 @settings(max_examples=400, deadline=None)
@@ -163,7 +166,7 @@ def written_numbers(draw: st.DrawFn) -> tuple[str, Fraction]:
 def test_a_written_number_round_trips(number: tuple[str, Fraction], form: str) -> None:
     text, value = number
     assert to_number(extract_answer(form.format(text))) == value
-    assert numeric_match(form.format(text), str(value)) == 1.0
+    assert numeric_match(form.format(text), str(value)).value == 1.0
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from schola.scenarios.mooc_grading.report import course_table
 from schola.scenarios.mooc_grading.roles import PeerConfig, SimulatedPeer, peer_grade
 
 from schola.errors import ConfigError
+from schola.roles import ActRequest
 
 # ---- reading a grade, aggregating peers ----
 
@@ -54,9 +55,11 @@ def test_simulated_peer_grades_by_care_and_leniency() -> None:
 
 async def test_peer_role_reads_the_instructor_grade_from_the_episode() -> None:
     peer = SimulatedPeer("careful", PeerConfig(role="mooc_peer", care=1.0, noise=0.0, leniency=1.0), None)
-    reply = await peer.act("-", state={"instructor_grade": 4.0, "max_points": 10.0, "episode_id": "q/s"})
+    reply = await peer.act(
+        ActRequest(prompt="-", state={"instructor_grade": 4.0, "max_points": 10.0, "episode_id": "q/s"})
+    )
     assert reply.data == 5.0 and grade(reply.text, max_points=10) == 5.0
-    assert (await peer.act("-", state={"episode_id": "q/s"})).data is None
+    assert (await peer.act(ActRequest(prompt="-", state={"episode_id": "q/s"}))).data is None
 
 
 # ---- generated answers with known grades ----

@@ -16,6 +16,7 @@ from schola.scenarios.sight.roles import HumanAnnotator, HumanAnnotatorConfig, s
 from sklearn.metrics import cohen_kappa_score
 
 from schola.errors import ConfigError
+from schola.roles import ActRequest
 
 KNOWN = set(CATEGORIES)
 
@@ -182,21 +183,26 @@ async def test_human_gives_the_files_label_where_recorded_else_simulates_from_go
     human = HumanAnnotator("H1", cfg, None)
     assert human.config.backend is None
     recorded = await human.act(
-        "-", state={"category": "setup", "recorded": {"H1": 0, "H2": 1}, "gold": 1, "episode_id": "e"}
+        ActRequest(
+            prompt="-", state={"category": "setup", "recorded": {"H1": 0, "H2": 1}, "gold": 1, "episode_id": "e"}
+        )
     )
     assert recorded.data == 0
     missing = await human.act(
-        "-", state={"category": "setup", "recorded": {"H1": None}, "gold": None, "episode_id": "e"}
+        ActRequest(prompt="-", state={"category": "setup", "recorded": {"H1": None}, "gold": None, "episode_id": "e"})
     )
     assert missing.data is None and label(missing.data) is None
-    simulated = await human.act("-", state={"category": "setup", "recorded": {}, "gold": 1, "episode_id": "e"})
+    simulated = await human.act(
+        ActRequest(prompt="-", state={"category": "setup", "recorded": {}, "gold": 1, "episode_id": "e"})
+    )
     assert simulated.data == 1  # reliability 1 reads every comment right
     guesser = HumanAnnotator(
         "H2", HumanAnnotatorConfig(role="sight_human", reliability={"default": 0.0}, guess_rate=0.0), None
     )
-    assert [(await guesser.act("-", state={"category": c, "gold": 1, "episode_id": c})).data for c in CATEGORIES] == [
-        0
-    ] * 9
+    assert [
+        (await guesser.act(ActRequest(prompt="-", state={"category": c, "gold": 1, "episode_id": c}))).data
+        for c in CATEGORIES
+    ] == [0] * 9
 
 
 def test_two_simulated_humans_agree_with_kappa_near_the_product_of_their_reliabilities() -> None:

@@ -17,6 +17,7 @@ from schola.scenarios.spp.scoring import codenames_score, logic_correct, partici
 import schola
 from schola.backends.scripted import ScriptedClient
 from schola.errors import ConfigError
+from schola.roles import ActRequest
 from schola.store import read_jsonl
 
 VARIANTS = ["standard", "cot", "self_refine", "spp", "spp_profile", "spp_fixed_persona", "spp_multi"]
@@ -205,9 +206,11 @@ def test_participants_are_read_from_the_reply_in_speaking_order() -> None:
 async def test_a_persona_speaks_with_the_system_prompt_of_the_participant_in_the_state() -> None:
     client = ScriptedClient({"kind": "scripted", "default": "{{ system }}"})
     role = Persona("persona", PersonaConfig(role="persona", speaker="speaker", persona="a helper"), client)
-    alone = await role.act("Hi")
+    alone = await role.act(ActRequest(prompt="Hi"))
     assert alone.text.startswith("You are persona: a helper.")
-    cast = await role.act("Hi", state={"speaker": {"name": "Poet {{ x }}", "profile": "Writes verse."}})
+    cast = await role.act(
+        ActRequest(prompt="Hi", state={"speaker": {"name": "Poet {{ x }}", "profile": "Writes verse."}})
+    )
     assert cast.text.startswith("You are Poet {{ x }}: Writes verse.")  # a name is text, never a template
     assert "speak only as Poet {{ x }}" in cast.text
 
