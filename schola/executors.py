@@ -205,7 +205,8 @@ class EpisodeWorker:
         self.ledger.stop(reason)
 
     def run(self, inputs: dict[str, Any], graph: str | None, round: int) -> dict[str, Any]:
-        return self._call(_run(self, inputs, graph, round))  # type: ignore[no-any-return]
+        out: dict[str, Any] = self._call(_run(self, inputs, graph, round))
+        return out
 
 
 # The worker's coroutines live outside its class: Ray makes an actor with a coroutine method an asyncio actor, and a

@@ -11,6 +11,8 @@ from typing import Any
 import yaml
 
 from schola import plugins
+from schola.errors import BackendError
+from schola.roles import ActRequest, Reply, Role, RoleConfig
 from schola.view.payload import Transcript, episodes
 from tests.conftest import read_jsonl
 from tests.unit.test_view import unpack
@@ -145,3 +147,24 @@ def test_show_and_the_viewer_list_the_failed_episodes(tmp_path: Path, cli: Any) 
     for block in listed["chunks"]:
         chunk |= unpack(block)
     assert chunk["c1"]["error"]["step"] == "agree"
+
+
+class Unreachable(Role):
+    """A role whose endpoint is gone for good: not the episode's fault, so the run stops (exit 3)."""
+
+    class Config(RoleConfig):
+        backend: str | None = None
+
+    async def act(self, request: ActRequest) -> Reply:
+        raise BackendError("cannot reach http://127.0.0.1:9/v1")
+
+
+def test_a_backend_failure_stops_the_run_naming_the_episode_and_step(tmp_path: Path, cli: Any) -> None:
+    spec = labelled(empty=())
+    spec["roles"]["annotator"] = {"role": "unreachable_test"}
+    run = tmp_path / "r"
+    with plugins.roles.registered("unreachable_test", Unreachable):
+        code, out = cli("run", str(write(tmp_path, spec)), *ECHO, "run.max_failed=5", "run.concurrency=1", f"hydra.run.dir={run}")
+    assert code == 3, out  # run.max_failed does not count it: every other episode would fail the same way
+    assert "episode 'c0', step 'annotate': cannot reach http://127.0.0.1:9/v1" in out
+    assert read_jsonl(run / "results.jsonl") == []
