@@ -29,7 +29,7 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from schola.backends.cache import Cache, cache_key
-from schola.errors import BackendError, TransientBackendError
+from schola.errors import BackendError, NoLogprobs, TransientBackendError
 from schola.secrets import HEADER_KEYS, MASK, SECRET_KEY, check_env_name, redact
 from schola.types import CallInfo, Ledger
 
@@ -368,9 +368,7 @@ class ScholaClient(ChatCompletionClient):
         sampling = {"max_tokens": 1, "temperature": 0.0, "top_logprobs": LOGPROB_TOP_K}
         try:
             done, _ = await self._call(self._top_logprobs, to_dicts(messages), sampling, info)
-        except BackendError as e:  # a server without logprobs: estimate from samples from now on
-            if "logprobs" not in str(e):
-                raise
+        except NoLogprobs:  # a server without logprobs: estimate from samples from now on
             self.has_logprobs = False
             return None
         probs = distribute(done.top_logprobs or [], options)
@@ -381,7 +379,7 @@ class ScholaClient(ChatCompletionClient):
     async def _top_logprobs(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
         """One request for the first token's top log-probabilities (`Completion.top_logprobs`); backends that
         have them set `has_logprobs` and override this."""
-        raise BackendError(f"backend '{self.name}' has no token log-probabilities")
+        raise NoLogprobs(f"backend '{self.name}' has no token log-probabilities")
 
     async def _call(
         self, fn: Any, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
@@ -417,8 +415,8 @@ class ScholaClient(ChatCompletionClient):
                 error, retry_after = e, e.retry_after
             except TimeoutError:
                 error, retry_after = TransientBackendError(f"no reply within timeout_s={cfg.timeout_s}"), None
-            except BackendError as e:  # permanent: 401, 404, a bad request
-                raise BackendError(f"backend '{self.name}': {redact(str(e), self.secrets)}") from None
+            except BackendError as e:  # permanent: 401, 404, a bad request; its type (NoLogprobs, ContextOverflow) kept
+                raise type(e)(f"backend '{self.name}': {redact(str(e), self.secrets)}") from None
             if attempt == cfg.max_retries:
                 break
             backoff = min(30.0, cfg.retry_base_s * 2**attempt) * (0.5 + random.random())

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from schola.backends.base import BackendConfig, Completion, Concurrency, Retries, ScholaClient, TimeoutS, to_dicts
-from schola.errors import BackendError
+from schola.errors import BackendError, ContextOverflow
 from schola.types import CallInfo
 
 _MODELS: dict[tuple[str, int, int | None], Any] = {}
@@ -144,7 +144,7 @@ class EmbeddedClient(ScholaClient):
 
             tokens = llama.tokenize(self._chat_prompt(messages).encode(), add_bos=False, special=True)
             if len(tokens) >= self.config.n_ctx:
-                raise ValueError(f"Requested tokens ({len(tokens)}) exceed context window of {self.config.n_ctx}")
+                raise ContextOverflow(self._overflow(f"{len(tokens)} prompt tokens"))
             llama.reset()
             llama.eval(tokens)
             logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llama.ctx, -1), shape=(llama.n_vocab(),))
@@ -179,13 +179,16 @@ class EmbeddedClient(ScholaClient):
         """Run `call` on the model's one worker thread; a prompt longer than the context is a clear error."""
         try:
             return await asyncio.get_running_loop().run_in_executor(_WORKER, call)
-        except ValueError as e:
+        except ValueError as e:  # llama.cpp says so only in its message
             if "context window" not in str(e) and "exceed" not in str(e):
                 raise
-            raise BackendError(
-                f"backend '{self.name}': the prompt does not fit the model's context ({e}); shorten the prompt, "
-                f"lower max_tokens or raise backend.n_ctx (now {self.config.n_ctx})"
-            ) from None
+            raise ContextOverflow(self._overflow(str(e))) from None
+
+    def _overflow(self, detail: str) -> str:
+        return (
+            f"backend '{self.name}': the prompt does not fit the model's context ({detail}); shorten the prompt, "
+            f"lower max_tokens or raise backend.n_ctx (now {self.config.n_ctx})"
+        )
 
     def count_tokens(self, messages: Any, *, tools: Any = []) -> int:
         text = "\n".join(m["content"] for m in to_dicts(messages))

@@ -25,7 +25,7 @@ from schola.backends.base import (
     http_preflight,
     retry_after_seconds,
 )
-from schola.errors import BackendError, TransientBackendError
+from schola.errors import BackendError, NoLogprobs, TransientBackendError
 from schola.types import CallInfo
 
 
@@ -152,12 +152,13 @@ class LiteLLMClient(ScholaClient):
                 messages=messages, timeout=self.config.timeout_s, num_retries=0, max_tokens=1, temperature=0.0,
                 logprobs=True, top_logprobs=int(sampling.get("top_logprobs", 20)), **self.config.extra,
             )  # fmt: skip
-        except Exception as e:
-            raise self._classify(litellm, e) from None
+        except Exception as e:  # refused for good: a server without logprobs (the role then samples)
+            refusal = self._classify(litellm, e)
+            raise (NoLogprobs(str(refusal)) if type(refusal) is BackendError else refusal) from None
         choice = response.choices[0]
         content = getattr(getattr(choice, "logprobs", None), "content", None) or []
         if not content or not getattr(content[0], "top_logprobs", None):
-            raise BackendError(f"{self.base_url or self.model} returned no logprobs")
+            raise NoLogprobs(f"{self.base_url or self.model} returned no logprobs")
         pairs = [(str(t.token), float(t.logprob)) for t in content[0].top_logprobs]
         usage = getattr(response, "usage", None)
         return Completion(text=choice.message.content or "", prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,

@@ -38,7 +38,7 @@ from schola.backends.base import (
     ScholaClient,
     retry_after_seconds,
 )
-from schola.errors import BackendError, TransientBackendError
+from schola.errors import BackendError, ContextOverflow, NoLogprobs, TransientBackendError
 from schola.secrets import redact
 from schola.types import CallInfo
 
@@ -250,7 +250,7 @@ class OpenAIClient(ScholaClient):
         self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
     ) -> Completion:
         """One token with its top alternatives (`logprobs`/`top_logprobs`; vLLM, llama.cpp's server, SGLang and
-        OpenAI answer them). A server that does not is a BackendError naming logprobs: the role then samples."""
+        OpenAI answer them). A server that does not raises NoLogprobs: the role then samples."""
         body = self._body(messages, {"max_tokens": 1, "temperature": 0.0}, info)
         body.update(logprobs=True, top_logprobs=int(sampling.get("top_logprobs", 20)))
         data, url = await self._post(body, asking="logprobs")
@@ -259,7 +259,7 @@ class OpenAIClient(ScholaClient):
             top = choice["logprobs"]["content"][0]["top_logprobs"]
             pairs = [(str(t["token"]), float(t["logprob"])) for t in top]
         except (KeyError, IndexError, TypeError, ValueError):
-            raise BackendError(f"{url} returned no logprobs") from None
+            raise NoLogprobs(f"{url} returned no logprobs") from None
         usage = data.get("usage") or {}
         return Completion(text=(choice.get("message") or {}).get("content") or "", top_logprobs=pairs,
                           prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -314,11 +314,11 @@ class OpenAIClient(ScholaClient):
         if status in (401, 403):
             return BackendError(f"{url} refused the API key (HTTP {status})")
         if asking:
-            return BackendError(f"{url} refused a request for {asking} (HTTP {status}: {detail})")
+            return NoLogprobs(f"{url} refused a request for {asking} (HTTP {status}: {detail})")
         if status == 404:
             return BackendError(f"{url}: HTTP 404 (is the model '{self.config.model}' served there?): {detail}")
         if any(w in detail.lower() for w in CONTEXT_WORDS):
-            return BackendError(f"{url}: the prompt and max_tokens do not fit the model's context: {detail}")
+            return ContextOverflow(f"{url}: the prompt and max_tokens do not fit the model's context: {detail}")
         return BackendError(f"{url}: HTTP {status}: {detail}")
 
     async def close(self) -> None:

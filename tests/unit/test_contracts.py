@@ -6,11 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from autogen_core.models import UserMessage
 
 from schola import plugins
+from schola.backends.base import ScholaClient
+from schola.backends.scripted import ScriptedClient
+from schola.errors import BackendError, NoLogprobs
 from schola.roles import ActRequest, Reply, Role, RoleConfig
 from schola.scorers import Score
+from schola.types import CallInfo
 from tests.conftest import read_jsonl
 
 ECHO = ["backend=scripted"]
@@ -166,3 +172,26 @@ def test_a_score_value_is_a_number() -> None:
         assert "number" in str(e)
     else:
         raise AssertionError("Score('C') was accepted")
+
+
+class Refusing(ScriptedClient):
+    """A backend with logprobs whose logprobs request fails with `error`."""
+
+    has_logprobs = True
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__({"kind": "scripted"})
+        self.error = error
+
+    async def _top_logprobs(self, messages: Any, sampling: Any, info: CallInfo) -> Any:
+        raise self.error
+
+
+async def test_a_server_without_logprobs_is_told_apart_by_type_not_by_words() -> None:
+    messages = [UserMessage(content="Yes or no?", source="user")]
+    ask = ScholaClient.option_probs  # the base class's: the scripted backend has its own
+    lacking = Refusing(NoLogprobs("http://x: HTTP 400: unsupported parameter"))
+    assert await ask(lacking, messages, ["yes", "no"], info=CallInfo()) is None and not lacking.has_logprobs
+    down = Refusing(BackendError("http://x: HTTP 404 (is the model 'logprobs-7b' served there?)"))
+    with pytest.raises(BackendError, match="404"):
+        await ask(down, messages, ["yes", "no"], info=CallInfo())
