@@ -21,6 +21,7 @@ from schola.scenarios.spp.data import SppData, load
 from schola.scenarios.spp.scoring import participants, task_score, unwrap
 
 from schola.scenario import Scenario
+from schola.scorers import Score
 
 Phase = Literal["writer", "spymaster", "guesser", "solver"]
 
@@ -51,12 +52,14 @@ def answer(reply: str, task: str, variant: str) -> dict[str, Any]:
     return unwrap(reply, task=task, variant=variant)
 
 
-def score(task: str, answers: list[dict[str, Any]], gold: Any) -> float:
+def score(task: str, answers: list[dict[str, Any]], gold: Any) -> Score:
     """Scorer `spp.score`: the task's metric on the last answer (the story, the guesses, the house); 0 when any
-    answer of the episode (for codenames: the hint or the guesses) could not be parsed."""
-    if not answers or not all(a["parsed"] for a in answers):
-        return 0.0
-    return task_score(task, str(answers[-1]["text"]), gold)
+    answer of the episode (for codenames: the hint or the guesses) could not be parsed, saying which."""
+    unparsed = [i for i, a in enumerate(answers) if not a["parsed"]]
+    if not answers or unparsed:
+        why = f"answer {unparsed[0] + 1} of {len(answers)} was not found in its reply" if answers else "no answer"
+        return Score(0.0, explanation=why)
+    return Score(task_score(task, str(answers[-1]["text"]), gold))
 
 
 def parsed(answers: list[dict[str, Any]]) -> float:

@@ -184,9 +184,10 @@ def test_metrics_by_hand() -> None:
 
 def test_an_unparsed_answer_scores_zero_and_counts_against_the_parse_rate() -> None:
     good, bad = {"text": "Canberra", "parsed": True}, {"text": "Canberra", "parsed": False}
-    assert score("trivia_creative_writing", [good], [["Canberra"], ["Mars"]]) == 0.5
-    assert score("trivia_creative_writing", [bad], [["Canberra"]]) == 0.0
-    assert score("codenames", [bad, {"text": "kiss", "parsed": True}], ["kiss"]) == 0.0  # the hint failed
+    assert score("trivia_creative_writing", [good], [["Canberra"], ["Mars"]]).value == 0.5
+    assert score("trivia_creative_writing", [bad], [["Canberra"]]).value == 0.0
+    failed = score("codenames", [bad, {"text": "kiss", "parsed": True}], ["kiss"])  # the hint failed
+    assert failed.value == 0.0 and failed.explanation == "answer 1 of 2 was not found in its reply"
     assert (parsed([good, good]), parsed([good, bad]), parsed([])) == (1.0, 0.0, 0.0)
 
 
