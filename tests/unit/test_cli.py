@@ -223,7 +223,7 @@ def test_api_keys_never_reach_the_run_directory_logs_or_output(cli: Any, tmp_pat
     monkeypatch.setenv("OPENAI_API_KEY", sentinel)
     code, out = cli(
         "run", "backend=litellm", f"backend.base_url=http://127.0.0.1:{free_port()}/v1",
-        "+backends.other={kind: autogen, config: {model: m, base_url: 'http://127.0.0.1:9/v1', api_key: '${oc.env:OPENAI_API_KEY}'}}",
+        "+backends.other={kind: autogen, api_key_env: OPENAI_API_KEY, config: {model: m, base_url: 'http://127.0.0.1:9/v1'}}",
         f"hydra.run.dir={tmp_path / 'r'}",
     )  # fmt: skip
     assert code == 3
