@@ -19,6 +19,8 @@ import os
 import random
 import re
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Literal
@@ -198,6 +200,16 @@ def read_document(path: Path, *, key: str = KEY) -> Any:
         return replace_surrogates(value) if "\\u" in text else value
     except RecursionError:
         raise ConfigError(f"{path}: values nested too deeply", key=key) from None
+
+
+@contextmanager
+def csv_errors(path: Path, *, key: str = KEY) -> Iterator[None]:
+    """Around a loader's own CSV reading: a `csv.Error` (a quote left open runs to the end of the file, past the
+    csv module's field limit) as a ConfigError naming the file."""
+    try:
+        yield
+    except csv.Error as e:
+        raise ConfigError(f"{path}: not readable as CSV ({e}); is a quote left open?", key=key) from None
 
 
 class DataFiles:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from schola.data import DataFiles
+from schola.data import DataFiles, csv_errors
 from schola.errors import ConfigError
 
 KEY = "scenario.data.path"
@@ -107,7 +107,9 @@ def _read(path: Path, *, label: str, features: str) -> tuple[np.ndarray, list[st
             ) from None
     if path.suffix.lower() != ".csv":
         raise ConfigError(f"{path}: expected a .csv or .npz file", key=KEY, file=str(path))
-    rows = list(csv.reader(io.StringIO(DataFiles().text(path), newline="")))
+    text = DataFiles().text(path)
+    with csv_errors(path):
+        rows = list(csv.reader(io.StringIO(text, newline="")))
     if not rows or label not in rows[0]:
         has = ", ".join(rows[0]) if rows else "nothing"
         raise ConfigError(

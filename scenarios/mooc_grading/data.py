@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schola.data import DataFiles
+from schola.data import DataFiles, csv_errors
 from schola.errors import ConfigError
 
 COURSES = Path(__file__).parent / "courses"
@@ -142,48 +142,60 @@ def load_csv(path: Path, *, max_points: float) -> list[dict[str, Any]]:
     text = DataFiles().text(path)
     if not text.strip():
         raise _error(path, f"empty file (expected a header row: {', '.join(REQUIRED)}, peer_grade_1, ...)")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h for h in reader.fieldnames or [] if h]
-    missing = [c for c in REQUIRED if c not in header]
-    if missing:
-        raise _error(path, f"row 1 (header): missing column(s) {', '.join(missing)}")
-    peers = sorted((c for c in header if _PEER.match(c)), key=lambda c: int(_PEER.match(c).group(1)))  # type: ignore[union-attr]
-    episodes: dict[tuple[str, str], dict[str, Any]] = {}
-    first_row: dict[tuple[str, str], int] = {}
-    for row_number, row in enumerate(reader, 2):
-        where = f"row {row_number} (line {reader.line_num})"
-        for col in ("course", "question", "student_answer"):
-            if not (row.get(col) or "").strip():
-                raise _error(path, f"{where}, column '{col}': empty")
-        scale = _grade(row.get("max_points") or str(max_points), scale=float("inf"), file=path,
-                       where=f"{where}, column 'max_points'", required=True)  # fmt: skip
-        assert scale is not None
-        key = (row["course"].strip(), row["question"].strip())
-        if key not in episodes:
-            first_row[key] = row_number
-            qid = f"q{sum(k[0] == key[0] for k in episodes) + 1}"
-            episodes[key] = {
-                "id": f"{key[0]}/{qid}", "course": key[0], "course_kind": "", "question_id": qid, "question": key[1],
-                "reference_answer": row["reference_answer"], "rubric": row["rubric"], "max_points": scale, "answers": [],
-            }  # fmt: skip
-        ep = episodes[key]
-        for col in ("reference_answer", "rubric", "max_points"):
-            value = scale if col == "max_points" else row[col]
-            if value != ep[col]:
-                raise _error(path, f"{where}, column '{col}': differs from row {first_row[key]} of the same question")
-        grade = _grade(
-            row["instructor_grade"], scale=scale, file=path, where=f"{where}, column 'instructor_grade'", required=True
-        )
-        peer_grades = [
-            g for c in peers
-            if (g := _grade(row.get(c), scale=scale, file=path, where=f"{where}, column '{c}'", required=False)) is not None
-        ]  # fmt: skip
-        student = (row.get("student") or "").strip() or f"row{row_number}"
-        if any(a["student"] == student for a in ep["answers"]):
-            raise _error(path, f"{where}, column 'student': '{student}' answers this question twice")
-        ep["answers"].append(
-            {"student": student, "answer": row["student_answer"], "instructor_grade": grade, "peer_grades": peer_grades}
-        )
+    with csv_errors(path):
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = [h for h in reader.fieldnames or [] if h]
+        missing = [c for c in REQUIRED if c not in header]
+        if missing:
+            raise _error(path, f"row 1 (header): missing column(s) {', '.join(missing)}")
+        peers = sorted((c for c in header if _PEER.match(c)), key=lambda c: int(_PEER.match(c).group(1)))  # type: ignore[union-attr]
+        episodes: dict[tuple[str, str], dict[str, Any]] = {}
+        first_row: dict[tuple[str, str], int] = {}
+        for row_number, row in enumerate(reader, 2):
+            where = f"row {row_number} (line {reader.line_num})"
+            for col in ("course", "question", "student_answer"):
+                if not (row.get(col) or "").strip():
+                    raise _error(path, f"{where}, column '{col}': empty")
+            scale = _grade(row.get("max_points") or str(max_points), scale=float("inf"), file=path,
+                           where=f"{where}, column 'max_points'", required=True)  # fmt: skip
+            assert scale is not None
+            key = (row["course"].strip(), row["question"].strip())
+            if key not in episodes:
+                first_row[key] = row_number
+                qid = f"q{sum(k[0] == key[0] for k in episodes) + 1}"
+                episodes[key] = {
+                    "id": f"{key[0]}/{qid}", "course": key[0], "course_kind": "", "question_id": qid, "question": key[1],
+                    "reference_answer": row["reference_answer"], "rubric": row["rubric"], "max_points": scale, "answers": [],
+                }  # fmt: skip
+            ep = episodes[key]
+            for col in ("reference_answer", "rubric", "max_points"):
+                value = scale if col == "max_points" else row[col]
+                if value != ep[col]:
+                    raise _error(
+                        path, f"{where}, column '{col}': differs from row {first_row[key]} of the same question"
+                    )
+            grade = _grade(
+                row["instructor_grade"],
+                scale=scale,
+                file=path,
+                where=f"{where}, column 'instructor_grade'",
+                required=True,
+            )
+            peer_grades = [
+                g for c in peers
+                if (g := _grade(row.get(c), scale=scale, file=path, where=f"{where}, column '{c}'", required=False)) is not None
+            ]  # fmt: skip
+            student = (row.get("student") or "").strip() or f"row{row_number}"
+            if any(a["student"] == student for a in ep["answers"]):
+                raise _error(path, f"{where}, column 'student': '{student}' answers this question twice")
+            ep["answers"].append(
+                {
+                    "student": student,
+                    "answer": row["student_answer"],
+                    "instructor_grade": grade,
+                    "peer_grades": peer_grades,
+                }
+            )
     if not episodes:
         raise _error(path, "no rows")
     return list(episodes.values())

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schola.data import DataFiles
+from schola.data import DataFiles, csv_errors
 from schola.errors import ConfigError
 
 HERE = Path(__file__).parent
@@ -213,32 +213,35 @@ def load_annotations(
     text = DataFiles().text(path)
     if not text.strip():
         raise _error(path, f"empty file (expected a header row: {', '.join(REQUIRED)}, annotator_H1_<category>, ...)")
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text.splitlines()[0]))
-    header = [h for h in (reader.fieldnames or []) if h is not None]
-    missing = [c for c in REQUIRED if c not in header] + (["datasplit"] if split and "datasplit" not in header else [])
-    columns = annotator_columns(header, known, file=path)
-    have = {(name, cat) for name, cat in columns.values()}
-    missing += [f"annotator_{h}_{c}" for h in humans for c in categories if (h, c) not in have]
-    if missing:
-        raise _error(path, f"row 1 (header): missing column(s) {', '.join(missing)}")
-    comments: dict[str, dict[str, Any]] = {}
-    for row_number, row in enumerate(reader, 2):
-        where = f"row {row_number} (line {reader.line_num})"
-        if split and (row.get("datasplit") or "").strip() != split:
-            continue
-        cid = _comment_id(row.get("comment_id"), file=path, where=f"{where}, column 'comment_id'")
-        recorded: dict[str, dict[str, int | None]] = {}
-        for column, (name, category) in columns.items():
-            label = _label(row.get(column), file=path, where=f"{where}, column '{column}'")
-            recorded.setdefault(category, {})[name] = label
-        base = {
-            "comment_id": cid, "comment": row.get("comment") or "", "video_id": (row.get("video_id") or "").strip(),
-            "video_name": row.get("video_name") or "", "playlist_name": row.get("playlist_name") or "",
-        }  # fmt: skip
-        if cid in comments:  # the authors' full file repeats some comments: one comment, its labels merged
-            _merge_repeat(comments[cid], base, recorded, file=path, where=where)
-        else:
-            comments[cid] = {"base": base, "recorded": recorded, "row": row_number}
+    with csv_errors(path):
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text.splitlines()[0]))
+        header = [h for h in (reader.fieldnames or []) if h is not None]
+        missing = [c for c in REQUIRED if c not in header] + (
+            ["datasplit"] if split and "datasplit" not in header else []
+        )
+        columns = annotator_columns(header, known, file=path)
+        have = {(name, cat) for name, cat in columns.values()}
+        missing += [f"annotator_{h}_{c}" for h in humans for c in categories if (h, c) not in have]
+        if missing:
+            raise _error(path, f"row 1 (header): missing column(s) {', '.join(missing)}")
+        comments: dict[str, dict[str, Any]] = {}
+        for row_number, row in enumerate(reader, 2):
+            where = f"row {row_number} (line {reader.line_num})"
+            if split and (row.get("datasplit") or "").strip() != split:
+                continue
+            cid = _comment_id(row.get("comment_id"), file=path, where=f"{where}, column 'comment_id'")
+            recorded: dict[str, dict[str, int | None]] = {}
+            for column, (name, category) in columns.items():
+                label = _label(row.get(column), file=path, where=f"{where}, column '{column}'")
+                recorded.setdefault(category, {})[name] = label
+            base = {
+                "comment_id": cid, "comment": row.get("comment") or "", "video_id": (row.get("video_id") or "").strip(),
+                "video_name": row.get("video_name") or "", "playlist_name": row.get("playlist_name") or "",
+            }  # fmt: skip
+            if cid in comments:  # the authors' full file repeats some comments: one comment, its labels merged
+                _merge_repeat(comments[cid], base, recorded, file=path, where=where)
+            else:
+                comments[cid] = {"base": base, "recorded": recorded, "row": row_number}
     if not comments:
         raise _error(path, "no rows" + (f" with datasplit '{split}'" if split else ""))
     return [

@@ -61,15 +61,10 @@ class Records:
         if rows is not None:
             return
         text = DataFiles().text(path, key=key)
-        if text.lstrip().startswith("["):
-            self._json_list(text)
-        else:
-            for line_no, line in enumerate(text.splitlines(), 1):
-                if line.strip():
-                    try:
-                        self.rows.append((line_no, json.loads(line)))
-                    except json.JSONDecodeError as e:
-                        raise self.error(line_no, f"invalid JSON ({e.msg}); expected one object per line") from None
+        try:
+            self._parse(text)
+        except RecursionError:
+            raise ConfigError(f"{path}: values nested too deeply", key=key) from None
         if not self.rows:
             raise ConfigError(f"{path}: no records (the file is empty)", key=key)
         if "\\u" in text:  # only an escape decodes to a surrogate
@@ -77,6 +72,17 @@ class Records:
         for line_no, row in self.rows:
             if not isinstance(row, dict):
                 raise self.error(line_no, f"expected a JSON object, got {type(row).__name__}")
+
+    def _parse(self, text: str) -> None:
+        if text.lstrip().startswith("["):
+            self._json_list(text)
+            return
+        for line_no, line in enumerate(text.split("\n"), 1):  # not splitlines(): JSON strings may hold U+2028
+            if line.strip():
+                try:
+                    self.rows.append((line_no, json.loads(line)))
+                except json.JSONDecodeError as e:
+                    raise self.error(line_no, f"invalid JSON ({e.msg}); expected one object per line") from None
 
     def _json_list(self, text: str) -> None:
         decoder, pos = json.JSONDecoder(), text.index("[") + 1

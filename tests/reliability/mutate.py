@@ -4,7 +4,9 @@ hypothesis can drive (and shrink) it through `st.randoms()`, and a plain seeded 
 Tree mutations edit the parsed YAML (delete a key, add an unknown one, put a value of another type, a huge
 number, unicode, an empty value, deep nesting, a cycle in the steps, a group's `role: []`); text mutations edit
 the file's bytes (package directives, non-UTF-8 bytes, a recursive alias, truncation, a NUL, a BOM); override
-mutations add `KEY=VALUE` arguments (types, missing and unknown keys, interpolation cycles, huge numbers)."""
+mutations add `KEY=VALUE` arguments (types, missing and unknown keys, interpolation cycles, huge numbers); data
+mutations edit the bytes of a data file a scenario reads (non-UTF-8 bytes, a lone surrogate escape, truncation, a
+NUL, a record of another type, deep nesting, a ragged CSV row, an unclosed quote, an emptied file)."""
 
 from __future__ import annotations
 
@@ -194,3 +196,37 @@ def mutant(text: str, rng: random.Random, *, mild: bool = False) -> tuple[bytes,
     text = dump(doc)
     data = mutate_text(text, rng) if rng.random() < 0.3 else text.encode("utf-8")
     return data, overrides(rng, rng.choice([0, 0, 1, 2, 3]))
+
+
+DATA_LINES = [
+    b"[1, 2]", b'"just text"', b"null", b"{}", b'{"id": 1, "id": 2}', b'{"question": "\\ud800", "x": "\\udc00"}',
+    b"{not json", b'a,b,"unclosed', b",,,,,,,,,,,,,,,,,,,,,,,,,,", b"\t\t\t", b"# comment", b"- a\n- b: [", b"*alias",
+    b'{"question": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+]  # fmt: skip
+
+
+def mutate_data(data: bytes, rng: random.Random) -> bytes:
+    """One edit of a data file's bytes (JSONL, JSON, CSV or YAML alike)."""
+    lines = data.split(b"\n")
+    kind = rng.choice(["bad_byte", "line", "line", "truncate", "nul", "bom", "crlf", "empty", "drop_line", "repeat"])
+    if kind == "bad_byte":
+        at = rng.randrange(len(data) + 1)
+        return data[:at] + rng.choice([b"\xff", b"\xe9", b"\xc3", b"\x80\x81", b"\xed\xa0\x80"]) + data[at:]
+    if kind == "line":  # a line of another shape, in place of one or added
+        at = rng.randrange(len(lines) + 1)
+        return b"\n".join([*lines[:at], rng.choice(DATA_LINES), *lines[at + rng.choice([0, 1]) :]])
+    if kind == "truncate":
+        return data[: rng.randrange(len(data) + 1)]
+    if kind == "nul":
+        at = rng.randrange(len(data) + 1)
+        return data[:at] + b"\x00" + data[at:]
+    if kind == "bom":
+        return b"\xef\xbb\xbf" + data
+    if kind == "crlf":
+        return data.replace(b"\n", b"\r\n")
+    if kind == "empty":
+        return rng.choice([b"", b"\n", b"   \n\n", lines[0] + b"\n"])  # nothing, or a header alone
+    if kind == "drop_line":
+        del lines[rng.randrange(len(lines))]
+        return b"\n".join(lines)
+    return data + data  # every record twice (duplicate ids)

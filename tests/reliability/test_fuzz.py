@@ -1,12 +1,13 @@
-"""Fuzzed scenario files and command lines through `schola check` (in-process): every case is a configuration error
-naming a file or key (exit 2) or passes validation (exit 0) — never a traceback, never exit 1. Valid mutants also
-run on the scripted backend without exit 1.
+"""Fuzzed scenario files, command lines and data files through `schola check` (in-process): every case is a
+configuration error naming a file or key (exit 2) or passes validation (exit 0) — never a traceback, never exit 1.
+Valid mutants also run on the scripted backend without exit 1.
 
 The mutants come from the bundled scenario YAMLs that `schola check` accepts when the tests start (others are
 being written while these run) and from the README's example; tests/reliability/mutate.py makes them."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from pathlib import Path
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import SCRIPTED
 from tests.reliability.conftest import TookTooLong, schola
-from tests.reliability.mutate import dump, get, mutant, parse, paths
+from tests.reliability.mutate import dump, get, mutant, mutate_data, parse, paths
 
 CASES = 1_000  # check cases in all: 700 mutants of every kind, 300 milder ones (they reach deeper, and cost more)
 SLOW_S = 10.0  # a single check taking longer is a failure too (an unbounded input)
@@ -136,3 +137,52 @@ def test_every_size_parameter_is_bounded(bases: dict[str, str], tmp_path: Path) 
             if problem(code, out):
                 unbounded[key] = out.strip()[-300:]
     assert not unbounded, "\n".join(f"{k}: {v}" for k, v in unbounded.items())
+
+
+SCENARIOS = Path(__file__).parents[2] / "scenarios"
+# scenario, its data file's suffix, the overrides naming the file `{f}`, the file's valid bytes
+DATA_BASES: list[tuple[str, str, list[str], bytes]] = [
+    ("comd", ".jsonl", ["scenario.data.path={f}"], (SCENARIOS / "comd" / "instructions.jsonl").read_bytes()),
+    ("tom_teaching", ".jsonl", ["scenario.data.path={f}", "scenario.data.train_path={f}"],
+     (SCENARIOS / "tom_teaching" / "bundled" / "yesno.jsonl").read_bytes()),
+    ("mooc_grading", ".yaml", ["scenario.data.courses=['{f}']"],
+     (SCENARIOS / "mooc_grading" / "courses" / "astronomy.yaml").read_bytes()),
+    ("mooc_grading", ".csv", ["scenario.data.path={f}"],
+     b"course,question,reference_answer,rubric,student_answer,instructor_grade,peer_grade_1,student\n"
+     b'astro,Why seasons?,Axial tilt.,"- (5 points) tilt\n- (5 points) light","The tilt, mostly.",8,7,ana\n'
+     b"astro,What is a light-year?,A distance.,- (10 points) distance,A time.,0,3,ana\n"),
+    ("sight", ".csv", ["scenario.data.path={f}", "scenario.params.categories=[general,gratitude]"],
+     b"comment,comment_id,video_name,playlist_name,annotator_H1_general,annotator_H1_gratitude,"
+     b"annotator_H2_general,annotator_H2_gratitude\n"
+     b'"Thanks, professor!",54.0,Lec 1,MIT 18.06,1.0,1.0,1.0,\n"muy bueno",7,Lec 3,MIT 18.01,,0.0,1.0,0.0\n'),
+    ("spp", ".jsonl", ["scenario.data.path={f}"],
+     json.dumps({"topic": "tea", "questions": ["Capital of Japan?"], "answers": [["Tokyo"]]}).encode() + b"\n"),
+    ("instruct_mtl", ".yaml", ["scenario.data.instructions={f}"],
+     (SCENARIOS / "instruct_mtl" / "instructions.yaml").read_bytes()),
+    ("curriculum", ".csv", ["scenario.data.path={f}"],
+     b"f1,f2,label\n" + b"".join(b"0.%d,0.%d,%s\n" % (i, i + 1, c) for i in range(5) for c in (b"a", b"b", b"c", b"d"))),
+    ("arte", ".json", ["scenario.data.paths=['{f}']"],
+     json.dumps({"examples": [{"input": f"{i} + 1 =", "target": str(i + 1)} for i in range(8)]}).encode()),
+]  # fmt: skip
+DATA_CASES = 200
+
+
+def test_mutated_data_files_check_cleanly(tmp_path: Path) -> None:
+    """Each scenario's data file, mutated (seeded), through `check`: exit 0 or 2 naming a file or key, in bounded
+    time and memory — the data-file gate and every loader's own checks, never a traceback."""
+    for seed in range(DATA_CASES):
+        rng = random.Random(f"fuzz-data/{seed}")
+        name, suffix, overrides, data = rng.choice(DATA_BASES)
+        path = tmp_path / f"data{seed}{suffix}"
+        path.write_bytes(mutate_data(data, rng))
+        args = [f"scenario={name}", *SCRIPTED, *(o.format(f=path) for o in overrides)]
+        try:
+            code, out, _ = schola("check", *args, limit_s=SLOW_S)
+        except (TookTooLong, MemoryError) as e:
+            pytest.fail(
+                f"check: {type(e).__name__} on a mutated {name} data file (seed {seed}):\n{path.read_bytes()[:3000]!r}"
+            )
+        bad = problem(code, out)
+        assert bad is None, (
+            f"{bad} from a mutated {name} data file (seed {seed}):\n{path.read_bytes()[:3000]!r}\n{out[-3000:]}"
+        )

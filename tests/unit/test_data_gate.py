@@ -138,6 +138,17 @@ def test_tom_teachings_own_json_reader_replaces_them_as_well(tmp_path: Path) -> 
     assert read_items(path, "yesno")[0]["question"] == "Is it \ufffd?"
 
 
+@pytest.mark.parametrize("name", ["deep.jsonl", "deep.json"])
+def test_values_nested_too_deeply_are_a_config_error_in_tom_teachings_reader_too(tmp_path: Path, name: str) -> None:
+    from schola.scenarios.tom_teaching.data import read_items
+
+    nested = "[" * 100_000 + "]" * 100_000
+    (tmp_path / name).write_text(f'{{"question": {nested}}}' if name.endswith("l") else f'[{{"question": {nested}}}]')
+    for read in (data.read_rows, lambda path: read_items(path, "yesno")):
+        with pytest.raises(ConfigError, match="nested too deeply"):
+            read(tmp_path / name)
+
+
 # ---- the gate's own checks ----------------------------------------------------------------------------------
 
 
