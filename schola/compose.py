@@ -72,10 +72,38 @@ def load_yaml(text: str, *, file: str) -> Any:
 
     if node is not None and size(node) > MAX_YAML_NODES:
         raise ConfigError(f"the YAML expands to more than {MAX_YAML_NODES:,} nodes (aliases?); refused", file=file)
+    for mapping in (n for n in _nodes(node) if isinstance(n, yaml.MappingNode)):
+        seen: dict[str, Any] = {}
+        for k, _ in mapping.value:
+            if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                if k.value in seen:  # YAML would keep the second silently
+                    first = seen[k.value].start_mark.line + 1
+                    raise ConfigError(
+                        f"'{k.value}' is set twice in one mapping, at lines {first} and {k.start_mark.line + 1}; "
+                        "the second would silently replace the first",
+                        file=file,
+                    )
+                seen[k.value] = k
     try:  # from the checked node: the text is parsed once
         return _Loader("").construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         raise ConfigError(f"malformed YAML: {e}", file=file) from None
+
+
+def _nodes(root: Any) -> list[Any]:
+    """Every node under `root`, each once (aliases followed once)."""
+    nodes: dict[int, Any] = {}
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if n is None or id(n) in nodes:
+            continue
+        nodes[id(n)] = n
+        if isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            stack.extend(c for pair in n.value for c in pair)
+    return list(nodes.values())
 
 
 def nesting(root: Any) -> int | None:
@@ -365,6 +393,8 @@ class Composition:
             text = str(e).strip().splitlines()[0][:300]
             found = next((v for k, v in interpolated(scenario, "scenario") if k == bad), None)
             raise ConfigError(f"cannot resolve: {text}", key=bad, file=where(found) if found else str(self.path)) from None
+        except RecursionError:  # an interpolation that leads back to itself, or a value nested hundreds deep
+            raise ConfigError("an interpolation refers to itself (or is nested too deeply)", file=str(self.path)) from None
         return dict(resolved["scenario"])
 
     @property

@@ -24,6 +24,12 @@ def secrets_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLAIN_VAR", SECRET)
 
 
+def with_description(value: str, extra: str = "") -> str:
+    """The README's scenario with its description set to `value` (and `extra` keys added)."""
+    return PEER_REVIEW.replace("description: two students answer, swap and critique; a teacher grades",
+                               f"description: {json.dumps(value)}", 1) + extra  # fmt: skip
+
+
 def everything_written(*folders: Path) -> str:
     return "".join(p.read_text(errors="replace") for f in folders if f.exists() for p in f.rglob("*") if p.is_file())
 
@@ -44,7 +50,7 @@ TRICKS = [
 
 @pytest.mark.parametrize(("params", "value"), TRICKS)
 def test_no_resolver_runs_on_a_scenario_file(cli: Any, tmp_path: Path, params: str, value: str) -> None:
-    text = PEER_REVIEW + params + f"description: {json.dumps(value)}\n"
+    text = with_description(value, params)
     path = tmp_path / "s.yaml"
     path.write_text(text)
     for command in ("check", "run"):
@@ -74,7 +80,7 @@ def test_a_prompt_with_a_resolver_is_refused_before_anything_is_sent(cli: Any, t
 )
 def test_an_escaped_interpolation_stays_literal_to_the_end(cli: Any, tmp_path: Path, value: str) -> None:
     path = tmp_path / "s.yaml"
-    path.write_text(PEER_REVIEW + f"description: {json.dumps(value)}\n")
+    path.write_text(with_description(value))
     run = tmp_path / "r"
     code, out = cli("run", str(path), *SCRIPTED, f"hydra.run.dir={run}")
     assert code == 0, out
@@ -96,7 +102,7 @@ def test_an_escaped_name_cannot_reach_hydras_run_directory(cli: Any, tmp_path: P
 
 def test_a_typo_in_an_interpolation_names_the_file_and_key(cli: Any, tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
-    path.write_text(PEER_REVIEW + "description: 'costs ${7*7}'\n")
+    path.write_text(with_description("costs ${7*7}"))
     code, out = cli("check", str(path), *SCRIPTED)
     assert code == 2 and str(path) in out and "scenario.description" in out and "command line" not in out, out
 
@@ -119,3 +125,13 @@ def test_the_transcript_masks_a_secret_a_model_echoes(cli: Any, tmp_path: Path) 
     assert code == 0, out
     written = everything_written(run)
     assert "the key is ***" in written and SECRET not in written
+
+
+def test_a_key_set_twice_in_a_scenario_file_names_both_lines(cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    text = PEER_REVIEW.replace("roles:\n", "roles:\n  alice: {role: teacher}\n", 1)
+    path.write_text(text)
+    first = text.splitlines().index("  alice: {role: teacher}") + 1
+    second = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("  alice:") and i != first)
+    code, out = cli("check", str(path), *SCRIPTED)
+    assert code == 2 and str(path) in out and f"'alice' is set twice in one mapping, at lines {first} and {second}" in out, out
