@@ -97,18 +97,19 @@ class RunSpec:
             elif key == "resume":
                 overrides.remove(o)
                 resume = str(parsed.value())
-        if resume is not None and chosen is not None and scenario == chosen:
-            scenario, overrides = None, [*overrides, f"scenario={chosen}"]  # `schola.resume` checks it is the same
-        spec = RunSpec(scenario, tuple(overrides), self.config_dirs, self.run_dir, resume, self.job)
-        if resume is not None:
-            given = [n for n, v in (("a scenario", scenario), ("config_dir", self.config_dirs),
-                                    ("run_dir", self.run_dir)) if v]  # fmt: skip
+        run_dir = self.run_dir
+        if resume is not None:  # what a resumed run would otherwise ignore must be what it uses, or left out
+            if chosen is not None and scenario == chosen:
+                scenario, overrides = None, [*overrides, f"scenario={chosen}"]  # `schola.resume` checks it is the same
+            if run_dir is not None and Path(run_dir).resolve() == Path(resume).resolve():
+                run_dir = None
+            given = [n for n, v in (("config_dir", self.config_dirs), ("run_dir", run_dir)) if v]
             if given:
                 raise ConfigError(
                     f"resume= continues {resume} from its saved config, in place: leave out {' and '.join(given)}",
                     key="resume",
                 )
-        return spec
+        return RunSpec(scenario, tuple(overrides), self.config_dirs, run_dir, resume, self.job)
 
     @property
     def scenario_file(self) -> str | None:
@@ -136,6 +137,13 @@ def plan_of(spec: RunSpec) -> tuple[Plan, str]:
 
     if spec.resume is not None:
         raw, files = saved_config(spec.resume, list(spec.overrides))
+        source = raw["scenario"].get("source")
+        if spec.scenario is not None and not (source and Path(spec.scenario).resolve() == Path(source).resolve()):
+            raise ConfigError(
+                f"resume= continues {spec.resume} with the scenario it was run with ({source or raw['scenario'].get('name')}); "
+                f"leave out {spec.scenario}, or start a new run for another scenario",
+                key="resume",
+            )
         return build_plan(raw, files), spec.resume
     composition = spec.composition()
     given = frozenset(o.key_or_group for o in parse_overrides(list(spec.overrides)))
