@@ -6,9 +6,17 @@ with every value-building operation bounded.
   formatter;
 - `*`, `+`, `%` and `**` are intercepted operators (so Jinja never folds `'A' * 4000000000` while compiling),
   and `range()`, string methods, filters that pad, repeat or join, format widths and the rendered text are
-  bounded by the limits below.
+  bounded by the limits below;
+- time is bounded too: every loop iteration, call, filter and operator is an operation, and a render (inside
+  `bounded()`) may take MAX_OPS of them and MAX_CPU_S of CPU time. Nested loops multiply (two `range(100000)`
+  loops are 10**10 iterations), and the event loop a run's episodes share must never be blocked for long: a
+  Ctrl-C is handled between two steps.
 
-`schola.templates` compiles, checks and renders on top of it; the scripted backend renders its rules here too.
+Patterns from a config (the `regex` scorer, the scripted backend's `match`) are untrusted too: `search` runs
+them with a time bound (the `regex` package's timeout), and `check_pattern` refuses nested quantifiers (`(a+)+`)
+before a run.
+
+`schola.templates` compiles, checks and renders on top of it; the scripted backend renders its rules there too.
 """
 
 from __future__ import annotations
@@ -18,10 +26,16 @@ import itertools
 import math
 import operator
 import re
+import threading
+import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from re import _constants as re_constants  # type: ignore[attr-defined]
+from re import _parser as re_parser  # type: ignore[attr-defined]
 from typing import Any
 
+import regex
 from jinja2 import (
     StrictUndefined,
     nodes,
@@ -35,6 +49,8 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 
+from schola.errors import ConfigError
+
 #: Items a `range()` may have (Jinja's sandbox limit).
 MAX_RANGE = sandbox.MAX_RANGE
 #: Characters or items any one value a template builds may have, the rendered text included.
@@ -44,6 +60,13 @@ MAX_LENGTH = 4_000_000
 MAX_DIGITS = 4300
 #: Largest `indent` of the `tojson` filter.
 MAX_INDENT = 16
+#: Operations (loop iterations, calls, filters, operators) one render may take: about half a second of pure
+#: looping, far more than a prompt needs.
+MAX_OPS = 1_000_000
+#: CPU seconds one render may take, whatever its operations cost (a filter over a 4 MB string is one of them).
+MAX_CPU_S = 1.0
+#: Seconds a pattern from a config may take on one text (a catastrophic one takes hours).
+REGEX_TIMEOUT_S = 1.0
 
 DENIED = {
     "self": "it reaches the template's internals",
@@ -82,6 +105,53 @@ def _digits(count: float, what: str) -> None:
             f"{what} would have about {count:,.0f} digits, over the limit of {MAX_DIGITS:,} "
             "(schola.sandbox.MAX_DIGITS)"
         )
+
+
+class _Budget(threading.local):
+    """What the render running on this thread may still spend (each thread renders its own templates)."""
+
+    def __init__(self) -> None:
+        self.left, self.deadline = MAX_OPS, math.inf
+
+
+_BUDGET = _Budget()
+
+
+@contextmanager
+def bounded() -> Iterator[None]:
+    """A render's budget: MAX_OPS operations and MAX_CPU_S seconds of CPU from now on this thread."""
+    b = _BUDGET
+    saved = b.left, b.deadline
+    b.left, b.deadline = MAX_OPS, time.thread_time() + MAX_CPU_S
+    try:
+        yield
+    finally:
+        b.left, b.deadline = saved
+
+
+def _spend(cost: int = 1) -> None:
+    """Charge an operation that may be costly (a call, a filter, an operator): the clock is read each time."""
+    b = _BUDGET
+    b.left -= cost
+    if b.left < 0:
+        raise SecurityError(
+            f"the template took over {MAX_OPS:,} operations (loop iterations, calls, filters), the sandbox's "
+            "limit (schola.sandbox.MAX_OPS); nested loops multiply"
+        )
+    if time.thread_time() > b.deadline:
+        raise SecurityError(
+            f"the template took over {MAX_CPU_S:g} s of CPU time, the sandbox's limit (schola.sandbox.MAX_CPU_S)"
+        )
+
+
+def counted(items: Iterable[Any]) -> Iterator[Any]:
+    """A `{% for %}` loop's items, each an operation (the clock is read every 1024: an iteration is cheap)."""
+    b = _BUDGET
+    for item in items:
+        b.left -= 1
+        if b.left & 1023 == 0 or b.left < 0:
+            _spend(0)
+        yield item
 
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
@@ -198,7 +268,15 @@ class _Formatter(SandboxedFormatter):
 
 
 class _CodeGenerator(CodeGenerator):
-    """Jinja's code generator, but `a ~ b` goes through the environment's `bounded_concat`."""
+    """Jinja's code generator, but `a ~ b` goes through the environment's `bounded_concat`, and a loop's items
+    through `counted`."""
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        if not getattr(node, "counted", False):  # a tree compiled twice is wrapped once
+            counted = nodes.EnvironmentAttribute("counted")
+            node.iter = nodes.Call(counted, [node.iter], [], None, None, lineno=node.lineno)
+            node.counted = True  # type: ignore[attr-defined]
+        super().visit_For(node, frame)
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.bounded_concat((")
@@ -211,13 +289,16 @@ class _CodeGenerator(CodeGenerator):
 class _Sandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"+", "*", "%", "**"})
     code_generator_class = _CodeGenerator
+    counted = staticmethod(counted)
 
     @staticmethod
     def bounded_concat(parts: tuple[Any, ...]) -> str:
+        _spend()
         _limit(sum(map(_text_size, parts)), "a ~ concatenation")
         return "".join(map(str, parts))
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _spend()
         return binop(operator, left, right)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -235,6 +316,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return lambda *args, **kwargs: vformat(text, args, kwargs)
 
     def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        _spend()  # macros included: a macro calling itself twice is exponential without a single loop
         if isinstance(obj, types.BuiltinMethodType) and isinstance(obj.__self__, str):
             args = _check_str_method(obj.__self__, obj.__name__, args)
         return super().call(context, obj, *args, **kwargs)
@@ -386,13 +468,15 @@ _TEXT_FILTERS = {
 }  # fmt: skip
 
 
-def _guard_filter(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The filter, refusing a container whose text would be over the limit."""
+def _guard_filter(function: Callable[..., Any], *, text: bool) -> Callable[..., Any]:
+    """The filter as an operation of the render's budget; a filter that makes text refuses a container whose
+    text would be over the limit."""
     at = 0 if getattr(function, "jinja_pass_arg", None) is None else 1
 
     @functools.wraps(function)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        if len(args) > at and isinstance(args[at], _CONTAINERS):
+        _spend()
+        if text and len(args) > at and isinstance(args[at], _CONTAINERS):
             _limit(_measure(args[at]), "a filter's value")
         return function(*args, **kwargs)
 
@@ -406,8 +490,78 @@ ENV = _Sandbox(
 ENV.globals.clear()
 ENV.globals.update(HELPERS)
 ENV.filters.update(FILTERS)
-ENV.filters.update({name: _guard_filter(ENV.filters[name]) for name in _TEXT_FILTERS})
+ENV.filters.update({name: _guard_filter(f, text=name in _TEXT_FILTERS) for name, f in ENV.filters.items()})
 BUILTIN_NAMES = set(ENV.globals)
 FLAT_GLOBALS = dict(ENV.globals)  # flat: Jinja's own per-render merge walks a ChainMap, which dominated hot loops
 
 
+# -- patterns from a config --------------------------------------------------------------------------------------
+_REPEATS = (re_constants.MAX_REPEAT, re_constants.MIN_REPEAT)  # possessive repeats never backtrack
+
+
+def _ambiguous(body: list[Any]) -> bool:
+    """True when a repeated body is only unbounded repeats and optional parts (`a+`, `\\w+\\s?`, `a+|b`): then
+    the outer repeat can split a run of text among its iterations in exponentially many ways."""
+    unbounded = False
+    for op, av in body:
+        if op is re_constants.SUBPATTERN:
+            if not _ambiguous(av[3]):
+                return False
+            unbounded = True
+        elif op is re_constants.BRANCH:
+            if not any(_ambiguous(alt) for alt in av[1]):
+                return False
+            unbounded = True
+        elif op in _REPEATS and av[1] == re_constants.MAXREPEAT:
+            unbounded = True
+        elif not (op in _REPEATS and av[0] == 0):
+            return False
+    return unbounded
+
+
+def _nested_quantifier(items: Any) -> bool:
+    for op, av in items:
+        if op in _REPEATS and av[1] == re_constants.MAXREPEAT and _ambiguous(av[2]):
+            return True
+        children = av[2] if op in _REPEATS or op is re_constants.POSSESSIVE_REPEAT else None
+        if op in (re_constants.SUBPATTERN, re_constants.ASSERT, re_constants.ASSERT_NOT):
+            children = av[-1]
+        elif op is re_constants.ATOMIC_GROUP:
+            children = av
+        elif op is re_constants.BRANCH:
+            children = [item for alt in av[1] for item in alt]
+        if children is not None and _nested_quantifier(children):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=1024)
+def pattern(source: str, flags: int = 0) -> Any:
+    """A regex from a config, compiled; ConfigError for an invalid one or one with a nested quantifier (`(a+)+`,
+    `(\\w+\\s?)*`), whose matching time doubles with each character of a text it does not match."""
+    try:
+        compiled = regex.compile(source, flags)
+    except (regex.error, TypeError, ValueError, OverflowError, RecursionError) as e:
+        raise ConfigError(f"invalid regex {source[:80]!r}: {e}") from None
+    try:
+        tree = re_parser.parse(source, flags)
+    except Exception:  # syntax only the regex package knows: its timeout still bounds it
+        return compiled
+    if _nested_quantifier(tree):
+        raise ConfigError(
+            f"regex {source[:80]!r} repeats a repetition (like (a+)+): on text it does not match it backtracks "
+            "for hours; repeat a single item, or make the inner repetition possessive (a++) or atomic ((?>a+))"
+        )
+    return compiled
+
+
+def search(source: str, text: str, flags: int = 0) -> Any:
+    """`regex.search` bounded in time: ConfigError when the pattern takes over REGEX_TIMEOUT_S on `text`."""
+    try:
+        return pattern(source, flags).search(text, timeout=REGEX_TIMEOUT_S)
+    except TimeoutError:
+        raise ConfigError(
+            f"regex {source[:80]!r} took over {REGEX_TIMEOUT_S:g} s on a text of {len(text):,} characters "
+            "(schola.sandbox.REGEX_TIMEOUT_S): it backtracks catastrophically; make the alternatives or repetitions "
+            "it repeats unable to match the same text"
+        ) from None

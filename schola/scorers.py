@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import numbers
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from schola import sandbox
 from schola.errors import ConfigError
 from schola.scenario import uses_roles
 
@@ -189,11 +191,24 @@ def contains(text: str | None, target: Any, *, ignore_case: bool = True, word: b
 
 
 def regex(text: str | None, *, pattern: str, group: int | None = None) -> Any:
-    """1.0/0.0 whether `pattern` matches; with `group`, the matched group's text (None when no match)."""
-    m = re.search(pattern, text or "", re.DOTALL)
+    """1.0/0.0 whether `pattern` matches; with `group`, the matched group's text (None when no match).
+
+    The pattern is a config's, run on a model's reply: its time is bounded (a catastrophic pattern is a
+    ConfigError after schola.sandbox.REGEX_TIMEOUT_S, not a blocked run), and `check` refuses one that repeats a
+    repetition (`(a+)+`)."""
+    m = sandbox.search(pattern, text or "", re.DOTALL)
     if group is None:
         return float(m is not None)
     return m.group(group) if m else None
+
+
+def _check_regex(params: Mapping[str, Any]) -> None:
+    """At `check`: the step's pattern compiles and has no nested quantifier."""
+    if isinstance(params.get("pattern"), str):
+        sandbox.pattern(params["pattern"], re.DOTALL)
+
+
+regex.__schola_check__ = _check_regex  # type: ignore[attr-defined]
 
 
 @uses_roles("judge")

@@ -9,6 +9,8 @@ The sandbox they run in is `schola.sandbox`. Here:
 - every operation that can build a large value is bounded: `*`, `+`, `%` and `**` (intercepted operators, so
   Jinja never folds `'A' * 4000000000` at compile time), `range()`, string methods and filters that pad, repeat
   or join, format widths, and the rendered text itself;
+- so is the time a render takes (the sandbox's operation budget); loops over constant ranges whose iterations
+  multiply past it are refused when the template is compiled;
 - any error while rendering or evaluating (`1/0`, a wrong type, an unknown name) is a ConfigError naming the
   key, never another exception.
 """
@@ -38,8 +40,10 @@ from schola.sandbox import (
     FLAT_GLOBALS,
     LOADERS,
     MAX_LENGTH,
+    MAX_OPS,
     OPS,
     binop,
+    bounded,
     bounded_range,
     finalize,
 )
@@ -84,6 +88,38 @@ def _vet(tree: nodes.Node, what: str) -> None:
             continue
         except Exception as e:  # whatever it raises, the expression always fails: say so now
             raise ConfigError(f"{what} fails whenever it runs: {_reason(e)}") from None
+    if (iterations := _loop_iterations(tree, 1, known)) > MAX_OPS:  # nested loops multiply: it would always fail
+        raise ConfigError(
+            f"{what}: its loops run {iterations:,} times, over the limit of {MAX_OPS:,} operations a template may "
+            "take (schola.sandbox.MAX_OPS)"
+        )
+
+
+def _loop_iterations(node: nodes.Node, times: int, known: dict[int, Any]) -> int:
+    """How many loop iterations `node` takes when it runs `times` times, counting only loops over constants
+    (`range(100000)`): what the render's operation budget will be charged at least."""
+    if not isinstance(node, nodes.For):
+        return sum(_loop_iterations(child, times, known) for child in node.iter_child_nodes())
+    inner = times * _constant_length(node.iter, known)
+    per_item = [*node.body, *([node.test] if node.test is not None else [])]
+    return (
+        inner
+        + _loop_iterations(node.iter, times, known)
+        + sum(_loop_iterations(part, inner, known) for part in per_item)
+        + sum(_loop_iterations(part, times, known) for part in node.else_)
+    )
+
+
+def _constant_length(node: nodes.Node, known: dict[int, Any]) -> int:
+    """How many items a loop over `node` has, where that is known before it runs (a constant range or list); 1
+    otherwise."""
+    try:
+        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name == "range":
+            return len(bounded_range(*(_constant(a, known) for a in node.args)))
+        value = _constant(node, known)
+    except Exception:  # not constant, or an error the check above reports
+        return 1
+    return max(len(value), 1) if isinstance(value, (str, list, tuple)) else 1
 
 
 def _constant(node: nodes.Node, known: dict[int, Any]) -> Any:
@@ -262,11 +298,12 @@ def render(source: str, context: Mapping[str, Any], *, key: str | None = None) -
                 return text
     try:
         pieces, size = [], 0
-        for piece in _run(template(source), context)[1]:
-            size += len(piece)
-            if size > MAX_LENGTH:
-                raise _too_long(size)
-            pieces.append(piece)
+        with bounded():
+            for piece in _run(template(source), context)[1]:
+                size += len(piece)
+                if size > MAX_LENGTH:
+                    raise _too_long(size)
+                pieces.append(piece)
         return "".join(pieces)
     except ConfigError as e:
         raise ConfigError(e.detail, key=key) from None
@@ -284,13 +321,14 @@ def evaluate(source: str, context: Mapping[str, Any], *, key: str | None = None)
         except KeyError:
             pass  # Jinja's rules decide
     try:
-        ctx, events = _run(expression(source), context)
-        for _ in events:
-            pass
-        value = ctx.vars["result"]
-        if isinstance(value, Undefined):
-            str(value)  # raises UndefinedError, which says what is missing
-        finalize(value)
+        with bounded():
+            ctx, events = _run(expression(source), context)
+            for _ in events:
+                pass
+            value = ctx.vars["result"]
+            if isinstance(value, Undefined):
+                str(value)  # raises UndefinedError, which says what is missing
+            finalize(value)
         return value
     except ConfigError as e:
         raise ConfigError(e.detail, key=key) from None

@@ -11,25 +11,31 @@ from pathlib import Path
 from typing import Any, Literal
 
 from autogen_core.models import LLMMessage
-from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from schola import sandbox, templates
 from schola.backends.base import BackendConfig, Completion, Concurrency, Retries, ScholaClient, TimeoutS, to_dicts
-from schola.errors import BackendError
-from schola.sandbox import ENV
+from schola.errors import ConfigError
 from schola.types import CallInfo
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-
-
-_ENV = ENV  # the same bounded sandbox as every prompt: a scenario's scripted rules are untrusted too
+#: The names a reply template sees.
+REPLY_NAMES = frozenset({"prompt", "system", "role", "sample", "seed", "match", "pick", "numbers"})
 
 
 def _template(source: str) -> str:
+    """A reply template, checked as a prompt is (the same sandbox: a scenario's scripted rules are untrusted too):
+    what `check` refuses in a prompt, or a name a reply does not see, is refused here, before the run."""
     try:
-        _ENV.parse(source)
-    except TemplateSyntaxError as e:
-        raise ValueError(f"invalid reply template {source[:60]!r}: {e.message}") from None
+        templates.check(source)
+        unknown = templates.variables(source) - REPLY_NAMES
+    except ConfigError as e:
+        raise ValueError(e.detail) from None
+    if unknown:
+        raise ValueError(
+            f"reply template {source[:60]!r} reads {', '.join(sorted(unknown))}; a reply sees "
+            f"{', '.join(sorted(REPLY_NAMES))}"
+        )
     return source
 
 
@@ -47,9 +53,9 @@ class Rule(BaseModel):
     @classmethod
     def _regex(cls, v: str) -> str:
         try:
-            re.compile(v)
-        except re.error as e:
-            raise ValueError(f"invalid regex {v!r}: {e}") from None
+            sandbox.pattern(v)
+        except ConfigError as e:
+            raise ValueError(e.detail) from None
         return v
 
     @field_validator("reply")
@@ -90,8 +96,8 @@ class ScriptedClient(ScholaClient):
 
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
-        self._rules = [(re.compile(r.match), r.role, _ENV.from_string(r.reply), r.probs) for r in self.config.rules]
-        self._default = _ENV.from_string(self.config.default)
+        self._where = "backend" if self.name == "default" else f"backends.{self.name}"
+        self._rules = [(r.match, r.role, r.reply, r.probs) for r in self.config.rules]
         self._constant = None if "{" in self.config.default else self.config.default
         self._replay: dict[str, str] = {}
         if self.config.transcript:
@@ -129,28 +135,37 @@ class ScriptedClient(ScholaClient):
 
         ctx = {"prompt": prompt, "system": system, "role": info.role, "sample": info.sample, "seed": info.seed}
         ctx |= {"pick": pick, "numbers": lambda s: [int(float(x)) for x in _NUMBER.findall(str(s))]}
-        for pattern, role, template, _ in self._rules:
+        for i, (pattern, role, reply, _) in enumerate(self._rules):
             if role not in (None, info.role):
                 continue
-            if (m := pattern.search(prompt)) is not None:
-                return self._render_safely(template, ctx, match=m)
+            if (m := self._search(i, pattern, prompt)) is not None:
+                return self._render_safely(reply, {**ctx, "match": m}, key=f"{self._where}.rules[{i}].reply")
         if self._constant is not None:
             return self._constant
-        return self._render_safely(self._default, ctx, match=None)
+        return self._render_safely(self.config.default, {**ctx, "match": None}, key=f"{self._where}.default")
 
-    def _render_safely(self, template: Any, ctx: dict[str, Any], *, match: Any) -> str:
+    def _search(self, i: int, pattern: str, prompt: str) -> Any:
         try:
-            return str(template.render(ctx, match=match))
-        except Exception as e:  # a rule's template failing on this prompt is the rule's fault: a config error
-            raise BackendError(f"scripted rule failed on this prompt: {type(e).__name__}: {e}") from None
+            return sandbox.search(pattern, prompt)
+        except ConfigError as e:  # a pattern too slow on this prompt: the rule's fault, not the backend's
+            raise ConfigError(e.detail, key=f"{self._where}.rules[{i}].match") from None
+
+    @staticmethod
+    def _render_safely(reply: str, ctx: dict[str, Any], *, key: str) -> str:
+        """A rule's template failing on this prompt is the rule's fault: a config error (a backend error would
+        end the run with a resume hint, and resuming the same rules cannot help)."""
+        try:
+            return templates.render(reply, ctx, key=key)
+        except ConfigError as e:
+            raise ConfigError(f"scripted rule failed on this prompt: {e.detail}", key=key) from None
 
     async def option_probs(
         self, messages: Sequence[LLMMessage], options: Sequence[str], *, info: CallInfo
     ) -> tuple[dict[str, float], str] | None:
         """The first matching rule's `probs`, normalised over the options (none: estimate from samples)."""
         prompt = next((m["content"] for m in reversed(to_dicts(messages)) if m["role"] == "user"), "")
-        for pattern, role, _, probs in self._rules:
-            if role in (None, info.role) and pattern.search(prompt) is not None:
+        for i, (pattern, role, _, probs) in enumerate(self._rules):
+            if role in (None, info.role) and self._search(i, pattern, prompt) is not None:
                 if probs is None:
                     return None
                 mass = {o: max(0.0, float(probs.get(o, 0.0))) for o in options}
