@@ -76,7 +76,11 @@ class Stub(asyncio.Protocol):
             else:
                 model = "stub"
                 want_logprobs = b'"logprobs"' in body and json.loads(body).get("logprobs")
-                payload, status, extra, delay = _completion(model, bool(want_logprobs)), 200, "", server.delay_s
+                payload, status, extra, delay = _completion(model, bool(want_logprobs)), 200, "", server.turn()
+        elif method == "GET" and path == "/props" and server.props:
+            payload, status, extra, delay = json.dumps({"total_slots": server.slots}).encode(), 200, "", 0.0
+        elif method == "GET" and path == "/openapi.json" and server.title:
+            payload, status, extra, delay = json.dumps({"info": {"title": server.title}}).encode(), 200, "", 0.0
         elif method == "GET" and (path.endswith("/models") or path == "/health"):
             payload, status, extra, delay = (
                 b'{"object": "list", "data": [{"id": "stub", "object": "model"}]}',
@@ -114,11 +118,30 @@ class Stub(asyncio.Protocol):
 
 class StubServer:
     def __init__(self, *, delay_ms: float = 50.0, status: int = 200, fail_first: int = 0,
-                 retry_after: float | None = None) -> None:  # fmt: skip
+                 retry_after: float | None = None, slots: int | None = None, props: bool = False,
+                 title: str | None = None) -> None:  # fmt: skip
+        """`slots`: requests answered at a time (the rest queue, FIFO, as llama.cpp's servers do; None: all at
+        once); `props`: say so in GET /props (`total_slots`, as llama-server does); `title`: GET /openapi.json's."""
         self.delay_s, self.status, self.fail_first, self.retry_after = delay_ms / 1000, status, fail_first, retry_after
         self.requests, self.last_body = 0, b""
+        self.slots, self.props, self.title = slots, props, title
+        self.free_at: list[float] = [0.0] * (slots or 0)  # when each slot is next free (loop time)
+        self.ends: list[float] = []  # when each chat completion held now is answered
+        self.most_in = 0  # the most chat completions the stub held at once (in service or queued), with `slots`
         self.server: asyncio.Server | None = None
         self.connections: set[Stub] = set()
+
+    def turn(self) -> float:
+        """The delay of a chat completion: with `slots`, its service starts when a slot frees."""
+        if not self.slots:
+            return self.delay_s
+        now = asyncio.get_running_loop().time()
+        self.ends = [t for t in self.ends if t > now]
+        slot = min(range(self.slots), key=self.free_at.__getitem__)
+        self.free_at[slot] = max(now, self.free_at[slot]) + self.delay_s
+        self.ends.append(self.free_at[slot])
+        self.most_in = max(self.most_in, len(self.ends))
+        return self.free_at[slot] - now
 
     async def start(self, port: int = 0) -> str:
         """Listen on 127.0.0.1:`port` (0: a free one); returns the base URL (`http://127.0.0.1:P/v1`)."""

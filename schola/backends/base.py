@@ -4,12 +4,13 @@ a concurrency limit, a per-request timeout and the ledger. A backend only implem
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import re
 import time
 from abc import abstractmethod
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -280,6 +281,20 @@ class Watchdog:
         finally:
             self.deadlines.pop(task, None)
 
+    @contextlib.asynccontextmanager
+    async def queued(self) -> AsyncIterator[None]:
+        """Time spent waiting for a turn (a slot on a server, a batch) is not the request's: the clock stops inside
+        and starts again, at the full timeout_s, when the request is served. Outside `run` it does nothing."""
+        task = asyncio.current_task()
+        stopped = self.deadlines.pop(task, None) if task is not None else None
+        try:
+            yield
+        finally:
+            if stopped is not None and task is not None:
+                self.deadlines[task] = asyncio.get_running_loop().time() + self.timeout_s
+                if self._task is None or self._task.done():
+                    self._task = asyncio.get_running_loop().create_task(self._watch())
+
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
         while self.deadlines:
@@ -408,6 +423,7 @@ class ScholaClient(ChatCompletionClient):
         self, fn: Any, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
     ) -> Completion:
         cfg = self.config
+        timed_out = False
         for attempt in range(cfg.max_retries + 1):
             try:
                 return await self._watchdog.run(fn(msgs, sampling, info))  # type: ignore[no-any-return]
@@ -415,6 +431,7 @@ class ScholaClient(ChatCompletionClient):
                 error, retry_after = e, e.retry_after
             except TimeoutError:
                 error, retry_after = TransientBackendError(f"no reply within timeout_s={cfg.timeout_s}"), None
+                timed_out = True
             except BackendError as e:  # permanent: 401, 404, a bad request; its type (NoLogprobs, ContextOverflow) kept
                 raise type(e)(f"backend '{self.name}': {redact(str(e), self.secrets)}") from None
             if attempt == cfg.max_retries:
@@ -423,7 +440,17 @@ class ScholaClient(ChatCompletionClient):
             # A server's Retry-After is honoured, capped so a hostile value cannot stall a run for hours.
             await asyncio.sleep(min(retry_after, MAX_RETRY_AFTER_S) if retry_after is not None else backoff)
         message = redact(str(error), self.secrets)
-        raise BackendError(f"backend '{self.name}': {message} (gave up after {cfg.max_retries + 1} attempts)")
+        advice = f"; {self.timeout_advice()}" if timed_out else ""
+        raise BackendError(f"backend '{self.name}': {message} (gave up after {cfg.max_retries + 1} attempts){advice}")
+
+    def timeout_advice(self) -> str:
+        """What to change when requests time out: the two settings (a resumed run may change both)."""
+        key = "backend" if self.name == "default" else f"backends.{self.name}"
+        return (
+            f"a slow model needs a longer {key}.timeout_s (now {self.config.timeout_s:g}), and a server that answers "
+            f"fewer requests at a time than are sent ({key}.max_concurrency={self.config.max_concurrency}) keeps "
+            f"the rest waiting: lower {key}.max_concurrency"
+        )
 
     def _account(self, role: str, done: Completion, latency: float, *, cached: bool) -> None:
         self._last = RequestUsage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens)

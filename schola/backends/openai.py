@@ -86,6 +86,7 @@ class Endpoint:
     served: int = 0
     failures: int = 0  # connection failures in a row
     dead_until: float = 0.0
+    slots: int | None = None  # requests the server answers at a time, where it says (None: not known)
 
 
 def proxy_for(url: str) -> str | None:
@@ -121,7 +122,7 @@ class Endpoints:
         ring = alive[start:] + alive[:start]  # ties go round, so equal endpoints share the load
         if self.balance == "round_robin":
             return ring[0]
-        return min(ring, key=lambda e: e.inflight)
+        return min(ring, key=lambda e: e.inflight / (e.slots or 1))
 
     def died(self, endpoint: Endpoint) -> None:
         if endpoint.dead_until > time.monotonic():  # requests sent before it was found dead: one outage
@@ -192,7 +193,8 @@ class OpenAIClient(ScholaClient):
 
     async def preflight(self) -> None:
         """Every endpoint answers `/models`; the ones that do not are taken out (and tried again later) as long
-        as one does. A refused key fails at once."""
+        as one does. A refused key fails at once. Then requests in flight are bounded by what the servers say they
+        answer at a time (`slots`)."""
         outcomes = await asyncio.gather(*(self._probe(e) for e in self.endpoints.all), return_exceptions=True)
         errors = [(e, o) for e, o in zip(self.endpoints.all, outcomes) if isinstance(o, BaseException)]
         for _, error in errors:
@@ -200,6 +202,49 @@ class OpenAIClient(ScholaClient):
                 raise error
         for endpoint, _ in errors:
             self.endpoints.died(endpoint)
+        self._fit_to_slots()
+
+    def _fit_to_slots(self) -> None:
+        """A request sent past a server's slots waits in the server's queue, on the request's own timeout: a serial
+        server given 64 requests times out all but the first few. Where every endpoint says how many it serves at
+        once, no more than that are sent; the rest wait here, off the clock."""
+        slots = [e.slots for e in self.endpoints.all]
+        if None in slots:
+            return
+        total = sum(s for s in slots if s is not None)
+        if total < self.config.max_concurrency:
+            key = "backend" if self.name == "default" else f"backends.{self.name}"
+            log.warning(
+                "%s answers %d request(s) at a time: %s.max_concurrency=%d lowered to %d (queued requests would "
+                "spend their timeout_s waiting)", ", ".join(redact(e.url, []) for e in self.endpoints.all), total,
+                key, self.config.max_concurrency, total,
+            )  # fmt: skip
+            self._sem = asyncio.Semaphore(total)
+
+    async def _slots(self, endpoint: Endpoint) -> int | None:
+        """How many requests the server at `endpoint` answers at once, where it says: llama.cpp's llama-server
+        gives `total_slots` in `/props` (its --parallel); llama-cpp-python's server (`python -m llama_cpp.server`,
+        its OpenAPI title "llama.cpp Python API") holds one lock around every request, so it answers one. None
+        for a server that says neither (vLLM, SGLang and OpenAI batch what they are sent)."""
+        root = endpoint.url.removesuffix("/v1")
+        for path in ("/props", "/openapi.json"):
+            try:
+                get = self.session().get(root + path, headers=endpoint.headers, proxy=endpoint.proxy,
+                                         timeout=aiohttp.ClientTimeout(total=5.0))  # fmt: skip
+                async with get as response:
+                    if response.status != 200:
+                        continue
+                    data = json.loads(await response.read())
+            except (TimeoutError, aiohttp.ClientError, ValueError):
+                continue
+            if not isinstance(data, dict):
+                continue
+            if path == "/props" and isinstance(data.get("total_slots"), int) and data["total_slots"] >= 1:
+                return int(data["total_slots"])
+            info = data.get("info")
+            if path == "/openapi.json" and isinstance(info, dict) and "llama.cpp Python API" in str(info.get("title")):
+                return 1
+        return None
 
     async def _probe(self, endpoint: Endpoint) -> None:
         """GET `/models` through the client's own session (what `http_preflight` does with httpx, without
@@ -221,6 +266,8 @@ class OpenAIClient(ScholaClient):
                 await asyncio.sleep(0.5 * 2**attempt)
         if status in (401, 403):
             raise BackendError(f"{endpoint.url} refused the API key (HTTP {status})")
+        if endpoint.url != OPENAI_URL:  # OpenAI's own says nothing of slots: not asked
+            endpoint.slots = await self._slots(endpoint)
 
     # -- requests ---------------------------------------------------------------------------------
     def _body(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> dict[str, Any]:

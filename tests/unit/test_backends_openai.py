@@ -144,6 +144,60 @@ async def test_max_concurrency_requests_are_kept_in_flight(stubs: Any) -> None:
     assert peak == 8 and client.inflight == 0
 
 
+# -- a server that answers fewer requests at a time than are sent (llama.cpp's) --------------------------
+SERIAL = {"model": "stub", "max_concurrency": 64, "timeout_s": 0.6, "max_retries": 0}
+
+
+@pytest.mark.parametrize(
+    "says", [{"props": True}, {"title": "\U0001f999 llama.cpp Python API"}], ids=["llama-server", "llama_cpp.server"]
+)
+async def test_a_serial_server_gets_one_request_at_a_time_and_no_request_times_out_in_its_queue(
+    says: dict[str, Any], stubs: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Eight requests to a server that answers one at a time in 0.2 s each: sent all at once, the last ones wait
+    1.4 s in the server's queue, past timeout_s=0.6 (it was exit 3). The server says so (llama-server's /props
+    total_slots; llama-cpp-python's server serves one by design), so one is sent at a time and each is timed
+    from when it is sent."""
+    url, server = await stubs(delay_ms=200, slots=1, **says)
+    client = OpenAIClient({**SERIAL, "base_url": url})
+    with caplog.at_level(logging.WARNING, logger="schola.backends"):
+        await client.preflight()
+    replies = await asyncio.gather(*(ask(client, sample=i) for i in range(8)))
+    await client.close()
+    assert [r.content for r in replies] == ["An answer."] * 8
+    assert server.most_in == 1 and server.requests == 8
+    assert "answers 1 request(s) at a time: backend.max_concurrency=64 lowered to 1" in caplog.text
+
+
+async def test_slots_bound_the_requests_in_flight_over_every_endpoint(stubs: Any) -> None:
+    (url_a, a), (url_b, b) = await stubs(delay_ms=50, slots=2, props=True), await stubs(delay_ms=50, slots=3, props=True)
+    client = OpenAIClient({**SERIAL, "base_url": url_a, "base_urls": [url_b]})
+    await client.preflight()
+    await asyncio.gather(*(ask(client, sample=i) for i in range(30)))
+    await client.close()
+    assert a.requests + b.requests == 30 and a.most_in <= 2 and b.most_in <= 3
+
+
+async def test_a_server_that_says_nothing_of_slots_keeps_max_concurrency(stubs: Any) -> None:
+    url, _ = await stubs(delay_ms=50)
+    client = OpenAIClient({**SERIAL, "base_url": url, "max_concurrency": 8})
+    await client.preflight()
+    assert client._sem._value == 8 and client.endpoints.all[0].slots is None
+    await client.close()
+
+
+async def test_a_timeout_names_timeout_s_and_max_concurrency(stubs: Any) -> None:
+    """A serial server that does not say so: the error says which two settings to change, not only resume."""
+    url, _ = await stubs(delay_ms=400, slots=1)
+    client = OpenAIClient({**SERIAL, "base_url": url})
+    await client.preflight()
+    with pytest.raises(BackendError) as e:
+        await asyncio.gather(*(ask(client, sample=i) for i in range(4)))
+    await client.close()
+    assert "timeout_s=0.6" in str(e.value) and "backend.timeout_s" in str(e.value)
+    assert "lower backend.max_concurrency" in str(e.value)
+
+
 async def test_retry_after_comes_from_the_response_headers(stubs: Any) -> None:
     url, server = await stubs(status=429, fail_first=1, retry_after=0.2)
     client = OpenAIClient({"model": "stub", "base_url": url, "max_retries": 0})
