@@ -68,12 +68,12 @@ class LocalExecutor:
         self.engine, self.concurrency = engine, concurrency
 
     async def run(self, todo: list[dict[str, Any]], *, graph: str | None, round: int, done: Done) -> None:
-        queue = list(reversed(todo))
+        queue = iter(todo)  # shared by the workers, never copied
 
         async def worker() -> None:
-            while queue:
+            for inputs in queue:
                 try:
-                    record, cause = await self.engine.run_episode(queue.pop(), graph=graph, round=round), None
+                    record, cause = await self.engine.run_episode(inputs, graph=graph, round=round), None
                 except EpisodeFailed as e:
                     record, cause = e.record, e.cause
                 done(record, cause)
@@ -265,7 +265,7 @@ class RayExecutor:
         self.keeper = None
         if any(v is not None for v in cfg.budget.model_dump().values()):
             self.keeper = ray.remote(BudgetKeeper).options(num_cpus=0).remote(cfg.budget.model_dump())
-        self.concurrency = cfg.run.concurrency or 8  # the plan has set it (null: from the backends' limits)
+        self.concurrency = plan.concurrency
         per_worker = math.ceil(self.concurrency / n)
         actor = ray.remote(EpisodeWorker).options(
             num_cpus=opts.cpus_per_worker, max_concurrency=per_worker + EXTRA_CALLS

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from schola.errors import ConfigError
 from schola.resume import bookkeeping, flatten
-from schola.store import read_json_file, read_jsonl, read_run_file, write_atomic
+from schola.store import iter_jsonl, read_json_file, read_run_file, write_atomic
 
 
 def fmt(v: Any) -> str:
@@ -73,12 +73,66 @@ def metrics_table(run_dir: Path) -> Table:
     return t
 
 
+def findings_of(run_dir: Path) -> list[dict[str, Any]]:
+    """The findings a run measured (metrics.json `findings`), each with its sentence (`line`)."""
+    found = read_run(run_dir).get("findings")
+    rows = [f for f in found if isinstance(f, dict) and "name" in f] if isinstance(found, list) else []
+    return [{**f, "line": finding_line(f)} for f in rows]
+
+
+def finding_line(f: dict[str, Any]) -> str:
+    """One finding in a sentence: the verdict, the measured effect with its interval and n, and, when
+    inconclusive, about how many episodes would decide it."""
+    verdict, n = f.get("verdict", "?"), f.get("n", 0)
+    if verdict == "unmeasured":
+        return f"{f['name']}: not measured — {f.get('reason') or 'no value'}"
+    effect = f"{f.get('effect')} = {_signed(f.get('value'))} [{_signed(f.get('ci_low'))}, {_signed(f.get('ci_high'))}]"
+    line = f"{f['name']}: {verdict} at n={n} ({effect}; the paper: {_paper(f)})"
+    if verdict == "inconclusive":
+        need = [f"about {f['n_needed']} episodes would decide an effect of this size"] if f.get("n_needed") else []
+        if f.get("n_needed_paper"):
+            need.append(f"about {f['n_needed_paper']} one of the paper's size")
+        line += "; " + ", ".join(need) if need else "; no spread or no effect observed: more episodes will tell"
+    return line
+
+
+def _paper(f: dict[str, Any]) -> str:
+    """The paper's effect: its size where it gives one, else its direction."""
+    return _signed(f["paper_effect"]) if isinstance(f.get("paper_effect"), int | float) else str(f.get("direction"))
+
+
+def _signed(v: Any) -> str:
+    return "-" if not isinstance(v, int | float) else f"{v:+.3f}"
+
+
+def findings_table(run_dir: Path) -> Table | None:
+    """The findings of one run as a rich table (None when its scenario declares none)."""
+    found = findings_of(run_dir)
+    if not found:
+        return None
+    methods = sorted({str(f.get("method")) for f in found if f.get("method")})
+    t = Table(title="findings", caption=escape("intervals: " + "; ".join(methods)) if methods else None)
+    for col in ("finding", "effect", "paper", "measured", "95% interval", "n", "verdict", "n to decide"):
+        t.add_column(col, justify="right" if col in ("measured", "n", "n to decide") else "left")
+    for f in found:
+        ci = f"[{_signed(f.get('ci_low'))}, {_signed(f.get('ci_high'))}]" if f.get("ci_low") is not None else "-"
+        t.add_row(
+            escape(str(f["name"])), escape(str(f.get("effect"))), escape(_paper(f)), _signed(f.get("value")), ci,
+            str(f.get("n", "")), escape(str(f.get("verdict"))), fmt(f.get("n_needed")),
+        )  # fmt: skip
+    return t
+
+
 def failed_text(run_dir: Path, most: int = 10) -> str:
     """The episodes that failed, each with its step and error (results.jsonl), the first `most` of them."""
-    failed = [r for r in read_jsonl(run_dir / "results.jsonl") if isinstance(r.get("error"), dict)]
-    lines = [f"failed: episode '{r.get('episode')}' at step '{r['error'].get('step')}': {r['error'].get('message')}"
-             for r in failed[:most]]  # fmt: skip
-    return "\n".join(lines + ([f"... and {len(failed) - most} more (results.jsonl)"] if len(failed) > most else []))
+    lines, count = [], 0
+    for r in iter_jsonl(run_dir / "results.jsonl"):  # one pass, keeping the first `most`
+        if isinstance(r.get("error"), dict):
+            count += 1
+            if count <= most:
+                lines.append(f"failed: episode '{r.get('episode')}' at step '{r['error'].get('step')}': "
+                             f"{r['error'].get('message')}")  # fmt: skip
+    return "\n".join(lines + ([f"... and {count - most} more (results.jsonl)"] if count > most else []))
 
 
 def find_runs(root: Path) -> list[Path]:

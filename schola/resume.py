@@ -8,6 +8,7 @@ limits the whole run across resumes), and only the keys below may change."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,8 @@ def saved_config(run_dir: str | Path, overrides: list[str]) -> tuple[dict[str, A
     saved = store.read_config()
     before = flatten(saved)
     changes = []
-    for key, value in _expand(overrides):
+    pairs = _expand(overrides)
+    for key, value in pairs:
         if key == "resume" or key.startswith("hydra."):
             continue
         if key in ("backend", "scenario") and isinstance(value, str):  # a group choice: the same one is fine
@@ -122,11 +124,15 @@ def saved_config(run_dir: str | Path, overrides: list[str]) -> tuple[dict[str, A
             raise ConfigError(f"bad override: {str(e).splitlines()[0]}", key=key, file="command line") from None
     raw: dict[str, Any] = OmegaConf.to_container(merged, resolve=False)  # type: ignore[assignment]
     raw["resume"] = str(directory)
+    if isinstance(raw.get("cache"), dict) and "cache.dir" not in dict(pairs):
+        # a folder of the machine that wrote the run (the directory may come from another one): a resume writes
+        # replies where its own user keeps them, never where a saved config points
+        raw["cache"]["dir"] = None
     source = raw["scenario"].get("source")
     return raw, Files.of_saved(str(store.config_path), source if source and Path(source).is_file() else None)
 
 
-def check_resume(saved: dict[str, Any], plan: Plan, finished: list[dict[str, Any]], *, run_dir: str) -> None:
+def check_resume(saved: dict[str, Any], plan: Plan, finished: Iterable[dict[str, Any]], *, run_dir: str) -> None:
     """A resumed run must be the same experiment: only free keys may change, and the finished episodes must
     have the inputs the data gives them now."""
     a, b = flatten(saved), flatten(plan.raw)

@@ -10,27 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from schola import plugins, templates
+from schola import findings, plugins, templates
 from schola.aio import run_sync
 from schola.engine import Episode, EpisodeEngine, EpisodeFailed
 from schola.errors import BackendError, BudgetExceeded, ConfigError, PluginError
 from schola.executors import Executor, LocalExecutor, RayExecutor
-from schola.metrics import MetricRow, mean_row, parse_metric_key
+from schola.metrics import MetricRow, StreamingMean, parse_metric_key
 from schola.plan import Plan, build_plan
 from schola.resume import check_resume, same_inputs
 from schola.roles import Reply
 from schola.schema import Files
 from schola.store import STAGE_EPISODE, RunStore, check_run_dir
 from schola.types import Budget, Ledger
+
+if TYPE_CHECKING:
+    import pandas
 
 log = logging.getLogger("schola")
 Progress = Callable[[int, int, Ledger], None]
@@ -39,20 +43,58 @@ EXPORT_FIELDS = {"sft": ({"messages"}, {"prompt", "completion"}), "dpo": ({"prom
 
 
 @dataclass
-class Outcome:
-    """How a run ended.
+class RunResult:
+    """How a run ended, as data: what `schola.run` returns and what the CLI prints and exits with (one type for
+    both, `schola.RunResult`).
 
-    Args:
-        status: finished | budget | backend_error | config_error | interrupted | error.
+    Attributes:
+        run_dir: the run directory.
+        status: as in status.json: finished, decided (run.until=decided stopped early), budget, backend_error,
+            config_error, interrupted or error.
         exit_code: the CLI's exit code for it (0, 4, 3, 2, 130, 1).
+        message: why it stopped, when it did.
+        metrics: the metric rows of metrics.json.
+        hint: how to continue it, when it can be.
     """
 
+    run_dir: Path
     status: str
     exit_code: int
-    run_dir: Path
-    metrics: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
+    metrics: list[MetricRow] = field(default_factory=list)
     hint: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def episodes(self) -> list[dict[str, Any]]:
+        """Every episode's results line (results.jsonl; a failed one has an `error`)."""
+        from schola.store import read_jsonl
+
+        return read_jsonl(self.run_dir / "results.jsonl")
+
+    def metric(self, name: str, **labels: Any) -> MetricRow | None:
+        """The row named `name` whose labels include `labels` (None when there is none)."""
+        for row in self.metrics:
+            if row.name == name and all(str(row.labels.get(k)) == str(v) for k, v in labels.items()):
+                return row
+        return None
+
+    def to_pandas(self) -> pandas.DataFrame:
+        """The metric rows as a DataFrame (one column per label); needs pandas."""
+        import pandas as pd
+
+        return pd.DataFrame([{"name": r.name, **r.labels, "value": r.value, "ci_low": r.ci_low,
+                              "ci_high": r.ci_high, "n": r.n} for r in self.metrics])  # fmt: skip
+
+    def episodes_frame(self) -> pandas.DataFrame:
+        """One row per episode: id, round, and every score; needs pandas."""
+        import pandas as pd
+
+        return pd.DataFrame([{"episode": e["episode"], "round": e.get("round", 0), **e.get("scores", {})}
+                             for e in self.episodes])  # fmt: skip
 
 
 class RunDriver:
@@ -70,10 +112,15 @@ class RunDriver:
         self.seed = plan.config.seed
         self.ledger = Ledger(budget=Budget(**plan.config.budget.model_dump()))
         self.engine = EpisodeEngine(plan, sink=store, ledger=self.ledger)
-        self.results: list[dict[str, Any]] = []  # finished episodes, in the order they were asked for
-        self.failed: list[dict[str, Any]] = []  # results lines of episodes that raised
-        self._finished: dict[str, dict[str, Any]] = {}
-        self._rank: dict[str, int] = {}  # the order episodes were asked for: stages see results in it
+        # A run is a stream: a finished episode is its results line, counted and summed here, then forgotten;
+        # stages read results.jsonl (ctx.results). Nothing here grows with the number of episodes but the ids
+        # of failed ones (at most run.max_failed of them).
+        self.finished_count = 0
+        self.failed: set[str] = set()  # ids of episodes that raised
+        self._scores: dict[tuple[str, int], StreamingMean] = {}  # per score key and round
+        self._asks: list[Sequence[dict[str, Any]]] = []  # the inputs of each run_episodes, in the order asked
+        self._asked = 0
+        self._unsorted = False  # results.jsonl has lines since it was last put in the order asked
         self._stage_rounds = 0
         self.total = 0
         self._wall_before = 0.0
@@ -88,7 +135,7 @@ class RunDriver:
             if cfg.run.executor == "ray":  # each finished episode comes back to finished()
                 self._executor = RayExecutor(self.plan, sink=self.store, ledger=self.ledger)
             else:
-                self._executor = LocalExecutor(self.engine, cfg.run.concurrency or 1)
+                self._executor = LocalExecutor(self.engine, self.plan.concurrency)
         return self._executor
 
     async def run_episodes(
@@ -103,52 +150,93 @@ class RunDriver:
         ids = [str(e.get("id", "")) for e in inputs]
         if "" in ids or len(set(ids)) != len(ids):
             raise ConfigError(f"run_episodes: every episode needs a unique id (got {ids[:5]}...)")
-        failed = {r["episode"] for r in self.failed}
+        asked = set(ids)
+        finished = {r["episode"]: r for r in self.stage.results if r["episode"] in asked}  # before: a resume
         todo = []
         for e, eid in zip(inputs, ids):
-            done = self._finished.get(eid)
-            if done is None and eid not in failed:
+            done = finished.get(eid)
+            if done is None and eid not in self.failed:
                 todo.append(e)
             elif done is not None and (not same_inputs(e, done["inputs"]) or done.get("round", 0) != round):
                 raise ConfigError(
                     f"episode id '{eid}' was already run with other inputs or in another round; "
                     "episode ids must be unique across the run (and a resumed run must start the same episodes)"
                 )
-        for eid in ids:
-            self._rank.setdefault(eid, len(self._rank))
+        self._ask(inputs)
         if todo:
-            await self.executor().run(todo, graph=graph, round=round, done=self.finished)
-        self._in_order()
-        return [self._finished[eid] for eid in ids if eid in self._finished]
+            await self._run(todo, graph=graph, round=round)
+            finished = {r["episode"]: r for r in self.stage.results if r["episode"] in asked}
+        return [finished[eid] for eid in ids if eid in finished]
 
-    def _in_order(self) -> None:
-        """Results in the order their episodes were asked for, not the order they finished in (which varies
-        with timing and across resumes): a stage's metrics, bootstrap CIs included, never depend on it."""
-        self.results.sort(key=lambda r: self._rank.get(r["episode"], len(self._rank)))
+    def _ask(self, inputs: Sequence[dict[str, Any]]) -> None:
+        self._asks.append(inputs)
+        self._asked += len(inputs)
+
+    async def _run(self, todo: list[dict[str, Any]], *, graph: str | None, round: int) -> None:
+        self._unsorted = True
+        await self.executor().run(todo, graph=graph, round=round, done=self.finished)
+
+    def in_order(self) -> None:
+        """results.jsonl in the order its episodes were asked for, not the order they finished in (which varies
+        with timing and across resumes): a stage's metrics, bootstrap CIs included, never depend on it. Sorted
+        on disk when a stage reads it after new episodes finished (`StageContext.results`)."""
+        if self._unsorted:
+            self._unsorted = False
+            self.store.sort_results(self._ranks)
+
+    def _ranks(self, hashes: Any) -> Any:
+        """Each episode's place in the order asked (`hash(id)`s in, numpy; one never asked goes last)."""
+        import numpy as np
+
+        asked = np.fromiter(
+            (hash(str(e["id"])) for inputs in self._asks for e in inputs), dtype=np.int64, count=self._asked
+        )
+        known, first = np.unique(asked, return_index=True)
+        if not len(known):
+            return np.zeros(len(hashes), dtype=np.int64)
+        at = np.searchsorted(known, hashes).clip(0, len(known) - 1)
+        return np.where(known[at] == hashes, first[at], len(asked))
 
     def finished(self, record: dict[str, Any], cause: BaseException | None = None) -> None:
-        """An episode ended: its results line, the run's results (or failures), the ledger file now and then,
-        progress. Raises EpisodeFailed once more episodes failed than run.max_failed allows."""
+        """An episode ended: its results line, the run's counts and score sums (or failures), the ledger file now
+        and then, progress. Raises EpisodeFailed once more episodes failed than run.max_failed allows."""
         self.store.result(record)
         if "error" in record:
-            self.failed.append(record)
+            self.failed.add(record["episode"])
         else:
             self._add(record)
         self.store.write_ledger(self.ledger_dict, wall_s=self.wall_s, every_s=LEDGER_EVERY_S)
         if self.progress:
-            done = len(self.results) + len(self.failed)
-            self.progress(done, max(self.total, done), self.ledger)
+            done = self.finished_count + len(self.failed)
+            self.report_progress(done)
         if "error" in record and len(self.failed) > self.failures_allowed():
             raise EpisodeFailed(record, cause)
+
+    def report_progress(self, done: int) -> None:
+        """Tell the progress callback how many episodes have ended. What it raises is its own bug, named as a
+        plugin's is: the run then stops as any run does (status.json written, the directory given back)."""
+        if self.progress is None:
+            return
+        try:
+            self.progress(done, max(self.total, done), self.ledger)
+        except Exception as e:
+            code = plugins.where(self.progress)
+            raise PluginError(f"the progress callback ({code}) raised {type(e).__name__}: {e}", plugin=code) from e
 
     def failures_allowed(self) -> int:
         """run.max_failed: a count, or a fraction of the episodes the run has asked for so far."""
         bound = self.plan.config.run.max_failed
-        return int(bound * len(self._rank)) if isinstance(bound, float) else bound
+        return int(bound * self._asked) if isinstance(bound, float) else bound
 
     def _add(self, record: dict[str, Any]) -> None:
-        self.results.append(record)
-        self._finished[record["episode"]] = record
+        """A finished episode into the counts and the score sums (then it is forgotten)."""
+        self.finished_count += 1
+        eid, rnd = record["episode"], record.get("round", 0)
+        for key, value in (record.get("scores") or {}).items():
+            acc = self._scores.get((key, rnd))
+            if acc is None:
+                acc = self._scores[(key, rnd)] = StreamingMean()
+            acc.add(value, eid)
 
     # -- the run -------------------------------------------------------------------------------------
     @property
@@ -158,35 +246,36 @@ class RunDriver:
     def ledger_dict(self) -> dict[str, Any]:
         return self.ledger.to_dict()
 
-    async def execute(self) -> Outcome:
+    async def execute(self) -> RunResult:
         cfg = self.plan.config
         self._start = time.perf_counter()
         status, code, message, hint = "finished", 0, "", ""
         episodes = self.plan.selected
+        todo = episodes
         if cfg.resume:
-            for r in self.store.prepare_resume():
-                self._add(r)
+            kept = self.store.prepare_resume(self._add)  # one pass: counts and sums, no record held
+            todo = [e for e in episodes if str(e["id"]) not in kept]
+            self._unsorted = bool(kept)
+            del kept
             saved = self.store.read_json("ledger.json") or {}
             self.ledger.seed(saved)
             self._wall_before = float(saved.get("wall_s", 0.0))
-        todo = [e for e in episodes if str(e["id"]) not in self._finished]
-        for e in episodes:
-            self._rank.setdefault(str(e["id"]), len(self._rank))
+        self._ask(episodes)
         self.total = len(episodes)
-        if self._finished:
-            log.info("resuming %s: %d episodes already finished", self.store.dir, len(self._finished))
+        if self.finished_count:
+            log.info("resuming %s: %d episodes already finished", self.store.dir, self.finished_count)
         self.store.open()
-        if self.progress:
-            self.progress(len(self.results), self.total, self.ledger)
         rows: list[MetricRow] = []
         signals = self._on_signals()
         try:
+            self.report_progress(self.finished_count)
             if exhausted := self.ledger.exhausted():
                 key = exhausted.split("=")[0]
                 raise BudgetExceeded(f"{exhausted}: raise {key} to continue", key=key)
             await self.engine.preflight()
-            await self.run_episodes(todo, round=0)
+            decided = await self.run_first_episodes(todo)
             rows = await self.stages()
+            status = "decided" if decided else status
         except EpisodeFailed as e:
             status, code, message = ("config_error", 2, str(e)) if e.config_error else ("error", 1, str(e))
             if self.debug and e.cause is not None:
@@ -223,34 +312,64 @@ class RunDriver:
             hint = f"resume retries the failed episodes: schola run resume={self.store.dir}"
             message = message or f"{len(self.failed)} episodes failed (run.max_failed allows {self.failures_allowed()})"
         try:
-            if status != "finished" and self.results:
+            if status not in ("finished", "decided") and self.finished_count:
                 rows = await self.partial_rows()
         finally:
             self.store.close()
             await self.close()
         metrics = [r.to_dict() for r in rows]
         self.store.write_ledger(self.ledger_dict, wall_s=round(self.wall_s, 3))
-        self._write_metrics(metrics, status)
+        self._write_metrics(metrics, status, measured=self.findings(rows))
         self.store.write_status(status=status, exit_code=code, message=message, hint=hint)
         signals.close()
-        return Outcome(status=status, exit_code=code, run_dir=self.store.dir, metrics=metrics, message=message, hint=hint)
+        return RunResult(self.store.dir, status, code, message=message, metrics=rows, hint=hint)
 
     def _on_signals(self) -> _Signals:
         """Ctrl-C and SIGTERM stop the run (main thread only)."""
         return _Signals(asyncio.current_task())
 
-    def _write_metrics(self, metrics: list[dict[str, Any]], status: str) -> None:
+    async def run_first_episodes(self, todo: list[dict[str, Any]]) -> bool:
+        """The run's episodes: all at once, or with run.until=decided in batches of run.concurrency until every
+        finding is decided (a resumed run first tests what it has: the sequence goes on, it does not restart).
+        True when every finding was decided."""
+        declared = self.plan.config.scenario.findings
+        if self.plan.config.run.until != "decided":
+            if todo:
+                await self._run(todo, graph=None, round=0)
+            return False
+        batch = max(1, self.plan.config.run.concurrency or 1)
+        while not (decided := all(findings.decided(declared, self.stage.results).values())) and todo:
+            await self._run(todo[:batch], graph=None, round=0)
+            todo = todo[batch:]
+        return decided
+
+    def findings(self, rows: list[MetricRow]) -> list[dict[str, Any]] | None:
+        """The scenario's findings measured over this run (metrics.json `findings`); never changes its outcome."""
+        declared = self.plan.config.scenario.findings
+        if not declared:
+            return None
+        try:
+            sequential = self.plan.config.run.until == "decided"
+            return findings.measure_all(declared, self.stage.results, rows, seed=self.seed, sequential=sequential)
+        except Exception as e:  # a finding that cannot be measured is reported; the run's results stand
+            log.warning("findings not measured: %s", e)
+            return None
+
+    def _write_metrics(
+        self, metrics: list[dict[str, Any]], status: str, *, measured: list[dict[str, Any]] | None = None
+    ) -> None:
         """metrics.json: what the run measured, the same bytes for the same run (timings live in ledger.json)."""
         usage = self.ledger.to_dict(timing=False)
         self.store.write_metrics(
             self.plan.config.scenario.name,
             metrics,
             status=status,
-            episodes={"finished": len(self.results), "failed": len(self.failed),
-                      "total": max(self.total, len(self.results) + len(self.failed))},
+            episodes={"finished": self.finished_count, "failed": len(self.failed),
+                      "total": max(self.total, self.finished_count + len(self.failed))},
             usage=usage,
             exports=self.stage.exports,
             **({"caption": self.plan.config.scenario.caption} if self.plan.config.scenario.caption else {}),
+            **({"findings": measured} if measured is not None else {}),
         )
 
     async def partial_rows(self) -> list[MetricRow]:
@@ -269,24 +388,23 @@ class RunDriver:
             return kept
 
     def episode_rows(self) -> list[MetricRow]:
-        """A row per score key (mean, CI, n), per round where the run has several."""
-        rounds = sorted({r.get("round", 0) for r in self.results})
-        keys = sorted({k for r in self.results for k in r["scores"]})
+        """A row per score key (mean, CI, n), per round where the run has several: from the sums kept as episodes
+        finished (`StreamingMean`: the same rows whatever order they finished in)."""
+        rounds = sorted({rnd for _, rnd in self._scores})
         rows = []
-        for key in keys:
+        for key in sorted({k for k, _ in self._scores}):
             name, labels = parse_metric_key(key)
             for rnd in rounds:
-                values = [r["scores"].get(key) for r in self.results if r.get("round", 0) == rnd]
-                if len(rounds) > 1 and all(v is None for v in values):
+                acc = self._scores.get((key, rnd))
+                if acc is None or (len(rounds) > 1 and not acc.n):
                     continue
                 extra = {"round": rnd} if len(rounds) > 1 else {}
-                rows.append(mean_row(name, values, seed=self.seed, **labels, **extra))
+                rows.append(acc.row(name, seed=self.seed, **labels, **extra))
         return rows
 
     async def stages(self) -> list[MetricRow]:
         """The run-level stages, then a row per episode score over every episode (rounds included). Rows are
         written to metrics.json as each stage ends (status "stages"), so a failing stage keeps the others'."""
-        self._in_order()
         rows: list[MetricRow] = []
         for st in self.plan.config.scenario.stages:
             fn = self.plan.find_stage(st.fn)
@@ -313,7 +431,7 @@ class StageContext:
 
     def __init__(self, driver: RunDriver) -> None:
         self._driver = driver
-        self.results = driver.results  # the driver's own list: it grows as episodes finish
+        self.results = Results(driver)  # read from results.jsonl as it grows
         self.params = driver.plan.params
         self.seed = driver.plan.config.seed
         self.scenario = driver.plan.config.scenario
@@ -363,6 +481,39 @@ class StageContext:
         return path
 
 
+class Results(Sequence[dict[str, Any]]):
+    """The run's finished episodes for its stages (`ctx.results`): read from results.jsonl at each pass, in the
+    order they were asked for, never held. Indexing `ctx.results[i]` reads up to item i; `list(ctx.results)` is
+    the way to hold them when a stage needs them all at once."""
+
+    def __init__(self, driver: RunDriver) -> None:
+        self._driver = driver
+
+    def __len__(self) -> int:
+        return self._driver.finished_count
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self._driver.in_order()
+        for r in self._driver.store.results(once=False):
+            if "error" not in r:
+                yield r
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(i, slice):
+            return list(self)[i]
+        n = len(self)
+        at = i + n if i < 0 else i
+        if not 0 <= at < n:
+            raise IndexError(f"results index {i} out of range ({n} episodes)")
+        return next(itertools.islice(iter(self), at, None))
+
+
 def stage_labels(fn: Any, args: dict[str, Any], context: Mapping[str, Any]) -> dict[str, str]:
     """`labels:` on a stage that takes none: popped from its arguments, rendered (values may be templates such
     as "{{ scenario.variant }}") and added to every row it returns, so a sweep's rows say which arm they are."""
@@ -385,7 +536,7 @@ def prepare(raw: dict[str, Any], run_dir: str | Path, files: Files, *, plan: Pla
     directory = check_run_dir(run_dir)
     store = RunStore(directory)
     if plan.config.resume:
-        check_resume(store.read_config(), plan, store.results(), run_dir=str(store.dir))
+        check_resume(store.read_config(), plan, store.results(), run_dir=str(store.dir))  # one pass, as read
     elif store.has_run():
         raise ConfigError(f"{store.dir} already holds a run; continue it with resume={store.dir}", key="hydra.run.dir")
     store.write_config(raw)
@@ -435,13 +586,13 @@ class _Signals:
         self.installed = {}
 
 
-async def arun_plan(plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False) -> Outcome:
+async def arun_plan(plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False) -> RunResult:
     return await RunDriver(plan, store, progress=progress, debug=debug).execute()
 
 
-def run_plan(plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False) -> Outcome:
+def run_plan(plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False) -> RunResult:
     """Run a plan to completion from synchronous code (in a fresh loop; on a worker thread inside a running one)."""
     try:
         return run_sync(lambda: arun_plan(plan, store, progress=progress, debug=debug))
     except KeyboardInterrupt:
-        return Outcome(status="interrupted", exit_code=130, run_dir=store.dir, message="interrupted")
+        return RunResult(store.dir, "interrupted", 130, message="interrupted")

@@ -20,7 +20,8 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -45,20 +46,22 @@ LOCK = ".lock"
 _NO_LINK = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
-def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write a file whole or not at all (a crash never leaves half a file), never through a link.
+def write_atomic(path: Path, data: str | bytes | Iterable[str | bytes]) -> Path:
+    """Write a file whole or not at all (a crash never leaves half a file), never through a link. `data` may be
+    an iterable of text chunks (the lines of a run's results, written as they are read, never held whole).
 
     The bytes go to a new file beside `path` under a random name, created exclusively and without following a link
     (a prepared `report.html.tmp -> ~/.bashrc` is never written through), which then replaces `path` itself (a link
     at `path` is replaced, not followed). Text is UTF-8, a lone surrogate written as its escape (LONE_SURROGATES).
     A path that cannot be written is a ConfigError naming it."""
-    raw = data.encode("utf-8", LONE_SURROGATES) if isinstance(data, str) else data
+    chunks: Iterable[str | bytes] = [data] if isinstance(data, str | bytes) else data
     tmp = path.with_name(f".{path.name}.{os.urandom(6).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
         try:
             with open(fd, "wb") as f:
-                f.write(raw)
+                for chunk in chunks:
+                    f.write(chunk.encode("utf-8", LONE_SURROGATES) if isinstance(chunk, str) else chunk)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -199,7 +202,7 @@ class RunStore:
             self._lock.close()
             self._lock = None
 
-    def write_file(self, name: str, data: str | bytes) -> Path:
+    def write_file(self, name: str, data: str | bytes | Iterable[str | bytes]) -> Path:
         """Write the run's file `name` (a plain file name) whole (`write_atomic`), as the run's writer."""
         if not name or name in (".", "..", LOCK) or "/" in name or "\0" in name:
             raise ConfigError(f"{name!r} is not a file name for the run directory")
@@ -271,30 +274,77 @@ class RunStore:
         self._results.write(self._masked(dumps(record)) + "\n")
         self._results.flush()
 
-    def results(self) -> list[dict[str, Any]]:
-        """Finished episodes, each once (a duplicated line counts once; damaged lines are dropped)."""
+    def results(self, *, once: bool = True) -> Iterator[dict[str, Any]]:
+        """Finished (and failed) episodes as they are read, each once (a duplicated line counts once; damaged
+        lines are dropped): one pass, holding the ids seen (`once=False`: not even those, for the file of a run
+        this store is writing, which has each episode once), never the records."""
         seen: set[str] = set()
-        out = []
-        for r in read_jsonl(self.dir / "results.jsonl"):
+        for r in iter_jsonl(self.dir / "results.jsonl"):
             eid = r.get("episode")
             if isinstance(eid, str) and isinstance(r.get("inputs"), dict) and eid not in seen:
-                seen.add(eid)
-                out.append(r)
-        return out
+                if once:
+                    seen.add(eid)
+                yield r
 
-    def prepare_resume(self) -> list[dict[str, Any]]:
-        """Keep finished episodes; drop transcript lines of the others (and any torn or damaged line)."""
+    def prepare_resume(self, keep: Callable[[dict[str, Any]], None] | None = None) -> set[str]:
+        """Keep finished episodes, handing each to `keep` (the driver's counts and sums) in the one pass that
+        rewrites results.jsonl; drop transcript lines of the others (and any torn or damaged line). Returns the
+        ids kept; no record is held."""
         self.lock()  # before reading: what is kept is what no other writer is appending to
-        done = [r for r in self.results() if "error" not in r]  # a failed episode runs again, like an unfinished one
-        self.write_jsonl("results.jsonl", done)
-        keep = {r["episode"] for r in done}  # stages run again on resume and log their calls again
-        lines = [r for r in read_jsonl(self.dir / "transcript.jsonl") if r.get("episode") in keep]
-        self.write_jsonl("transcript.jsonl", lines)
-        return done
+        kept: set[str] = set()
 
-    def write_jsonl(self, name: str, records: list[dict[str, Any]]) -> Path:
-        """Write `name` as JSON lines, whole (a crash never leaves half a file)."""
-        return self.write_file(name, "".join(dumps(r) + "\n" for r in records))
+        def done() -> Iterator[dict[str, Any]]:
+            for r in self.results():
+                if "error" not in r:  # a failed episode runs again, like an unfinished one
+                    kept.add(r["episode"])
+                    if keep is not None:
+                        keep(r)
+                    yield r
+
+        self.write_jsonl("results.jsonl", done())
+        # stages run again on resume and log their calls again
+        lines = (r for r in iter_jsonl(self.dir / "transcript.jsonl") if r.get("episode") in kept)
+        self.write_jsonl("transcript.jsonl", lines)
+        return kept
+
+    def sort_results(self, rank: Callable[[Any], Any]) -> None:
+        """Rewrite results.jsonl with its lines in the order `rank` gives (stable), so readers see the episodes in
+        the order they were asked for whatever order they finished in. `rank` maps a numpy array of the lines'
+        episode ids, as `hash(id)`, to their ranks. One pass reads where each line starts and its id's hash,
+        one writes the lines in order (read back by offset): 8 bytes a line each, never a record. A file already
+        in order is left as it is."""
+        import numpy as np
+
+        path = self.dir / "results.jsonl"
+        f = open_run_file(path)
+        if f is None:
+            return
+        with f:
+            hashes, starts = array("q"), array("q")
+            for start, r in jsonl_records(f):
+                hashes.append(hash(str(r.get("episode"))))
+                starts.append(start)
+            order = np.argsort(rank(np.frombuffer(hashes, dtype=np.int64)), kind="stable")
+            del hashes
+            if np.array_equal(order, np.arange(len(order))):
+                return
+
+            def lines() -> Iterator[bytes]:
+                for i in order:
+                    f.seek(starts[i])
+                    yield f.readline(MAX_LINE_BYTES + 1)
+
+            appending = self._results is not None
+            if self._results is not None:  # the append handle would go on writing to the replaced file
+                self._results.close()
+                self._results = None
+            self.write_file(path.name, lines())
+            if appending:
+                self._results = self._append(path.name)
+
+    def write_jsonl(self, name: str, records: Iterable[dict[str, Any]]) -> Path:
+        """Write `name` as JSON lines, whole (a crash never leaves half a file), each line as it comes."""
+        return self.write_file(name, (dumps(r) + "\n" for r in records))
 
     def write_json(self, name: str, payload: dict[str, Any]) -> None:
         """Write `name` atomically (a crash never leaves half a file), keys sorted."""
@@ -360,10 +410,16 @@ def jsonl_records(f: BinaryIO) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The objects of a run directory's JSONL file (`open_run_file`; none when it is absent), damaged lines
-    dropped (`jsonl_records`)."""
+    """The objects of a run directory's JSONL file as a list (`iter_jsonl`)."""
+    return list(iter_jsonl(path))
+
+
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The objects of a run directory's JSONL file as they are read (`open_run_file`; none when it is absent),
+    damaged lines dropped (`jsonl_records`)."""
     f = open_run_file(path)
     if f is None:
-        return []
+        return
     with f:
-        return [record for _, record in jsonl_records(f)]
+        for _, record in jsonl_records(f):
+            yield record

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from schola.errors import ConfigError
-from schola.report import find_runs, plot, read_run, sweep_rows, wall_s
+from schola.report import find_runs, findings_of, plot, read_run, sweep_rows, wall_s
 from schola.secrets import env_secrets, redact, redact_config
 from schola.store import LONE_SURROGATES, STAGE_EPISODE, RunStore, jsonl_records, open_run_file, read_run_file
 from schola.view.layout import node_stats, scenario_graphs
@@ -129,20 +129,25 @@ def episodes(run_dir: Path, transcript: Transcript, secrets: list[str]) -> dict[
             return transcript.lines(eid)
 
     by_episode: dict[str, list[dict[str, Any]]] = _Lazy()
-    results = RunStore(run_dir).results()
-    finished = {r["episode"] for r in results}
-    records = [(r, "failed" if "error" in r else "finished") for r in results] + [
-        ({"episode": e, "round": transcript.lines(e)[0].get("round")}, "stage" if e == STAGE_EPISODE else "unfinished")
-        for e in transcript.offsets if e not in finished
-    ]  # fmt: skip
+    finished: set[str] = set()
+
+    def records() -> Iterator[tuple[dict[str, Any], str]]:  # read as the blocks are made, not held
+        for r in RunStore(run_dir).results():
+            finished.add(r["episode"])
+            yield r, "failed" if "error" in r else "finished"
+        for e in transcript.offsets:
+            if e not in finished:
+                status = "stage" if e == STAGE_EPISODE else "unfinished"
+                yield {"episode": e, "round": transcript.lines(e)[0].get("round")}, status
+
     index: list[dict[str, Any]] = []
     chunks: list[str] = []
     chunk: dict[str, Any] = {}
     score_keys: dict[str, None] = {}
-    for i, (r, status) in enumerate(records):
+    for r, status in records():
         eid = str(r["episode"])
         steps = by_episode[eid]
-        scores = r.get("scores") if isinstance(r.get("scores"), dict) else {}
+        scores: dict[str, Any] = r["scores"] if isinstance(r.get("scores"), dict) else {}
         score_keys.update(dict.fromkeys(scores))
         tokens = int(sum(number(s.get("prompt_tokens")) + number(s.get("completion_tokens")) for s in steps))
         latency = sum(number(s.get("latency_s")) for s in steps)
@@ -154,9 +159,11 @@ def episodes(run_dir: Path, transcript: Transcript, secrets: list[str]) -> dict[
              "steps": [{k: v for k, v in s.items() if k not in ("episode", "round")} for s in steps]},
             secrets,
         )  # fmt: skip
-        if len(chunk) == CHUNK or i == len(records) - 1:
+        if len(chunk) == CHUNK:
             chunks.append(packed(chunk))
             chunk = {}
+    if chunk:
+        chunks.append(packed(chunk))
     columns = score_columns(list(score_keys))
     if len(columns) < len(score_keys):
         for row in index:
@@ -227,6 +234,7 @@ def run_payload(run_dir: Path, *, name: str = ".") -> dict[str, Any]:
         "wall_s": wall_s(run_dir),
         "metrics": metrics["metrics"],
         "caption": str(metrics.get("caption") or ""),
+        "findings": [f["line"] for f in findings_of(run_dir)],
         "usage": metrics.get("usage") or {},
         "exports": metrics.get("exports") or [],
         "config_yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True) if config else "",

@@ -33,8 +33,9 @@ def test_resume_drops_unfinished_episodes_and_a_torn_last_line(tmp_path: Path) -
     store.close()
     with open(tmp_path / "results.jsonl", "a") as f:
         f.write('{"episode": "b", "sco')  # a crash mid-write
-    done = RunStore(tmp_path).prepare_resume()
-    assert [r["episode"] for r in done] == ["a"]
+    kept: list[dict[str, object]] = []
+    done = RunStore(tmp_path).prepare_resume(kept.append)
+    assert done == {"a"} and [r["episode"] for r in kept] == ["a"]
     lines = [json.loads(x) for x in (tmp_path / "transcript.jsonl").read_text().splitlines()]
     assert lines == [{"episode": "a", "text": "1"}]
 
