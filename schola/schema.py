@@ -11,6 +11,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schola.errors import ConfigError
+from schola.findings import FindingConfig
 from schola.graph import Node
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
@@ -43,6 +44,9 @@ class RunConfig(Strict):
     # would quietly measure another data set; the user decides to go on without them.
     max_failed: int | float = Field(
         0, ge=0, description="episodes that may fail (a count, or a fraction below 1 of the run's episodes) before the run stops"
+    )
+    until: Literal["all", "decided"] = Field(
+        "all", description="all: every episode; decided: stop once every finding is decided (schola/findings.py)"
     )
 
     @field_validator("max_failed")
@@ -108,6 +112,9 @@ class ScenarioConfig(Strict):
     )
     scripted: list[dict[str, Any]] = Field(
         default_factory=list, description="rules the scripted backend uses for this scenario (its tests)"
+    )
+    findings: list[FindingConfig] = Field(
+        default_factory=list, description="the paper's claims, measured with a verdict at the end of a run"
     )
 
 

@@ -94,7 +94,8 @@ def select_stage(ctx: Any, *, rules: list[Rule] = ["MAJ", "MAX", "SUM", "AVG"]) 
         choices.append({"episode": r["episode"], "gold": gold, **picked})
     for rule in rules:
         hits = [float(same_answer(c[rule], c["gold"])) for c in choices]
-        rows.append(mean_row("accuracy", hits, seed=ctx.seed, rule=rule))
+        rows.append(row := mean_row("accuracy", hits, seed=ctx.seed, rule=rule))
+        row.items = {c["episode"]: h for c, h in zip(choices, hits)}  # findings pair rules by teaching problem
     parsed = [a is not None for r in episodes for a in r["outputs"]["answers"]]
     rows.append(mean_row("answer_parse_rate", parsed, seed=ctx.seed, role="teacher"))
     exam = [s for r in episodes for c in r["outputs"]["exam_correct"] for s in c]

@@ -163,6 +163,7 @@
         fmt(total.tokens || 0), " tokens · $", (total.cost_usd || 0).toFixed(4), " · ", fmt(run.wall_s), " s"),
       el("h2", {}, "Metrics"), run.metrics.length ? metricTable(run.metrics) : el("p", { class: "muted" }, "no metrics"),
       run.caption ? el("p", { class: "muted", id: "metrics-caption" }, run.caption) : null,
+      (run.findings || []).length ? [el("h2", {}, "Findings"), el("ul", { id: "findings" }, run.findings.map((f) => el("li", {}, f)))] : null,
       el("h2", {}, "Usage by role"), usageTable(run),
       run.plots.length ? [el("h2", {}, "Plots"), run.plots.map((p) => el("figure", {},
         p.uri ? image(p.uri, p.name) : el("p", { class: "muted" }, p.note), el("figcaption", { class: "muted" }, p.name)))] : null,

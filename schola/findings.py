@@ -1,0 +1,480 @@
+"""Findings: a paper's claim declared in a scenario, measured at the end of a run with a 95% interval and a
+verdict, and, for `run.until=decided`, the anytime-valid test that stops a run as soon as every claim is decided.
+
+    findings:
+      - name: lbt_beats_majority
+        claim: Selecting rationales by their LbT score beats self-consistency (majority vote).
+        source: Ning et al. 2024, Table 2
+        effect: accuracy{rule=SUM} - accuracy{rule=MAJ}     # a contrast of two rows, or one row (a correlation)
+        direction: positive                                 # the paper's sign of the effect
+        paper_effect: 0.05                                  # the paper's size, where it gives one
+
+How an effect is measured (the `method` of its result says which applied):
+- both rows are episode scores (results.jsonl `scores`, or a stage row that keeps its per-episode values):
+  the mean paired difference over the episodes that have both, with a 95% percentile bootstrap over episodes
+  (`schola.metrics.bootstrap_ci`); rows with no episode in common: a two-sample bootstrap;
+- one row that is itself an effect (a correlation, a stage's paired difference): its value and its own interval;
+- two rows with no per-episode values: the difference of their values, the interval from the two rows'
+  intervals taken as independent (normal approximation; conservative for a paired design).
+
+Verdict: supported (the interval excludes 0 in the paper's direction), contradicted (excludes 0 the other way),
+inconclusive (it holds 0; then `n_needed`: the n that decides an effect of the observed size at 80% power, by the
+normal approximation n = ((z_.975 + z_.8)·sd / effect)², sd the per-episode SD of the difference), or
+unmeasured (the run has no such row, and `reason` says why).
+
+`run.until=decided` tests each finding sequentially with Waudby-Smith & Ramdas' hedged betting confidence
+sequence for a bounded mean ("Estimating means of bounded random variables by betting", JRSS-B 2024, Theorem 3
+with the predictable plug-in bets of their eq. 26): valid at every episode at once, so looking after every batch
+keeps its 5% error rate. The `confseq` package (Howard et al.) was measured first: an alpha-stage C++ source
+build with pandas, matplotlib and pytest as install requirements and no betting CS, so the CS lives here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from schola.errors import ConfigError
+from schola.metrics import MetricRow, bootstrap_ci, parse_metric_key
+
+if TYPE_CHECKING:  # numpy is imported where a number is computed: `schola check` must not pay for it
+    import numpy as np
+
+ALPHA = 0.05
+Z_975, Z_80 = 1.959963984540054, 0.8416212335729143
+Verdict = Literal["supported", "contradicted", "inconclusive", "unmeasured"]
+# Rows the generic stages (schola/stats.py) return, by stage: names known before a run, for `check`.
+STAGE_ROWS = {
+    "agreement": ("cohen_kappa", "krippendorff_alpha", "percent_agreement"),
+    "error": ("mae", "rmse", "within_tolerance"),
+    "correlation": ("pearson_r", "pearson_p_value", "spearman_rho", "spearman_p_value"),
+    "compare": ("mae_difference", "mae_difference_p_value"),
+    "paired_difference": ("difference", "difference_p_value"),
+}
+
+
+class FindingConfig(BaseModel):
+    """One claim of a paper, as a scenario declares it (`scenario.findings[i]`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    claim: str = Field(min_length=1, max_length=1000, description="the paper's sentence")
+    source: str = Field("", max_length=300, description="where the paper says it (section, table)")
+    effect: str = Field(description="`row - row` (a contrast, paired by episode) or one row that is an effect")
+    direction: Literal["positive", "negative"] = Field("positive", description="the sign the paper reports")
+    paper_effect: float | None = Field(None, description="the paper's effect size, in the effect's units")
+    bounds: tuple[float, float] = Field((0.0, 1.0), description="the range of one episode's value (until=decided)")
+
+    @field_validator("effect")
+    @classmethod
+    def _parses(cls, v: str) -> str:
+        terms(v)
+        return v
+
+    @field_validator("bounds")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not v[0] < v[1]:
+            raise ValueError("expected [low, high] with low < high")
+        return v
+
+
+Term = tuple[str, dict[str, str]]
+
+
+def terms(effect: str) -> list[Term]:
+    """`accuracy{rule=SUM} - accuracy{rule=MAJ}` -> two (name, labels); one row -> one. A ' - ' inside braces
+    belongs to a label value."""
+    parts, depth, start = [], 0, 0
+    for i, c in enumerate(effect):
+        depth += {"{": 1, "}": -1}.get(c, 0)
+        if depth == 0 and effect.startswith(" - ", i):
+            parts.append(effect[start:i])
+            start = i + 3
+    parts.append(effect[start:])
+    if len(parts) > 2 or any(not p.strip() for p in parts):
+        raise ValueError(f"expected 'row' or 'row - row' (a row is name{{label=value,...}}), got {effect!r}")
+    try:
+        found = [parse_metric_key(p.strip()) for p in parts]
+    except ValueError as e:
+        raise ValueError(str(e)) from None
+    for name, _ in found:
+        if not name or any(c in name for c in " {}=,"):
+            raise ValueError(f"{name!r} is not a metric name (in {effect!r})")
+    return found
+
+
+# ---- check: the rows a finding names must be rows the scenario makes ----
+
+
+def known_rows(score_names: Iterable[str], stages: Sequence[Mapping[str, Any]]) -> tuple[set[str], bool]:
+    """Metric names a run of this scenario makes, known before it runs: the episode scores, and what the generic
+    stages return (`name.` prefixed where a stage names its rows); and whether a plugin stage may make more."""
+    names = set(score_names)
+    open_ended = False
+    for stage in stages:
+        fn = str(stage.get("fn", ""))
+        if fn not in STAGE_ROWS:
+            open_ended = True
+            continue
+        prefix = stage.get("name") or (stage.get("metric") if fn == "paired_difference" else None)
+        names |= {f"{prefix}.{s}" if prefix else s for s in STAGE_ROWS[fn]}
+    return names, open_ended
+
+
+def check(
+    findings: Sequence[FindingConfig],
+    *,
+    score_names: Iterable[str],
+    stages: Sequence[Mapping[str, Any]],
+    until: str,
+    file: str,
+) -> None:
+    """Every row a finding names is a metric this scenario makes (a plugin stage's rows are only known when it
+    runs: a name none of the rest makes is then taken on trust and checked at the end of the run); with
+    run.until=decided every finding reads episode scores, which exist after each batch."""
+    scores = set(score_names)
+    names, open_ended = known_rows(scores, stages)
+    seen: set[str] = set()
+    for i, f in enumerate(findings):
+        key = f"scenario.findings[{i}]"
+        if f.name in seen:
+            raise ConfigError(
+                f"finding '{f.name}' is declared twice; names must be unique", key=f"{key}.name", file=file
+            )
+        seen.add(f.name)
+        for name, _ in terms(f.effect):
+            if name not in names and not open_ended:
+                from schola.schema import difflib_near
+
+                near = difflib_near(name, names)
+                known = ", ".join(sorted(names)) or "none"
+                hint = f"did you mean {near}? " if near else ""
+                raise ConfigError(
+                    f"no metric '{name}' in this scenario; {hint}its metrics: {known}", key=f"{key}.effect", file=file
+                )
+            if until == "decided" and name not in scores:
+                raise ConfigError(
+                    f"run.until=decided tests findings after each batch of episodes, so '{name}' must be an episode "
+                    f"score (a score step's output); episode scores here: {', '.join(sorted(scores)) or 'none'}",
+                    key=f"{key}.effect",
+                    file=file,
+                )
+    if until == "decided" and not findings:
+        raise ConfigError("run.until=decided needs the scenario to declare findings", key="run.until", file=file)
+
+
+def check_plan(plan: Any) -> None:
+    """`check` for a plan (schola.plan.Plan): its findings against its graphs' recorded scores and its stages."""
+    graphs = [g for g in [plan.graph, *plan.graphs.values()] if g is not None]
+    scores = {n.output for g in graphs for n in g.walk() if getattr(n, "kind", "") == "score" and n.record}
+    sc = plan.config.scenario
+    stages = [{"fn": st.fn, **(st.model_extra or {})} for st in sc.stages]
+    check(sc.findings, score_names=scores, stages=stages, until=plan.config.run.until, file=plan.files.scenario)
+
+
+# ---- measure: a finding over a finished run ----
+
+
+@dataclass
+class Measured:
+    """One line of the findings table (metrics.json `findings`)."""
+
+    name: str
+    claim: str
+    source: str
+    effect: str
+    direction: str
+    paper_effect: float | None
+    value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = 0
+    verdict: Verdict = "unmeasured"
+    method: str = ""
+    sd: float | None = None
+    n_needed: int | None = None
+    n_needed_paper: int | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def episode_values(results: Sequence[Mapping[str, Any]], term: Term) -> dict[str, float]:
+    """Each finished episode's value of a row (the mean where several of its scores match: other labels, such as
+    a student per score); `round` matches the episode's round."""
+    import numpy as np
+
+    name, want = term
+    values: dict[str, float] = {}
+    for record in results:
+        if "error" in record:
+            continue
+        if "round" in want and str(record.get("round", 0)) != want["round"]:
+            continue
+        found = []
+        for key, value in (record.get("scores") or {}).items():
+            metric, labels = parse_metric_key(key)
+            number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            if number and metric == name and all(str(labels.get(k)) == v for k, v in want.items() if k != "round"):
+                found.append(float(value))
+        if found:
+            values[str(record["episode"])] = float(np.mean(found))
+    return values
+
+
+def find_row(rows: Sequence[MetricRow], term: Term) -> MetricRow | str:
+    """The row a term names: its name and labels, the fewest other labels (the pooled row before its groups);
+    else why there is none."""
+    name, want = term
+    matches = [r for r in rows if r.name == name and all(str(r.labels.get(k)) == v for k, v in want.items())]
+    if not matches:
+        return f"no row {name}{_labels(want)} in this run"
+    fewest = min(len(r.labels) for r in matches)
+    best = [r for r in matches if len(r.labels) == fewest]
+    if len(best) > 1:
+        shown = "; ".join(_labels(r.labels) for r in best[:4])
+        return f"{name}{_labels(want)} names {len(best)} rows ({shown}): give more labels"
+    return best[0]
+
+
+def measure(
+    finding: FindingConfig,
+    results: Sequence[Mapping[str, Any]],
+    rows: Sequence[MetricRow],
+    *,
+    seed: int = 0,
+    sequential: bool = False,
+) -> Measured:
+    """The effect a run measured for one finding, with its interval, n and verdict (see the module's docstring).
+    `sequential`: the interval is the confidence sequence's (a run that stopped when it was decided)."""
+    out = Measured(finding.name, finding.claim, finding.source, finding.effect, finding.direction, finding.paper_effect)
+    parts = terms(finding.effect)
+    per_episode = [_episode_values(results, rows, t) for t in parts]
+    if all(per_episode):
+        _from_episodes(out, finding, per_episode, seed=seed, sequential=sequential)
+    else:
+        _from_rows(out, parts, rows)
+    if out.value is None or out.ci_low is None or out.ci_high is None:
+        out.verdict = "unmeasured"
+        out.reason = out.reason or "the effect or its interval is undefined here (too few episodes?)"
+        return out
+    sign = 1 if finding.direction == "positive" else -1
+    if out.ci_low > 0 or out.ci_high < 0:
+        out.verdict = "supported" if (out.ci_low > 0) == (sign > 0) else "contradicted"
+    else:
+        out.verdict = "inconclusive"
+        out.n_needed = n_for_power(out.sd, out.value)
+        out.n_needed_paper = n_for_power(out.sd, finding.paper_effect)
+    return out
+
+
+def measure_all(
+    findings: Sequence[FindingConfig],
+    results: Sequence[Mapping[str, Any]],
+    rows: Sequence[MetricRow],
+    *,
+    seed: int = 0,
+    sequential: bool = False,
+) -> list[dict[str, Any]]:
+    return [measure(f, results, rows, seed=seed, sequential=sequential).to_dict() for f in findings]
+
+
+def n_for_power(sd: float | None, effect: float | None, power_z: float = Z_80) -> int | None:
+    """Episodes that decide `effect` at 80% power with a two-sided 5% test: ((z_.975 + z_.8)·sd / effect)²."""
+    if not sd or effect is None or effect == 0 or not math.isfinite(sd):  # no spread seen: no estimate
+        return None
+    return max(2, math.ceil(((Z_975 + power_z) * sd / abs(effect)) ** 2))
+
+
+def _episode_values(results: Sequence[Mapping[str, Any]], rows: Sequence[MetricRow], term: Term) -> dict[str, float]:
+    """A term's per-episode values: episode scores, else those a stage's row kept (`MetricRow.items`)."""
+    values = episode_values(results, term)
+    if values:
+        return values
+    row = find_row(rows, term)
+    return dict(row.items) if isinstance(row, MetricRow) and row.items else {}
+
+
+def _from_episodes(
+    out: Measured, finding: FindingConfig, values: list[dict[str, float]], *, seed: int, sequential: bool
+) -> None:
+    import numpy as np
+
+    if len(values) == 1:
+        ids = list(values[0])
+        diff = np.asarray([values[0][e] for e in ids], dtype=float)
+        out.method = "mean over episodes, 95% percentile bootstrap over episodes"
+    else:
+        ids = [e for e in values[0] if e in values[1]]
+        if len(ids) < 2:
+            _two_samples(out, values, seed=seed)
+            return
+        diff = np.asarray([values[0][e] - values[1][e] for e in ids], dtype=float)
+        out.method = "mean paired difference by episode, 95% paired percentile bootstrap over episodes"
+    out.n = len(diff)
+    out.value = float(np.mean(diff))
+    out.sd = float(np.std(diff, ddof=1)) if len(diff) > 1 else None
+    if sequential:
+        low, high = sequence_interval(diff, finding.bounds, len(values) == 2)
+        out.method = "mean over episodes in run order, Waudby-Smith & Ramdas hedged betting confidence sequence (95%)"
+    else:
+        low, high = bootstrap_ci(diff.tolist(), seed=seed) if len(diff) > 1 else (math.nan, math.nan)
+    out.ci_low, out.ci_high = _finite(low), _finite(high)
+
+
+def _two_samples(out: Measured, values: list[dict[str, float]], *, seed: int) -> None:
+    """Rows measured on different episodes (rounds, arms): the difference of means, two-sample bootstrap."""
+    import numpy as np
+    from scipy import stats  # type: ignore[import-untyped, unused-ignore]
+
+    a, b = (np.asarray(list(v.values()), dtype=float) for v in values)
+    out.value, out.n = float(a.mean() - b.mean()), min(len(a), len(b))
+    out.method = "difference of means over different episodes, 95% two-sample percentile bootstrap"
+    if len(a) < 2 or len(b) < 2:
+        out.reason = "fewer than 2 episodes on a side"
+        return
+    out.sd = math.sqrt(float(a.var(ddof=1) + b.var(ddof=1)))  # per pair of episodes, for n_needed (per side)
+    res = stats.bootstrap(
+        (a, b), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis), paired=False, vectorized=True,
+        n_resamples=2000, method="percentile", rng=np.random.default_rng(seed),
+    )  # fmt: skip
+    out.ci_low, out.ci_high = _finite(res.confidence_interval.low), _finite(res.confidence_interval.high)
+
+
+def _from_rows(out: Measured, parts: list[Term], rows: Sequence[MetricRow]) -> None:
+    found = [find_row(rows, t) for t in parts]
+    missing = [f for f in found if isinstance(f, str)]
+    if missing:
+        out.reason = missing[0]
+        return
+    picked = [f for f in found if isinstance(f, MetricRow)]
+    if any(r.value is None for r in picked):
+        out.reason = "a row it reads has no value (undefined in this run)"
+        return
+    if len(picked) == 1:
+        row = picked[0]
+        out.value, out.ci_low, out.ci_high, out.n = row.value, row.ci_low, row.ci_high, row.n
+        out.method = f"the row's own value and 95% interval ({row.name})"
+    else:
+        a, b = picked
+        assert a.value is not None and b.value is not None
+        out.value, out.n = a.value - b.value, min(a.n, b.n)
+        out.method = "difference of two rows, their 95% intervals combined as independent (normal approximation)"
+        se = [_se(r) for r in (a, b)]
+        if se[0] is not None and se[1] is not None:
+            half = Z_975 * math.hypot(se[0], se[1])
+            out.ci_low, out.ci_high = out.value - half, out.value + half
+    if out.ci_low is not None and out.ci_high is not None and out.n > 1:
+        out.sd = (out.ci_high - out.ci_low) / (2 * Z_975) * math.sqrt(out.n)
+
+
+def _se(row: MetricRow) -> float | None:
+    if row.ci_low is None or row.ci_high is None:
+        return None
+    return (row.ci_high - row.ci_low) / (2 * Z_975)
+
+
+def _finite(v: Any) -> float | None:
+    return float(v) if v is not None and math.isfinite(float(v)) else None
+
+
+def _labels(labels: Mapping[str, Any]) -> str:
+    return "{" + ",".join(f"{k}={v}" for k, v in labels.items()) + "}" if labels else ""
+
+
+# ---- run.until=decided: the anytime-valid test ----
+
+
+def _unit(
+    values: np.ndarray[Any, Any], bounds: tuple[float, float], contrast: bool
+) -> tuple[np.ndarray[Any, Any], float]:
+    """Values mapped into [0, 1] and where an effect of 0 lands: a contrast of two values in [lo, hi] lies in
+    [lo - hi, hi - lo]."""
+    import numpy as np
+
+    lo, hi = bounds
+    low, high = (lo - hi, hi - lo) if contrast else (lo, hi)
+    return np.clip((values - low) / (high - low), 0.0, 1.0), (0.0 - low) / (high - low)
+
+
+def log_capital(x: np.ndarray[Any, Any], m: np.ndarray[Any, Any], alpha: float = ALPHA) -> tuple[Any, Any]:
+    """Log wealth of the betting processes K+ (betting that the mean exceeds m) and K- (below m) after each
+    observation, for observations `x` in [0, 1] (shape (..., T)) and candidate means `m` (shape (G,)):
+    arrays (..., T, G). Bets are Waudby-Smith & Ramdas' predictable plug-in (eq. 26), truncated at 1/2 of the
+    largest bet that keeps wealth positive."""
+    import numpy as np
+
+    t = np.arange(1, x.shape[-1] + 1, dtype=float)
+    mu_hat = (0.5 + np.cumsum(x, axis=-1)) / (t + 1)
+    var_hat = (0.25 + np.cumsum((x - mu_hat) ** 2, axis=-1)) / (t + 1)
+    var_before = np.concatenate([np.full(x.shape[:-1] + (1,), 0.25), var_hat[..., :-1]], axis=-1)
+    lam = np.sqrt(2 * math.log(2 / alpha) / (var_before * t * np.log1p(t)))[..., None]
+    m = np.asarray(m, dtype=float)
+    up = np.minimum(lam, 0.5 / np.maximum(m, 1e-12))
+    down = np.minimum(lam, 0.5 / np.maximum(1 - m, 1e-12))
+    centred = x[..., None] - m
+    with np.errstate(divide="ignore"):
+        return np.cumsum(np.log1p(up * centred), axis=-2), np.cumsum(np.log1p(-down * centred), axis=-2)
+
+
+def sequential_decision(
+    values: Sequence[float], bounds: tuple[float, float] = (0.0, 1.0), *, contrast: bool = True, alpha: float = ALPHA
+) -> int:
+    """+1 when the hedged betting test at some point so far showed the effect is above 0 (mean above the null),
+    -1 below, 0 not yet: each side bets half the wealth, so a side decides at wealth 2/alpha, and under an effect
+    of 0 the chance that either ever does is at most alpha (Ville's inequality)."""
+    import numpy as np
+
+    if len(values) == 0:
+        return 0
+    x, null = _unit(np.asarray(values, dtype=float), bounds, contrast)
+    if not 0 < null < 1:
+        return 0
+    up, down = log_capital(x, np.asarray([null]), alpha)
+    threshold = math.log(2 / alpha)
+    hit_up, hit_down = np.nonzero(up[:, 0] >= threshold)[0], np.nonzero(down[:, 0] >= threshold)[0]
+    first_up = hit_up[0] if len(hit_up) else math.inf
+    first_down = hit_down[0] if len(hit_down) else math.inf
+    return 0 if first_up == first_down == math.inf else (1 if first_up < first_down else -1)
+
+
+def sequence_interval(
+    values: np.ndarray[Any, Any] | Sequence[float],
+    bounds: tuple[float, float] = (0.0, 1.0),
+    contrast: bool = True,
+    *,
+    alpha: float = ALPHA,
+    grid: int = 2001,
+) -> tuple[float, float]:
+    """The 95% confidence sequence for the mean effect after the last value (the running intersection: a mean
+    once excluded stays excluded), in the effect's units."""
+    import numpy as np
+
+    x, _ = _unit(np.asarray(values, dtype=float), bounds, contrast)
+    m = np.linspace(0, 1, grid)[1:-1]
+    up, down = log_capital(x, m, alpha)
+    hedged = np.maximum(up, down) + math.log(0.5)
+    kept = m[np.max(hedged, axis=0) < math.log(1 / alpha)]
+    lo, hi = bounds
+    low, width = ((lo - hi), 2 * (hi - lo)) if contrast else (lo, hi - lo)
+    if len(kept) == 0:
+        return (math.nan, math.nan)
+    return (float(low + width * kept.min()), float(low + width * kept.max()))
+
+
+def decided(findings: Sequence[FindingConfig], results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Each finding's sequential decision over the finished episodes in the order they were asked for."""
+    out = {}
+    for f in findings:
+        parts = terms(f.effect)
+        values = [episode_values(results, t) for t in parts]
+        ids = [str(r["episode"]) for r in results if all(str(r["episode"]) in v for v in values)]
+        series = [values[0][e] - (values[1][e] if len(values) == 2 else 0.0) for e in ids]
+        out[f.name] = sequential_decision(series, f.bounds, contrast=len(values) == 2)
+    return out
