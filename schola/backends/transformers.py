@@ -164,6 +164,7 @@ class _Request:
     future: asyncio.Future[Completion]
     logprobs: bool = False
     key: str = field(init=False)
+    started: asyncio.Event = field(default_factory=asyncio.Event)  # its batch is being answered
 
     def __post_init__(self) -> None:
         options = {k: v for k, v in self.sampling.items() if k != "top_logprobs"}
@@ -184,6 +185,7 @@ class TransformersClient(ScholaClient):
         self._pending: list[_Request] = []
         self._batcher: asyncio.Task[None] | None = None
         self._tokenizer: Any = None
+        self._running: list[_Request] = []  # the batch being answered
 
     @property
     def directory(self) -> Path:
@@ -229,6 +231,8 @@ class TransformersClient(ScholaClient):
         self._pending.append(request)
         if self._batcher is None or self._batcher.done():
             self._batcher = loop.create_task(self._drain())
+        async with self._watchdog.queued():  # waiting behind other batches is not this request's time
+            await request.started.wait()
         return await request.future
 
     async def _drain(self) -> None:
@@ -242,6 +246,9 @@ class TransformersClient(ScholaClient):
             key = self._pending[0].key
             batch = [r for r in self._pending if r.key == key][: self.config.max_batch_size]
             self._pending = [r for r in self._pending if r not in batch]
+            for r in batch:
+                r.started.set()
+            self._running = batch
             try:
                 run = self._logprobs if batch[0].logprobs else self._generate
                 results = await loop.run_in_executor(_WORKER, run, batch)
@@ -279,6 +286,7 @@ class TransformersClient(ScholaClient):
         stop = [stop] if isinstance(stop, str) else list(stop)
         if stop:
             options |= {"stop_strings": stop, "tokenizer": tokenizer}
+        options["stopping_criteria"] = [self._abandoned(batch)]
         with torch.inference_mode():
             out = model.generate(**inputs, **options)
         width = inputs["input_ids"].shape[1]
@@ -299,6 +307,27 @@ class TransformersClient(ScholaClient):
                 )
             )
         return results
+
+    def _abandoned(self, batch: list[_Request]) -> Any:
+        """A stopping criterion that ends a generate nobody waits for: every request of the batch timed out or
+        was cancelled, or the client was closed (a run stopped by an error waited minutes for the worker thread
+        to finish a batch before the process could exit)."""
+        torch = need("torch")
+
+        def abandoned(input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            gone = all(r.future.done() for r in batch)
+            return torch.full((input_ids.shape[0],), gone, dtype=torch.bool, device=input_ids.device)
+
+        return abandoned
+
+    async def close(self) -> None:
+        """Requests still waiting or being answered fail, and the batch being generated stops."""
+        for r in [*self._pending, *self._running]:
+            if not r.future.done():
+                r.future.set_exception(BackendError(f"backend '{self.name}' was closed"))
+            r.started.set()
+        self._pending = []
+        await super().close()
 
     def _logprobs(self, batch: list[_Request]) -> list[Completion]:
         """The first answer token's top log-probabilities, from one forward pass over the batch."""

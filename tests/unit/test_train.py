@@ -237,6 +237,64 @@ async def test_the_backend_caches_stops_and_knows_its_checkpoint(tiny: Path, tmp
     assert TransformersClient({"model": str(copy)}).identity != client.identity
 
 
+async def test_a_request_queued_behind_other_batches_is_timed_from_its_own_batch(tiny: Path) -> None:
+    """Five requests, one batch at a time, 0.4 s a batch, timeout_s=1: the last waits 1.6 s behind the others,
+    which counted against its timeout (it was a BackendError); only its own batch counts now."""
+    import time
+
+    from schola.backends.transformers import TransformersClient
+
+    client = TransformersClient({"model": str(tiny), "device": "cpu", "max_batch_size": 1, "timeout_s": 1.0,
+                                 "max_retries": 0})  # fmt: skip
+    model, _, _ = client._loaded()
+    generate = model.generate
+
+    def slow(**kw: Any) -> Any:
+        time.sleep(0.4)
+        return generate(**kw)
+
+    model.generate = slow
+    try:
+        prompts = ["what is one plus one", "sort a b c", "count one two three", "the answer is", "what is two"]
+        replies = await asyncio.gather(
+            *[client.create([UserMessage(content=p, source="user")], extra_create_args=args()) for p in prompts]
+        )
+    finally:
+        model.generate = generate
+    assert len(replies) == 5 and all(isinstance(r.content, str) for r in replies)
+
+
+@pytest.mark.parametrize("how", ["closed", "timed out"])
+async def test_a_generate_nobody_waits_for_stops_at_its_next_token(how: str, tiny: Path) -> None:
+    """A 240-token generate at 0.1 s a token (24 s): once its request timed out or the client closed (a run stopped
+    by an error), the worker thread is free within seconds, so the process can exit (it lingered minutes)."""
+    import time
+
+    from schola.backends.transformers import _WORKER, TransformersClient
+
+    client = TransformersClient({"model": str(tiny), "device": "cpu", "timeout_s": 0.5 if how == "timed out" else 60,
+                                 "max_retries": 0})  # fmt: skip
+    model, _, _ = client._loaded()
+    generate = model.generate
+    hook = model.register_forward_hook(lambda *_: time.sleep(0.1))
+    model.generate = lambda **kw: generate(**kw, min_new_tokens=kw["max_new_tokens"])
+    loop = asyncio.get_running_loop()
+    try:
+        msg = [UserMessage(content="what is one plus one", source="user")]
+        request = asyncio.ensure_future(client.create(msg, extra_create_args=args(max_tokens=240)))
+        await asyncio.sleep(1.0)
+        if how == "closed":
+            await client.close()
+        with pytest.raises((BackendError, asyncio.CancelledError)):
+            await asyncio.wait_for(request, 10)
+        start = time.monotonic()
+        await loop.run_in_executor(_WORKER, lambda: None)  # waits for the generate to end
+        assert time.monotonic() - start < 5
+    finally:
+        hook.remove()
+        model.generate = generate
+
+
 def test_a_model_that_is_not_there_is_a_backend_error(tmp_path: Path) -> None:
     from schola.backends.transformers import hf_model_dir
 
