@@ -370,6 +370,8 @@ def _from_rows(out: Measured, parts: list[Term], rows: Sequence[MetricRow]) -> N
         if se[0] is not None and se[1] is not None:
             half = Z_975 * math.hypot(se[0], se[1])
             out.ci_low, out.ci_high = out.value - half, out.value + half
+        else:
+            out.reason = "a row it reads has no interval, and no per-episode values to pair"
     if out.ci_low is not None and out.ci_high is not None and out.n > 1:
         out.sd = (out.ci_high - out.ci_low) / (2 * Z_975) * math.sqrt(out.n)
 
