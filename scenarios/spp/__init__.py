@@ -56,6 +56,8 @@ def score(task: str, answers: list[dict[str, Any]], gold: Any) -> Score:
     """Scorer `spp.score`: the task's metric on the last answer (the story, the guesses, the house); 0 when any
     answer of the episode (for codenames: the hint or the guesses) could not be parsed, saying which."""
     unparsed = [i for i, a in enumerate(answers) if not a["parsed"]]
+    if task == "codenames" and len(answers) == 1 and unparsed == [0]:  # the guess step skipped an unparsed hint
+        return Score(0.0, explanation="the spymaster's hint was not found in its reply: the guesser was not asked")
     if not answers or unparsed:
         why = f"answer {unparsed[0] + 1} of {len(answers)} was not found in its reply" if answers else "no answer"
         return Score(0.0, explanation=why)

@@ -44,9 +44,9 @@ def unwrap(reply: str, *, task: str, variant: str) -> dict[str, Any]:
         markers = ("Answer:", "answer:")
         whole_is_answer = task == "codenames"
     found = _after(reply, markers)
-    if found is not None:
-        return {"text": found, "parsed": True}
-    return {"text": reply.strip() if whole_is_answer else "", "parsed": whole_is_answer}
+    text = found if found is not None else reply.strip() if whole_is_answer else ""
+    # an empty answer ("Final answer: .") is no answer: a codenames guesser would be asked about the word ""
+    return {"text": text, "parsed": (found is not None or whole_is_answer) and bool(text.strip(" .\n"))}
 
 
 def trivia_score(story: str, answers: list[list[str]]) -> float:

@@ -309,6 +309,22 @@ def test_codenames_gives_the_spymasters_hint_to_the_guesser(tmp_path: Path) -> N
         assert (result.metric("score").value, result.metric("parse_rate").value) == expected
 
 
+def test_codenames_skips_the_guesser_when_the_hint_did_not_parse(tmp_path: Path) -> None:
+    """spp_fixed_persona's spymaster reply has no "Final answer:": the guesser was asked about the word ""."""
+    boards = [{"idx": 0, "word_list": ["director", "kiss", "popcorn", "street"], "target_words": ["director", "popcorn"]}]
+    write_jsonl(tmp_path / "boards.jsonl", boards)
+    result = scripted_run(tmp_path, "scenario.variant=spp_fixed_persona", "scenario.data.task=codenames",
+                          f"scenario.data.path={tmp_path / 'boards.jsonl'}")  # fmt: skip
+    assert result.ok, result.message
+    prompts = [e["prompt"] for e in read_jsonl(result.run_dir / "transcript.jsonl")]
+    assert len(prompts) == 1 and 'associated with the word ""' not in prompts[0]  # the spymaster only
+    [line] = read_jsonl(result.run_dir / "results.jsonl")
+    [details] = line["score_details"]["score"]
+    assert line["scores"]["score"] == 0.0
+    assert details["explanation"] == "the spymaster's hint was not found in its reply: the guesser was not asked"
+    assert unwrap("Final answer: .", task="codenames", variant="spp") == {"text": ".", "parsed": False}
+
+
 def test_spp_multi_stops_at_the_turn_limit_taking_turns_in_order(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "stories.jsonl", STORIES[:1])
     (tmp_path / "conf" / "backend").mkdir(parents=True)
