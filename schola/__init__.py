@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "run": "schola.api",
     "arun": "schola.api",
-    "RunResult": "schola.api",
+    "RunResult": "schola.runtime",
     "Role": "schola.roles",
     "RoleConfig": "schola.roles",
     "Reply": "schola.roles",
@@ -35,10 +35,11 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
-    from schola.api import RunResult, arun, run
+    from schola.api import arun, run
     from schola.errors import BackendError, BudgetExceeded, ConfigError, PluginError
     from schola.metrics import MetricRow, mean_row
     from schola.roles import ActRequest, Reply, Role, RoleConfig
+    from schola.runtime import RunResult
     from schola.scenario import Scenario, StageContext, uses_roles
     from schola.scorers import Score
 

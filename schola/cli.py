@@ -21,7 +21,7 @@ from schola.errors import ConfigError, ScholaError
 from schola.secrets import override_secrets, redact
 
 if TYPE_CHECKING:
-    from schola.runtime import Outcome
+    from schola.runtime import RunResult
     from schola.spec import RunSpec
     from schola.types import Ledger
 
@@ -247,21 +247,21 @@ def run_job(cfg: Any, sweep: RunSpec, *, debug: bool) -> int:
         return e.exit_code
 
 
-def finish(outcome: Outcome) -> int:
+def finish(result: RunResult) -> int:
     """Write report.html; print the results table, why a run stopped and how to continue it, and the run
     directory."""
     from schola.report import metrics_table
     from schola.view import write_report
 
     try:
-        write_report(outcome.run_dir)
-    except Exception as e:  # the viewer never changes a run's outcome
+        write_report(result.run_dir)
+    except Exception as e:  # the viewer never changes how a run ended
         logging.getLogger("schola").warning("report.html not written: %s", e)
-    out.print(metrics_table(outcome.run_dir))
-    if outcome.exit_code:
-        fail(outcome.status, f"{outcome.message}" + (f" — {outcome.hint}" if outcome.hint else ""))
-    out.print(f"run directory: {escape(str(outcome.run_dir))}")
-    return outcome.exit_code
+    out.print(metrics_table(result.run_dir))
+    if result.exit_code:
+        fail(result.status, f"{result.message}" + (f" — {result.hint}" if result.hint else ""))
+    out.print(f"run directory: {escape(str(result.run_dir))}")
+    return result.exit_code
 
 
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]

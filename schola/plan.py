@@ -14,7 +14,7 @@ from schola import plugins
 from schola.errors import ConfigError
 from schola.graph import GLOBALS, Graph
 from schola.roles import Role, RoleConfig, check_role_class
-from schola.scenario import GENERIC, Scenario, roles_used_by
+from schola.scenario import GENERIC, Scenario, member_names, roles_used_by
 from schola.schema import Config, Files, validate, validation_error
 
 MAX_ROLES = 100_000
@@ -37,6 +37,9 @@ class Plan:
     graph: Graph | None = None
     graphs: dict[str, Graph] = field(default_factory=dict)
     episodes: list[dict[str, Any]] = field(default_factory=list)
+    #: Episodes in flight: run.concurrency, or (null) enough to fill every backend a role uses. Derived values live
+    #: here; the validated config stays as the user gave it.
+    concurrency: int = 1
 
     @property
     def selected(self) -> list[dict[str, Any]]:
@@ -128,10 +131,9 @@ def _build_plan(raw: dict[str, Any], files: Files) -> Plan:
     plan = Plan(config=cfg, raw=raw, files=files, scenario=scenario, data=data, params=params)
     _backends(plan, cfg, files)
     _roles(plan, files)
-    if cfg.run.concurrency is None:  # enough episodes in flight to fill every backend a role uses
-        used = {role_config.backend for _, role_config in plan.roles.values()}
-        slots = sum(plan.backends[b][1].max_concurrency for b in used if b in plan.backends)
-        cfg.run.concurrency = max(MIN_AUTO_CONCURRENCY, min(MAX_AUTO_CONCURRENCY, slots))
+    used = {role_config.backend for _, role_config in plan.roles.values()}
+    slots = sum(plan.backends[b][1].max_concurrency for b in used if b in plan.backends)
+    plan.concurrency = cfg.run.concurrency or max(MIN_AUTO_CONCURRENCY, min(MAX_AUTO_CONCURRENCY, slots))
     try:
         plan.episodes = scenario.load(data, params=params, seed=cfg.seed, source=sc.source)
     except ConfigError as e:
@@ -187,7 +189,7 @@ def _roles(plan: Plan, files: Files) -> None:
         raise ConfigError(f"{count} roles; at most {MAX_ROLES}", key="scenario.roles", file=f_sc)
     for group, spec in plan.config.scenario.roles.items():
         members = spec if isinstance(spec, list) else [spec]
-        names = []
+        names = member_names(group, spec)
         for i, rcfg in enumerate(members):
             key = f"scenario.roles.{group}" + (f"[{i}]" if isinstance(spec, list) else "")
             kind = rcfg.get("role")
@@ -204,11 +206,10 @@ def _roles(plan: Plan, files: Files) -> None:
                     key=f"{key}.backend",
                     file=f_sc,
                 )
-            name = role_config.name or (f"{group}.{i}" if isinstance(spec, list) else group)
+            name = names[i]
             if name in plan.roles or (name in plan.groups and name != group):
                 raise ConfigError(f"role name '{name}' is used twice", key=key, file=f_sc)
             plan.roles[name] = (cls, role_config)
-            names.append(name)
         plan.groups[group] = names
 
 

@@ -128,3 +128,15 @@ def roles_used_by(fn: Callable[..., Any], params: Mapping[str, Any]) -> list[str
         if isinstance(value, str) and "{{" not in value:
             out.append(value)
     return out
+
+
+def member_names(group: str, spec: Any) -> list[str]:
+    """The role names of a group under `scenario.roles`, as the engine, the viewer and a stage all name them: a
+    group of one (a mapping) is its member's `name` or the group's own (`teacher`); each member of a list is its
+    `name` or `group.i` (`students.0`)."""
+    many = isinstance(spec, list)
+    names = []
+    for i, member in enumerate(spec if many else [spec]):
+        name = member.get("name") if isinstance(member, Mapping) else None
+        names.append(str(name) if name else f"{group}.{i}" if many else group)
+    return names

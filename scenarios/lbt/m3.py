@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schola.data import DataFiles
 from schola.errors import ConfigError
 from schola.metrics import MetricRow
+from schola.scenario import member_names
 
 Arm = Literal["teacher", "one", "several"]
 LABELS = ("Yes", "No")
@@ -177,10 +178,7 @@ def arm_students(arm: str, students: list[str]) -> list[str]:
 
 def student_names(roles: dict[str, Any]) -> list[str]:
     """Role names of the `students` group, as the engine names group members."""
-    spec = roles.get("students") or []
-    members = spec if isinstance(spec, list) else [spec]
-    many = isinstance(spec, list)
-    return [m.get("name") or (f"students.{i}" if many else "students") for i, m in enumerate(members)]
+    return member_names("students", roles.get("students") or [])
 
 
 async def m3_stage(ctx: Any) -> list[MetricRow]:

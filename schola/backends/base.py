@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-import httpx
+import aiohttp
 from autogen_core import CancellationToken
 from autogen_core.models import (
     AssistantMessage,
@@ -229,23 +229,38 @@ def valid_unicode(text: str) -> str:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
-async def http_preflight(base_url: str, *, api_key: str | None = None, timeout_s: float = 5.0) -> None:
-    """Fail in seconds when an OpenAI-compatible endpoint cannot be reached or refuses the key."""
-    url = base_url.rstrip("/") + "/models"
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+async def http_preflight(
+    base_url: str,
+    *,
+    api_key: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    proxy: str | None = None,
+    session: aiohttp.ClientSession | None = None,
+    timeout_s: float = 5.0,
+) -> None:
+    """Fail in seconds when an OpenAI-compatible endpoint cannot be reached or refuses the key: GET `/models`. The
+    one probe of every HTTP backend; a client with a session of its own passes it (no new pool and SSL context per
+    run: a replayed run takes a tenth of a second), else one is made that honours HTTP(S)_PROXY."""
+    headers = {**({"Authorization": f"Bearer {api_key}"} if api_key else {}), **(headers or {})}
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
     for attempt in range(PREFLIGHT_ATTEMPTS):
         try:
-            async with httpx.AsyncClient(timeout=timeout_s) as client:
-                response = await client.get(url, headers=headers)
+            async with contextlib.AsyncExitStack() as stack:
+                client = session
+                if client is None:  # closed with the stack when this try ends
+                    client = await stack.enter_async_context(aiohttp.ClientSession(trust_env=True))
+                get = client.get(base_url.rstrip("/") + "/models", headers=headers, proxy=proxy, timeout=timeout)
+                async with get as response:
+                    status = response.status
             break
-        except httpx.HTTPError as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             # A refused connection is a server that is down: say so at once. A reset or a timeout may be a
             # passing fault (a proxy, a busy server): it is retried like any request.
-            if isinstance(e, httpx.ConnectError) or attempt == PREFLIGHT_ATTEMPTS - 1:
+            if isinstance(e, aiohttp.ClientConnectorError) or attempt == PREFLIGHT_ATTEMPTS - 1:
                 raise BackendError(f"cannot reach {base_url} ({type(e).__name__}); is the server running?") from None
             await asyncio.sleep(0.5 * 2**attempt * (0.5 + random.random()))
-    if response.status_code in (401, 403):
-        raise BackendError(f"{base_url} refused the API key (HTTP {response.status_code})")
+    if status in (401, 403):
+        raise BackendError(f"{base_url} refused the API key (HTTP {status})")
 
 
 class Watchdog:

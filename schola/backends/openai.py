@@ -29,13 +29,13 @@ import aiohttp
 from pydantic import Field, field_validator
 
 from schola.backends.base import (
-    PREFLIGHT_ATTEMPTS,
     BackendConfig,
     Completion,
     Concurrency,
     Options,
     PricePer1k,
     ScholaClient,
+    http_preflight,
     retry_after_seconds,
 )
 from schola.errors import BackendError, ContextOverflow, NoLogprobs, TransientBackendError
@@ -247,25 +247,8 @@ class OpenAIClient(ScholaClient):
         return None
 
     async def _probe(self, endpoint: Endpoint) -> None:
-        """GET `/models` through the client's own session (what `http_preflight` does with httpx, without
-        building an httpx client and its SSL context for every run: a replayed run takes a tenth of a second)."""
-        timeout = aiohttp.ClientTimeout(total=5.0)
-        for attempt in range(PREFLIGHT_ATTEMPTS):
-            try:
-                get = self.session().get(endpoint.url + "/models", headers=endpoint.headers, proxy=endpoint.proxy,
-                                         timeout=timeout)  # fmt: skip
-                async with get as response:
-                    status = response.status
-                break
-            except (TimeoutError, aiohttp.ClientError) as e:
-                # Refused: the server is down, say so at once. A reset or a timeout may pass: tried again.
-                if isinstance(e, aiohttp.ClientConnectorError) or attempt == PREFLIGHT_ATTEMPTS - 1:
-                    raise BackendError(
-                        f"cannot reach {endpoint.url} ({type(e).__name__}); is the server running?"
-                    ) from None
-                await asyncio.sleep(0.5 * 2**attempt)
-        if status in (401, 403):
-            raise BackendError(f"{endpoint.url} refused the API key (HTTP {status})")
+        """The one probe (`http_preflight`) through the client's own session, then the server's slots."""
+        await http_preflight(endpoint.url, headers=endpoint.headers, proxy=endpoint.proxy, session=self.session())
         if endpoint.url != OPENAI_URL:  # OpenAI's own says nothing of slots: not asked
             endpoint.slots = await self._slots(endpoint)
 

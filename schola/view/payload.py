@@ -16,6 +16,7 @@ import yaml
 
 from schola.errors import ConfigError
 from schola.report import find_runs, findings_of, plot, read_run, sweep_rows, wall_s
+from schola.scenario import member_names
 from schola.secrets import env_secrets, redact, redact_config
 from schola.store import LONE_SURROGATES, STAGE_EPISODE, RunStore, jsonl_records, open_run_file, read_run_file
 from schola.view.layout import node_stats, scenario_graphs
@@ -57,14 +58,15 @@ def data_uri(png: bytes) -> str:
 
 
 def roles_of(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Agent name (`teacher`, `students.0` or a member's own name) -> role kind, persona and backend."""
+    """Agent name (`teacher`, `students.0` or a member's own name: `member_names`) -> role kind, persona and
+    backend."""
     out = {}
     for key, spec in (scenario.get("roles") or {}).items():
-        members = [(key, spec)] if isinstance(spec, dict) else [
-            (m.get("name") or f"{key}.{i}", m) for i, m in enumerate(spec or []) if isinstance(m, dict)
-        ]  # fmt: skip
-        for name, m in members:
-            out[str(name)] = {
+        members = spec if isinstance(spec, list) else [spec]
+        for name, m in zip(member_names(str(key), spec), members):
+            if not isinstance(m, dict):
+                continue
+            out[name] = {
                 "role": m.get("role"),
                 "persona": m.get("persona") or "",
                 "backend": m.get("backend", "default"),

@@ -292,10 +292,12 @@ def test_episode_concurrency_defaults_to_filling_every_backend_a_role_uses(tmp_p
     from schola.plan import build_plan
     from schola.schema import Files
 
-    def concurrency(*overrides: str) -> int | None:
+    def concurrency(*overrides: str) -> int:
         composition = Composition([*ECHO, *overrides], [], str(write(tmp_path, qa(1))))
         raw, choices, _ = compose(composition)
-        return build_plan(raw, Files.from_choices(choices, composition.file)).config.run.concurrency
+        plan = build_plan(raw, Files.from_choices(choices, composition.file))
+        assert plan.config.run.concurrency == (3 if "run.concurrency=3" in overrides else None)  # as given
+        return plan.concurrency
 
     assert concurrency("backend.max_concurrency=64") == 64
     assert concurrency("backend.max_concurrency=2") == 8  # at least 8
