@@ -258,6 +258,7 @@ def finish(result: RunResult) -> int:
     except Exception as e:  # the viewer never changes how a run ended
         logging.getLogger("schola").warning("report.html not written: %s", e)
     out.print(metrics_table(result.run_dir))
+    print_findings(result.run_dir)
     if result.exit_code:
         fail(result.status, f"{result.message}" + (f" — {result.hint}" if result.hint else ""))
     out.print(f"run directory: {escape(str(result.run_dir))}")
@@ -367,7 +368,19 @@ def cmd_show(ns: argparse.Namespace) -> int:
     from schola.report import metrics_table
 
     out.print(metrics_table(Path(ns.path)))
+    print_findings(Path(ns.path))
     return 0
+
+
+def print_findings(run_dir: Path) -> None:
+    """The findings table, then one line per finding: what the run says of each claim (README "Findings")."""
+    from schola.report import findings_of, findings_table
+
+    table = findings_table(run_dir)
+    if table is not None:
+        out.print(table)
+        for f in findings_of(run_dir):
+            out.print(escape(f["line"]), highlight=False)
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
