@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from schola import plugins
+from schola import findings, plugins
 from schola.errors import ConfigError
 from schola.graph import GLOBALS, Graph
 from schola.roles import Role, RoleConfig, check_role_class
@@ -162,6 +162,7 @@ def _build_plan(raw: dict[str, Any], files: Files) -> Plan:
         fn = find_stage(scenario, st.fn, key=f"scenario.stages[{i}].fn", file=f_sc)
         args = set(st.model_extra or {}) - (set() if stage_takes_labels(fn) else {"labels"})
         plugins.check_arguments(fn, f"stage '{st.fn}'", args, ctx=True, key=f"scenario.stages[{i}]", file=f_sc)
+    findings.check_plan(plan)
     return plan
 
 
