@@ -216,13 +216,17 @@ def sweep_dir(overrides: list[str]) -> str:
 
 
 def job_codes(sweep: Path) -> list[int]:
-    """Each job's exit code from its run directory's status.json; a job folder without one failed (1)."""
-    import json
+    """Each job's exit code from its run directory's status.json (`read_json_file`: a regular file of its own, no
+    link or FIFO); a job folder without one, or with one that is damaged, failed (1)."""
+    from schola.store import read_json_file
 
     codes = []
     for job in sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) if sweep.is_dir() else []:
-        status = job / "status.json"
-        codes.append(int(json.loads(status.read_text(encoding="utf-8")).get("exit_code", 1)) if status.is_file() else 1)
+        try:
+            code = (read_json_file(job / "status.json") or {}).get("exit_code", 1)
+        except ConfigError:
+            code = 1
+        codes.append(code if isinstance(code, int) and not isinstance(code, bool) else 1)
     return codes
 
 

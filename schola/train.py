@@ -11,6 +11,7 @@ Needs the train extra: pip install 'schola[train]'.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from schola.errors import BackendError, ConfigError, ScholaError
+from schola.store import write_atomic
 
 # A record needs one of these field sets (TRL's dataset formats).
 FORMATS: dict[str, list[tuple[str, ...]]] = {
@@ -155,7 +157,8 @@ def _messages(value: Any) -> bool:
 
 
 def plot_loss(history: list[dict[str, Any]], path: Path) -> list[tuple[int, float]]:
-    """The training loss per logged step as a PNG; returns the (step, loss) points."""
+    """The training loss per logged step as a PNG at `path` (`write_atomic`: never through a link); returns the
+    (step, loss) points."""
     points = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h and "step" in h]
     import matplotlib
 
@@ -169,8 +172,10 @@ def plot_loss(history: list[dict[str, Any]], path: Path) -> list[tuple[int, floa
     ax.set_ylabel("training loss")
     ax.set_title(path.parent.name)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
+    write_atomic(path, png.getvalue())
     return points
 
 
@@ -249,7 +254,7 @@ def train(args: argparse.Namespace) -> Path:
     trained.save_pretrained(str(checkpoint))
     tokenizer.save_pretrained(str(checkpoint))
     history = trainer.state.log_history
-    (out / "log.json").write_text(json.dumps(history, indent=1) + "\n")
+    write_atomic(out / "log.json", json.dumps(history, indent=1) + "\n")
     points = plot_loss(history, out / "loss.png")
     first, last = (points[0][1], points[-1][1]) if points else (float("nan"), float("nan"))
     print(

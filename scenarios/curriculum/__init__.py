@@ -14,7 +14,7 @@ curricula rank, a table of every order, and a PNG of A against S.
 
 from __future__ import annotations
 
-import csv
+import io
 import itertools
 import json
 import math
@@ -31,6 +31,7 @@ from schola.metrics import MetricRow
 from schola.scenario import Scenario
 from schola.scorers import value  # a number the roles computed (S, A, Δ), recorded as an episode score
 from schola.stats import correlation
+from schola.store import to_csv
 
 MAX_TASKS = 8  # 8! = 40,320 orders are still enumerated; more tasks need another sampler
 
@@ -133,22 +134,15 @@ async def report(ctx: Any, *, designer: str = "designer", plot: bool = True) -> 
     metrics.append(MetricRow("top_quarter_chance", len(top_quarter(s)) / len(s), n=len(s)))
     for i, e in enumerate(wanted, 1):
         metrics.append(MetricRow("designer_rank", rank(s, e["id"]), {"curriculum": i, "by": "S"}, n=len(s)))
-    _write(ctx.output_dir, rows_by_order, reply.data, wanted)
+    generated = [{"episode": e["id"], "curriculum": e["curriculum"], "order": e["order"]} for e in wanted]
+    ctx.store.write_file("orders.csv", to_csv(rows_by_order))  # the run's one writer: never through a link
+    ctx.store.write_file("designer.json", json.dumps({**reply.data, "generated": generated}, indent=1))
     if plot:
-        _plot(ctx.output_dir / "a_vs_s.png", rows_by_order, learners, {e["id"] for e in wanted})
+        ctx.store.write_file("a_vs_s.png", _plot(rows_by_order, learners, {e["id"] for e in wanted}))
     return metrics
 
 
-def _write(out: Any, rows: list[dict[str, Any]], design: dict[str, Any], wanted: list[dict[str, Any]]) -> None:
-    with (out / "orders.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    generated = [{"episode": e["id"], "curriculum": e["curriculum"], "order": e["order"]} for e in wanted]
-    (out / "designer.json").write_text(json.dumps({**design, "generated": generated}, indent=1))
-
-
-def _plot(path: Any, rows: list[dict[str, Any]], learners: list[str], marked: set[str]) -> None:
+def _plot(rows: list[dict[str, Any]], learners: list[str], marked: set[str]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,8 +162,10 @@ def _plot(path: Any, rows: list[dict[str, Any]], learners: list[str], marked: se
     axes[0][0].set_ylabel("final average accuracy A")
     axes[0][-1].legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
+    return png.getvalue()
 
 
 scenario = Scenario(

@@ -13,9 +13,7 @@ Writes `accuracy_vs_budget.csv` / `.png` (and `accuracy_vs_k.*` multi-turn) and 
 
 from __future__ import annotations
 
-import csv
-import json
-from pathlib import Path
+import io
 from typing import Any
 
 from schola.scenarios.tom_teaching.data import demo
@@ -24,6 +22,7 @@ from schola.scenarios.tom_teaching.interventions import Observation, argmax, cor
 
 from schola.errors import ConfigError
 from schola.metrics import MetricRow, mean_row
+from schola.store import to_csv
 
 NO_DEMOS: dict[str, list[Any]] = {"teacher_demos": [], "mm_pre_demos": [], "mm_post_demos": []}
 
@@ -183,30 +182,26 @@ class Teaching:
             hits = [answer(t, "student_pre") == t["inputs"]["answer"] for t in tested]
             self.rows.append(mean_row("multi_turn_accuracy", hits, seed=self.ctx.seed, teacher=teacher, k=k))
 
-    def write(self, out: Path) -> None:
+    def write(self, store: Any) -> None:
+        """The tables, plots and observations, through the run's one writer (never through a link)."""
         source = "+".join(sorted(sources(self.used))) or "none"
         for row in self.rows:
             row.labels.setdefault("probs", source)
         if self.table:
-            write_csv(out / "accuracy_vs_budget.csv", self.table)
-            plot(
-                out / "accuracy_vs_budget.png", self.table, x="budget", title="Student accuracy vs intervention budget"
-            )
+            store.write_file("accuracy_vs_budget.csv", to_csv(self.table))
+            title = "Student accuracy vs intervention budget"
+            store.write_file("accuracy_vs_budget.png", plot(self.table, x="budget", title=title))
         turns = [r.to_dict() for r in self.rows if r.name == "multi_turn_accuracy"]
         if turns:
             table = [
                 {**r["labels"], "accuracy": r["value"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"]}
                 for r in turns
             ]
-            write_csv(out / "accuracy_vs_k.csv", table)
-            plot(
-                out / "accuracy_vs_k.png",
-                table,
-                x="k",
-                title="Multi-turn: student accuracy vs explained demonstrations",
-            )
+            store.write_file("accuracy_vs_k.csv", to_csv(table))
+            title = "Multi-turn: student accuracy vs explained demonstrations"
+            store.write_file("accuracy_vs_k.png", plot(table, x="k", title=title))
         if self.observations:
-            (out / "observations.jsonl").write_text("".join(json.dumps(o) + "\n" for o in self.observations))
+            store.write_jsonl("observations.jsonl", self.observations)
 
 
 async def teach(ctx: Any) -> list[MetricRow]:
@@ -214,19 +209,11 @@ async def teach(ctx: Any) -> list[MetricRow]:
     run = Teaching(ctx)
     for teacher in ctx.params.teachers:
         await run.teach(teacher)
-    run.write(Path(ctx.output_dir))
+    run.write(ctx.store)
     return run.rows
 
 
-def write_csv(path: Path, table: list[dict[str, Any]]) -> None:
-    columns = list(dict.fromkeys(k for row in table for k in row))
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(table)
-
-
-def plot(path: Path, table: list[dict[str, Any]], *, x: str, title: str) -> None:
+def plot(table: list[dict[str, Any]], *, x: str, title: str) -> bytes:
     """One panel per teacher, one line per intervention function (multi-turn: per teacher), with 95% CIs."""
     import matplotlib
 
@@ -255,5 +242,7 @@ def plot(path: Path, table: list[dict[str, Any]], *, x: str, title: str) -> None
     axes[0][0].set_ylabel("student accuracy")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
     plt.close(fig)
+    return png.getvalue()

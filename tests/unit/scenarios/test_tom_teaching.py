@@ -19,6 +19,7 @@ from schola.scenarios.tom_teaching.interventions import (
 from schola.scenarios.tom_teaching.stage import teach
 
 from schola.errors import ConfigError
+from schola.store import RunStore
 
 
 def yes(p: float) -> dict[str, float]:
@@ -292,6 +293,7 @@ class FakeRun:
 
     def __init__(self, params: TomParams, out: Path, task: Any = "yesno") -> None:
         self.params, self.seed, self.output_dir = params, 0, out
+        self.store = RunStore(out)
         self.calls: list[tuple[str | None, int | None, list[dict[str, Any]]]] = []
         self.results = [self.record(e, None, None) for e in load(TomData(task=task, train=16), seed=0, params=params)]
 
