@@ -31,6 +31,7 @@ from schola.scorers import extract_answer, same_answer, to_number
 
 Rule = Literal["MAJ", "MAX", "SUM", "AVG"]
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
+_STATED = re.compile(r"final answer|the answer is|answer\s*:", re.IGNORECASE)  # as schola.scorers finds it
 
 
 class LbtParams(BaseModel):
@@ -64,12 +65,26 @@ def select(answers: list[str | None], scores: list[float], rule: Rule) -> str | 
     return answers[groups[best][0]]
 
 
+def _equation_result(text: str) -> str | None:
+    """The result of an equation in the answer sentence ("The answer is 3 + 4 = 7." -> 7): the first number after
+    its last "=". None when the last stated answer's sentence holds no "=" (its leading number is then read)."""
+    stated = list(_STATED.finditer(text))
+    if not stated:
+        return None
+    sentence = re.split(r"(?<=\D)\.(?:\s|$)|\n", text[stated[-1].end() :].strip(), maxsplit=1)[0]
+    numbers = _NUMBER.findall(sentence.rsplit("=", 1)[1]) if "=" in sentence else []
+    return numbers[0] if numbers else None
+
+
 def answer(text: str | None, strict: bool = True) -> str | None:
-    """The final answer in a rationale: `[[Final Answer]]`, `\\boxed{}` or "the answer is N" (the first number
-    of that phrase when it says more; none when the phrase goes on in words without a number); not strict:
-    else the last number in the text."""
+    """The final answer in a rationale: `[[Final Answer]]`, `\\boxed{}` or "the answer is N". Of an answer
+    sentence that says more: the number after its last "=" ("The answer is 3 + 4 = 7."), else the number it starts
+    with ("the answer is 6, and the change is 5"), as the embedded model writes them (tests pin its replies);
+    none when it goes on in words without a number. Not strict: else the last number in the text."""
     found = extract_answer(text, strict=True)
-    if found is not None and to_number(found) is None and (numbers := _NUMBER.findall(found)):
+    if found is not None and (result := _equation_result(text or "")) is not None:
+        found = result
+    elif found is not None and to_number(found) is None and (numbers := _NUMBER.findall(found)):
         found = numbers[0]
     elif found is not None and len(found) > 24 and not any(c.isdigit() for c in found):
         found = None  # "the answer is not given here": prose, not an answer
@@ -96,7 +111,8 @@ def select_stage(ctx: Any, *, rules: list[Rule] = ["MAJ", "MAX", "SUM", "AVG"]) 
         hits = [float(same_answer(c[rule], c["gold"])) for c in choices]
         rows.append(row := mean_row("accuracy", hits, seed=ctx.seed, rule=rule))
         row.items = {c["episode"]: h for c, h in zip(choices, hits)}  # findings pair rules by teaching problem
-    parsed = [a is not None for r in episodes for a in r["outputs"]["answers"]]
+    # in the expected form: a stated answer ("The answer is N"), not the lenient reading's last number
+    parsed = [answer(text, strict=True) is not None for r in episodes for text in r["outputs"]["rationales"]]
     rows.append(mean_row("answer_parse_rate", parsed, seed=ctx.seed, role="teacher"))
     exam = [s for r in episodes for c in r["outputs"]["exam_correct"] for s in c]
     rows.append(mean_row("exam_accuracy", exam, seed=ctx.seed, role="students"))

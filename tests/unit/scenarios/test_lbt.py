@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from schola.scenarios.lbt import answer, select
+from schola.scenarios.lbt import answer, select, select_stage
 from schola.scenarios.lbt.data import NAMES, generate, load_math
 from schola.scenarios.lbt.m2 import correctness_pairs, dpo_record, lbt_pairs
 from schola.scenarios.lbt.m3 import (
@@ -23,6 +23,7 @@ from schola.scenarios.lbt.m3 import (
 
 from schola.errors import ConfigError
 from schola.scorers import to_number
+from schola.store import RunStore
 
 
 def wording(question: str) -> str:
@@ -65,6 +66,63 @@ def test_the_default_problems_are_one_step_additions() -> None:
 )
 def test_answer_reads_the_stated_answer(text: str, strict: bool, expected: str | None) -> None:
     assert answer(text, strict) == expected
+
+
+# Teacher rationales of the embedded SmolLM2-135M (lbt, run.episodes=4, seed 0), as it wrote them.
+@pytest.mark.parametrize(
+    ("text", "stated", "fallback"),
+    [
+        # an equation in the answer sentence: its result (the number after the last "="), not its first operand
+        ("The answer is 3 + 4 = 7.", "7", "7"),
+        ("Hana has 6 pens and 5 more pens, so 6 + 5 = 11. The answer is 11.", "11", "11"),
+        (
+            "This problem is a classic example of a math puzzle. If you have a total of 6 pens and you buy 5 more "
+            "pens, your total increase is 6 - 5 = 1. The answer is 1.",
+            "1",
+            "1",
+        ),
+        # no equation: the number the answer sentence starts with
+        ("To solve this problem, we need to consider that the answer is 6, and that the total change is 5.", "6", "6"),
+        ("A box has 9 red balls and 8 blue balls, so the answer is 8 (3 blue balls + 4 red balls).", "8", "8"),
+        ("This is a classic lateral thinking puzzle. The answer is 6 birds.", "6", "6"),
+        # not in the expected form: no stated answer (the lenient reading takes the last number)
+        ("When you add 6 pens to the 5 more that have been added, it's 6 + 5 = 11, and now you have 11.", None, "11"),
+        ("1", None, "1"),
+        (
+            "Let's solve this problem step by step using logic. Initially, the box has 9 red balls and 8 blue balls. "
+            "Each red ball has 3 balls, and blue balls have 2. Now, the box now contains 9 - 3 + 8 = 21 balls. "
+            "The answer is",
+            None,
+            "21",
+        ),
+        ("No answer is provided.", None, None),
+        (
+            "You cannot determine the answer to the question by solving it in one sentence like this, because the "
+            "answer is not a direct answer to the question.",
+            None,
+            None,
+        ),
+        ("[[Final Answer]]: $3 + 4 = 7$", "7", "7"),
+    ],
+)
+def test_answer_of_real_model_output(text: str, stated: str | None, fallback: str | None) -> None:
+    assert (answer(text, True), answer(text, False)) == (stated, fallback)
+
+
+def test_answer_parse_rate_counts_only_rationales_that_state_their_answer(tmp_path: Path) -> None:
+    rationales = ["so 6 + 5 = 11. The answer is 11.", "it's 6 + 5 = 11, and now you have 11.", "1", "No answer."]
+    episode = {
+        "episode": "tp0", "inputs": {"answer": "11"},
+        "outputs": {"rationales": rationales, "answers": [answer(r, False) for r in rationales],
+                    "lbt_scores": [1, 1, 0, 0], "exam_correct": [[1.0]]},
+    }  # fmt: skip
+
+    class Ctx:
+        results, seed = [episode], 0
+        store = RunStore(tmp_path)
+
+    rows = {r.name: r for r in select_stage(Ctx())}
+    assert (rows["answer_parse_rate"].value, rows["answer_parse_rate"].n) == (0.25, 4)  # the first alone
 
 
 @pytest.mark.parametrize(
