@@ -15,6 +15,7 @@ running the next round with the checkpoint as the student's backend.
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +40,7 @@ class AssessorParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: Literal["score", "pairwise"] = Field("pairwise", description="which is better, or scores 1-10 for each")
     margin: float = Field(0.02, ge=0, description="pairwise: P(teacher) - P(student); score: points")
-    swap: bool = Field(True, description="judge twice with the answers' order swapped and average (position bias)")
+    swap: bool = Field(True, description="judge twice, in both orders (a split verdict is a tie)")
 
 
 class ComdParams(BaseModel):
@@ -48,9 +49,16 @@ class ComdParams(BaseModel):
     assessor: AssessorParams = Field(default_factory=AssessorParams)
 
 
-def load(data: ComdData, *, source: str | None = None, **_: Any) -> list[dict[str, Any]]:
+def first_order(seed: int, episode: str) -> int:
+    """The order a comparison shows first, drawn per comparison by the run seed: 0 shows the teacher's answer
+    as A, 1 the student's (an assessor that favours a position then favours neither side on average)."""
+    return random.Random(f"comd/order/{seed}/{episode}").randrange(2)
+
+
+def load(data: ComdData, *, seed: int, source: str | None = None, **_: Any) -> list[dict[str, Any]]:
     """The instruction pool; Alpaca-style records (`instruction`, optional `input` appended, `output` kept as
-    `reference`). A record without an instruction names its file and record."""
+    `reference`), each with the order its comparison shows first (`first`). A record without an instruction
+    names its file and record."""
     files = DataFiles(source)
     file = files.path(data.path) if data.path else BUNDLED
     rows = [record for _, record in files.rows(file)]
@@ -65,9 +73,10 @@ def load(data: ComdData, *, source: str | None = None, **_: Any) -> list[dict[st
         if isinstance(row.get("input"), str) and row["input"].strip():
             text = f"{text.strip()}\n\n{row['input'].strip()}"
         key = str(row.get("id", f"i{i}"))
-        pool.append(
-            {"id": key, "key": key, "instruction": text.strip(), "reference": row.get("output"), "origin": "seed"}
-        )
+        pool.append({
+            "id": key, "key": key, "instruction": text.strip(), "reference": row.get("output"), "origin": "seed",
+            "first": first_order(seed, key),
+        })  # fmt: skip
     if len({p["id"] for p in pool}) != len(pool):
         raise ConfigError(f"{file}: two records share an id", key="scenario.data.path")
     return pool[: data.instructions] if data.instructions else pool
@@ -90,25 +99,34 @@ def verdict(
     texts: list[str | None],
     probs: list[dict[str, Any] | None] | None = None,
     *,
+    orders: list[int] | None = None,
     mode: str = "score",
     margin: float = 2.0,
 ) -> dict[str, Any]:
-    """The assessor's judgement of the teacher against the student, from one or two judgements: the first shows
-    the teacher's answer as A, the second (with `swap`) shows it as B; the two are averaged, which cancels the
-    assessor's position bias. The student wins (1.0) when rated higher, ties (0.5) when equal, loses (0.0)
-    otherwise; the instruction is flagged when teacher - student >= margin (and the teacher is ahead). Without
-    a readable judgement it is unassessed (win None, not flagged)."""
-    teacher, student = [], []
-    for order, text in enumerate(texts):
-        a, b = shown(text, (probs or [None] * len(texts))[order], mode)
-        if a is not None and b is not None:
-            teacher.append(a if order == 0 else b)
-            student.append(b if order == 0 else a)
+    """The assessor's judgement of the teacher against the student, from one or two judgements, each shown in
+    its order (`orders`; 0: the teacher's answer as A, 1: as B; default 0, 1, ...). Each judgement prefers one
+    side (or ties); the student's result is the mean of 1 (preferred), 0.5 (tie) and 0 (not): two judgements
+    that disagree, as an assessor that always picks A does, are a tie, not the sign of a 0.02 difference.
+    Flagged: the teacher preferred in every judgement and ahead by `margin` (teacher - student, averaged).
+    `prefers_a` records, per judgement, whether it preferred the answer shown as A (None: a tie), for the
+    position-bias row. Without a readable judgement it is unassessed (win None, not flagged)."""
+    orders = list(range(len(texts))) if orders is None else list(orders)
+    teacher, student, results, prefers_a = [], [], [], []
+    for i, text in enumerate(texts):
+        a, b = shown(text, (probs or [None] * len(texts))[i], mode)
+        if a is None or b is None:
+            continue
+        t, s = (a, b) if orders[i] == 0 else (b, a)
+        teacher.append(t)
+        student.append(s)
+        results.append(1.0 if s > t else 0.5 if s == t else 0.0)
+        prefers_a.append(None if a == b else a > b)
+    base = {"orders": orders, "prefers_a": prefers_a}
     if not teacher:
-        return {"teacher": None, "student": None, "win": None, "flagged": False}
+        return {"teacher": None, "student": None, "win": None, "flagged": False, **base}
     t, s = sum(teacher) / len(teacher), sum(student) / len(student)
-    win = 1.0 if s > t else 0.5 if s == t else 0.0
-    return {"teacher": t, "student": s, "win": win, "flagged": t > s and t - s >= margin}
+    win = sum(results) / len(results)
+    return {"teacher": t, "student": s, "win": win, "flagged": win == 0.0 and t - s >= margin, **base}
 
 
 def instruction(text: str | None) -> str | None:
@@ -127,11 +145,12 @@ def round_records(
     records: list[dict[str, Any]], rnd: int, *, seed: int = 0
 ) -> tuple[list[dict[str, Any]], list[MetricRow], list[dict[str, Any]]]:
     """(the round's SFT records, its rows, the new pool items) from the round's episodes."""
-    sft, new, wins, flagged = [], [], [], 0
+    sft, new, wins, prefers_a, flagged = [], [], [], [], 0
     for r in records:
         out, item = r["outputs"], r["inputs"]
         v = out.get("verdict") or {}
         wins.append(v.get("win"))
+        prefers_a += v.get("prefers_a") or []
         if not v.get("flagged"):
             continue
         flagged += 1
@@ -143,6 +162,8 @@ def round_records(
             new.append({"id": key, "key": key, "instruction": out["harder"], "reference": None, "origin": "augmented"})
     rows = [
         mean_row("win_rate", wins, seed=seed, round=rnd),
+        # share of the assessor's decided judgements that preferred the answer shown as A: 0.5 is no position bias
+        mean_row("position_bias", prefers_a, seed=seed, round=rnd),
         MetricRow("flagged", float(flagged), {"round": rnd}, n=len(records)),
         MetricRow("pool", float(len(records)), {"round": rnd}, n=len(records)),
         MetricRow("sft_records", float(len(sft)), {"round": rnd}, n=len(records)),
@@ -157,7 +178,10 @@ async def rounds_stage(ctx: Any) -> list[MetricRow]:
     rows: list[MetricRow] = []
     for rnd in range(ctx.params.rounds):
         if rnd > 0:
-            records = await ctx.run_episodes([{**item, "id": f"r{rnd}/{item['key']}"} for item in pool], round=rnd)
+            inputs = [{**item, "id": f"r{rnd}/{item['key']}"} for item in pool]
+            for item in inputs:
+                item["first"] = first_order(ctx.seed, item["id"])
+            records = await ctx.run_episodes(inputs, round=rnd)
         sft, found, new = round_records(records, rnd, seed=ctx.seed)
         rows += found
         ctx.export(f"sft_round{rnd}", sft, kind="sft")
