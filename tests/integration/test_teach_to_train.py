@@ -47,18 +47,19 @@ def test_lbt_m2_pairs_train_the_teacher_and_the_checkpoint_answers_in_the_same_s
     checkpoint = tmp_path / "teacher" / "checkpoint"
     assert f"checkpoint: {checkpoint}" in printed and (tmp_path / "teacher" / "loss.png").is_file()
 
-    # 4. The trained teacher answers through the transformers backend in the same scenario.
-    code, out = cli(
-        "run",
-        *TINY,
-        "scenario.data.problems=1",
-        "backend=transformers",
-        f"backend.model={checkpoint}",
-        f"hydra.run.dir={tmp_path / 'after'}",
-    )
-    assert code == 0, out
-    lines = [json.loads(x) for x in (tmp_path / "after" / "transcript.jsonl").read_text().splitlines()]
-    assert len(lines) == 3 * (1 + 2) and all(t["completion_tokens"] > 0 for t in lines)
+    # 4. Before and after like for like (README): both on the transformers backend at the same precision, the
+    # trained checkpoint in the teacher's role only, the students the untrained model in both runs.
+    for name, extra in (("before", []), ("after", [f"+backends.trained={{kind: transformers, model: '{checkpoint}'}}",
+                                                   "scenario.roles.teacher.backend=trained"])):  # fmt: skip
+        code, out = cli("run", *TINY, "scenario.data.problems=1", "backend=transformers", *extra,
+                        f"hydra.run.dir={tmp_path / name}")  # fmt: skip
+        assert code == 0, out
+    lines = {n: [json.loads(x) for x in (tmp_path / n / "transcript.jsonl").read_text().splitlines()]
+             for n in ("before", "after")}  # fmt: skip
+    assert all(len(v) == 3 * (1 + 2) and all(t["completion_tokens"] > 0 for t in v) for v in lines.values())
+    assert all(sum(t["agent"] != "teacher" for t in v) == 6 for v in lines.values())  # the students answered
+    config = (tmp_path / "after" / "config.yaml").read_text()
+    assert "backend: trained" in config and str(checkpoint) in config
     metrics = json.loads((tmp_path / "after" / "metrics.json").read_text())
     assert {m["labels"].get("rule") for m in metrics["metrics"] if m["name"] == "accuracy"} == {
         "MAJ",

@@ -51,3 +51,18 @@ def test_the_block_is_written_from_a_runs_ledger_and_metrics(tmp_path: Path) -> 
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"scenario": {"data": data}, "run": {"episodes": None}}))
     with pytest.raises(SystemExit, match="default sizes"):
         measure.block("arte", tmp_path)
+
+
+def test_the_readme_compares_the_trained_teacher_with_the_untrained_one_like_for_like() -> None:
+    """The README's before/after ran the untrained model on `embedded` (Q4, llama.cpp) and the checkpoint on
+    `transformers` (fp32), and put the checkpoint in every role, the students' too: before and after are now
+    both on transformers, and only the teacher (whom DPO on lbt's pairs trains) is the checkpoint."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Teach to train") :]
+    section = section[: section.index("\n## ", 1)]
+    runs = re.findall(r"^schola run (.*?(?:\\\n.*?)*)$", section, re.M)
+    compared = {m.group(1): r for r in runs if (m := re.search(r"hydra\.run\.dir=\S*/(before|after)\b", r))}
+    assert compared.keys() == {"before", "after"}, runs
+    assert all("backend=transformers " in r and "backend.model=" not in r for r in compared.values())
+    assert "out/teacher/checkpoint" in compared["after"] and "scenario.roles.teacher.backend=trained" in compared["after"]
+    assert "students" not in compared["after"] and "checkpoint" not in compared["before"]
