@@ -337,7 +337,7 @@ class RunDriver:
             if todo:
                 await self._run(todo, graph=None, round=0)
             return False
-        batch = max(1, self.plan.config.run.concurrency or 1)
+        batch = max(1, self.plan.concurrency)  # run.concurrency, or the derived one: each batch fills the backends
         while not (decided := all(findings.decided(declared, self.stage.results).values())) and todo:
             await self._run(todo[:batch], graph=None, round=0)
             todo = todo[batch:]
