@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -199,3 +201,32 @@ def test_a_sweeps_exit_codes_read_status_json_safely(tmp_path: Path) -> None:
             (sweep / job / "status.json").write_text(status)
     os.mkfifo(sweep / "2" / "status.json")  # a FIFO: must not hang
     assert job_codes(sweep) == [0, 1, 1, 1]
+
+
+# -- issue 17: the import contracts cover every module, new ones included -----------------------------------
+def covered(module: str, patterns: list[str]) -> bool:
+    """`module` is one of import-linter's module expressions (`*` one name, `**` one or more) or inside one."""
+    for p in patterns:
+        regex = re.escape(p).replace(r"\*\*", "[^.]+(?:\\.[^.]+)*").replace(r"\*", "[^.]+")
+        if re.fullmatch(regex + r"(?:\..+)?", module):
+            return True
+    return False
+
+
+def test_the_import_contracts_cover_every_module_of_the_engine() -> None:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    contracts = tomllib.loads(pyproject.read_text())["tool"]["importlinter"]["contracts"]
+    modules = [f"schola.{m.name}" for m in pkgutil.iter_modules(schola.__path__)]
+    assert {"schola.spec", "schola.train", "schola.executors", "schola.engine"} <= set(modules)
+    by_plugins = next(c for c in contracts if "schola.scenarios" in c["forbidden_modules"])
+    top = next(c for c in contracts if c["forbidden_modules"] == ["schola.cli"])
+    backends = next(c for c in contracts if c["source_modules"] == ["schola.backends"])
+    allowed = {i.split("->")[1].strip() for i in backends.get("ignore_imports", [])}
+    for m in modules:
+        assert covered(m, by_plugins["source_modules"]), f"{m} may import a scenario or a role"
+        assert m == "schola.cli" or covered(m, top["source_modules"]), f"{m} may import the CLI"
+        assert m in allowed | {"schola.backends"} or covered(m, backends["forbidden_modules"]), (
+            f"backends may import {m}"
+        )
