@@ -230,3 +230,30 @@ def test_the_import_contracts_cover_every_module_of_the_engine() -> None:
         assert m in allowed | {"schola.backends"} or covered(m, backends["forbidden_modules"]), (
             f"backends may import {m}"
         )
+
+
+# -- issue 17: the README describes the run path and failure tolerance as the code has them -----------------
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_the_readme_names_the_run_path_as_the_code_has_it() -> None:
+    from importlib import import_module
+
+    section = README.split("**One run path.**", 1)[1].split("\n\n", 1)[0]
+    for module, name in [
+        ("schola.spec", "RunSpec"), ("schola.spec", "open_run"), ("schola.plan", "Plan"), ("schola.store", "RunStore"),
+        ("schola.runtime", "RunDriver"), ("schola.executors", "Executor"), ("schola.engine", "EpisodeEngine"),
+        ("schola.runtime", "StageContext"), ("schola.runtime", "RunResult"), ("schola.roles", "ActRequest"),
+        ("schola.roles", "Reply"), ("schola.scorers", "Score"),
+    ]:  # fmt: skip
+        assert f"`{name}`" in section and hasattr(import_module(module), name), name
+
+
+def test_the_readme_lists_every_key_a_resume_may_change_and_how_failed_episodes_go() -> None:
+    from schola.resume import FREE_PREFIXES
+
+    resume = README.split("### Budgets and resume", 1)[1].split("\n### ", 1)[0]
+    for prefix in set(FREE_PREFIXES) - {"resume", "scenario.source"}:
+        assert (f"`{prefix}*`" if prefix.endswith(".") else f"`{prefix}`") in resume, prefix
+    failed = README.split("### Failed episodes", 1)[1].split("\n## ", 1)[0]
+    assert all(k in failed for k in ("`run.max_failed`", "results.jsonl", "resume=", "schola show"))
