@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from schola.metrics import MetricRow
     from schola.roles import Reply
     from schola.schema import ScenarioConfig
+    from schola.store import RunStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +38,9 @@ class StageContext(Protocol):
         results: every finished episode so far (all rounds): `{"episode", "round", "inputs", "outputs", "scores"}`.
         params: the validated `scenario.params`.
         seed: the run seed.
-        output_dir: the run directory (write plots, tables and exports there).
+        output_dir: the run directory.
+        store: its one writer: `store.write_file(name, text_or_bytes)` (and `write_jsonl`, `write_json`) writes a
+            plot or a table whole, never through a link a prepared run directory holds.
         scenario: the validated scenario config.
     """
 
@@ -45,6 +48,7 @@ class StageContext(Protocol):
     params: Any
     seed: int
     output_dir: Path
+    store: RunStore
     scenario: ScenarioConfig
 
     async def run_episodes(
