@@ -368,3 +368,16 @@ def test_a_sweep_reports_spp_and_spp_multi_side_by_side_on_the_same_items(cli: A
     assert code == 0, out
     report = (sweep / "report.csv").read_text()
     assert "spp_multi" in report and ",score," in report
+
+
+def test_replies_without_the_final_answer_format_score_0_in_n_and_the_caption_says_so(cli: Any, tmp_path: Path) -> None:
+    """The embedded model never wrote "Final answer:": every score was a silent 0. They still count in n (the
+    task was failed), parse_rate says how many replies had the format, and the caption line says both."""
+    run = tmp_path / "r"
+    code, out = cli("run", "backend=scripted", "scenario=spp", "scenario.scripted=[{match: Task, reply: 'Title: A story.'}]",
+                    f"hydra.run.dir={run}")  # fmt: skip
+    assert code == 0, out
+    saved = json.loads((run / "metrics.json").read_text())
+    rows = {m["name"]: m for m in saved["metrics"]}
+    assert rows["score"]["value"] == 0 and rows["score"]["n"] == 3 and rows["parse_rate"]["value"] == 0
+    assert "scores 0 and counts in n" in saved["caption"] and "parse_rate" in saved["caption"]
