@@ -265,3 +265,19 @@ def test_bad_grades_stop_the_run_before_it_starts(cli: Any, tmp_path: Path) -> N
     assert code == 2
     assert "graded.csv" in out and "row 2" in out and "peer_grade_2" in out
     assert not (tmp_path / "r" / "results.jsonl").exists()
+
+
+def test_a_grade_that_cannot_be_read_is_left_out_of_the_mae_and_the_caption_says_so(cli: Any, tmp_path: Path) -> None:
+    """The embedded model wrote "Grade: n" in 3 of 18 replies, so llm.mae rested on 3 values: n says how many
+    grades it rests on, llm_parse_rate their share, and the caption line says both."""
+    run = tmp_path / "r"
+    rules = "[{match: seasons, reply: 'The student covers the tilt.'}, {match: 'Grade the student', reply: 'Grade: 7'}]"
+    code, out = cli("run", "backend=scripted", "scenario=mooc_grading", f"scenario.scripted={rules}",
+                    f"hydra.run.dir={run}")  # fmt: skip
+    assert code == 0, out
+    saved = json.loads((run / "metrics.json").read_text())
+    overall = {m["name"]: m for m in saved["metrics"] if m["labels"].get("course") is None}
+    unread = sum("seasons" in x["prompt"] for x in transcript(run) if x["agent"] == "grader")
+    assert unread == 3 and overall["llm.mae"]["n"] == 18 - unread
+    assert overall["llm_parse_rate"]["value"] == pytest.approx(15 / 18)
+    assert "n counts them" in saved["caption"] and "llm_parse_rate" in saved["caption"]
