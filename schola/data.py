@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import random
 import re
@@ -370,6 +371,13 @@ def _select(rows: list[Row], data: DataConfig, *, seed: int, source: str) -> lis
         picked = sorted(random.Random(f"schola.data.sample/{seed}").sample(range(len(rows)), data.sample))
         rows = [rows[i] for i in picked]
     return rows
+
+
+def check_size(asked: int | None, have: int, *, key: str, what: str) -> None:
+    """A size that asks for more than the data has runs what there is and says so (a warning naming the key):
+    the one place for `run.episodes` and the loaders' own sizes, so no size is cut silently."""
+    if asked is not None and asked > have:
+        logging.getLogger("schola").warning("%s=%d, but there are only %d %s: running %d", key, asked, have, what, have)
 
 
 def load_records(data: DataConfig, *, source: str | None = None, seed: int = 0, **_: Any) -> list[dict[str, Any]]:

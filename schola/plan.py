@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schola import findings, plugins
+from schola.data import check_size
 from schola.errors import ConfigError
 from schola.graph import GLOBALS, Graph
 from schola.roles import Role, RoleConfig, check_role_class
@@ -40,11 +41,14 @@ class Plan:
     #: Episodes in flight: run.concurrency, or (null) enough to fill every backend a role uses. Derived values live
     #: here; the validated config stays as the user gave it.
     concurrency: int = 1
+    #: The loader took `episodes` (run.episodes) and sized the run itself: every episode it gave runs.
+    sized_by_loader: bool = False
 
     @property
     def selected(self) -> list[dict[str, Any]]:
-        """The episodes this run runs: the first `run.episodes`, or all."""
-        return self.episodes[: self.config.run.episodes] if self.config.run.episodes else self.episodes
+        """The episodes this run runs: the first `run.episodes`, or all; all when the loader sized them itself."""
+        n = None if self.sized_by_loader else self.config.run.episodes
+        return self.episodes[:n] if n else self.episodes
 
     def find_scorer(self, name: str) -> Callable[..., Any]:
         found: Callable[..., Any] = find_scorer(self.scenario, name)
@@ -134,12 +138,18 @@ def _build_plan(raw: dict[str, Any], files: Files) -> Plan:
     used = {role_config.backend for _, role_config in plan.roles.values()}
     slots = sum(plan.backends[b][1].max_concurrency for b in used if b in plan.backends)
     plan.concurrency = cfg.run.concurrency or max(MIN_AUTO_CONCURRENCY, min(MAX_AUTO_CONCURRENCY, slots))
+    # a loader with an `episodes` parameter is given run.episodes and sizes the run itself (tom_teaching: the
+    # test items, beside the train pool that every run needs); others are cut to the first run.episodes
+    plan.sized_by_loader = "episodes" in inspect.signature(scenario.load).parameters
+    sized = {"episodes": cfg.run.episodes} if plan.sized_by_loader else {}
     try:
-        plan.episodes = scenario.load(data, params=params, seed=cfg.seed, source=sc.source)
+        plan.episodes = scenario.load(data, params=params, seed=cfg.seed, source=sc.source, **sized)
     except ConfigError as e:
         raise ConfigError(e.detail, key=e.key or "scenario.data", file=e.file or f_sc) from None
     if not plan.episodes:
         raise ConfigError("the data has no episodes", key="scenario.data", file=f_sc)
+    if not plan.sized_by_loader:
+        check_size(cfg.run.episodes, len(plan.episodes), key="run.episodes", what="episodes in the data")
     fields = _check_episodes(plan.episodes, files)
     if not sc.graph:
         raise ConfigError("expected a list of steps (agent, map, join, score, route)", key="scenario.graph", file=f_sc)

@@ -95,7 +95,9 @@ class SightData(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     generator: Literal["comments"] | None = "comments"
-    per_category: int = Field(2, ge=1, description="generated comments drawn per category (positive for it)")
+    per_category: int | None = Field(
+        None, ge=1, description="generated comments drawn per category (positive for it); null: 2; not with path"
+    )
     path: str | None = Field(None, description="the authors' annotation CSV instead of the generator")
     split: str | None = Field(None, description="keep only rows whose `datasplit` is this (train, test, ...)")
     humans: list[str] = Field(
@@ -256,6 +258,12 @@ def load(
     data: SightData, *, params: SightParams, seed: int, source: str | None = None, **_: Any
 ) -> list[dict[str, Any]]:
     if data.path:
+        if data.per_category is not None:  # it would be ignored: the file says which comments are annotated
+            raise ConfigError(
+                f"per_category={data.per_category} draws generated comments; with scenario.data.path every comment "
+                "of the file runs: leave scenario.data.per_category null (run.episodes=N runs the first N)",
+                key="scenario.data.per_category",
+            )
         file = DataFiles(source).path(data.path)
         return load_annotations(file, params.categories, set(params.definitions), humans=data.humans, split=data.split)
-    return generate(params.categories, per_category=data.per_category, seed=seed)
+    return generate(params.categories, per_category=data.per_category or 2, seed=seed)

@@ -21,11 +21,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from schola.scenarios.spp.logic_grid import CATEGORIES, MAX_HOUSES, generate_puzzle
 
-from schola.data import DataFiles
+from schola.data import DataFiles, check_size
 from schola.errors import ConfigError
 
 Task = Literal["trivia_creative_writing", "codenames", "logic_grid_puzzle"]
 HERE = Path(__file__).parent
+GENERATED = 3  # episodes generated when data.items is null
 
 # The task statements of the authors' prompts (prompts/*.py in their repository), as str.format templates.
 STATEMENTS = {
@@ -45,7 +46,9 @@ class SppData(BaseModel):
     model_config = ConfigDict(extra="forbid")
     task: Task = "trivia_creative_writing"
     path: str | None = Field(None, description="the authors' JSONL file for this task instead of generated data")
-    items: int = Field(3, ge=1, le=2_000, description="generated episodes (at most 2,000)")
+    items: int | None = Field(
+        None, ge=1, le=2_000, description="episodes: N generated, or the first N of path; null: 3 generated, or all"
+    )
     questions: int = Field(5, ge=1, le=44, description="trivia: questions per story (paper: N=5 and N=10)")
     words: int = Field(10, ge=2, le=128, description="codenames: words on a board (paper: 9-25)")
     targets: int = Field(2, ge=1, le=8, description="codenames: target words (paper: 1-4)")
@@ -204,9 +207,9 @@ def generate_board(rng: random.Random, *, words: int, targets: int) -> dict[str,
 
 
 def generate(data: SppData, seed: int) -> list[dict[str, Any]]:
-    """`data.items` episodes of `data.task`; the same seed gives the same data."""
+    """`data.items` (null: 3) episodes of `data.task`; the same seed gives the same data."""
     episodes = []
-    for i in range(data.items):
+    for i in range(data.items or GENERATED):
         rng = random.Random(f"spp/{data.task}/{seed}/{i}")
         if data.task == "trivia_creative_writing":
             row = generate_trivia(rng, questions=data.questions)
@@ -221,5 +224,7 @@ def generate(data: SppData, seed: int) -> list[dict[str, Any]]:
 def load(data: SppData, *, seed: int, source: str | None = None, **_: Any) -> list[dict[str, Any]]:
     """Episodes of `scenario.data`: the authors' file at `path`, else generated ones."""
     if data.path:
-        return read_file(DataFiles(source).path(data.path), data.task)
+        items = read_file(DataFiles(source).path(data.path), data.task)
+        check_size(data.items, len(items), key="scenario.data.items", what=f"items in {data.path}")
+        return items[: data.items] if data.items else items
     return generate(data, seed)

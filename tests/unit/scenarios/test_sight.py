@@ -345,6 +345,13 @@ def test_the_files_human_labels_replace_the_simulated_humans(cli: Any, tmp_path:
     assert labels[("abc-9", "gratitude")] == ("0", "")
 
 
+def test_per_category_with_a_file_is_an_error_not_ignored(cli: Any, tmp_path: Path) -> None:
+    write(tmp_path, QUIRKY)
+    code, out = cli("check", "backend=scripted", "scenario=sight", "scenario.data.path=sample.csv",
+                    "scenario.data.per_category=1", f"scenario.params.categories=[{','.join(CATS)}]")  # fmt: skip
+    assert code == 2 and "scenario.data.per_category" in out and "scenario.data.path" in out
+
+
 def test_bad_data_stops_before_any_run_with_the_file_row_and_column(cli: Any, tmp_path: Path) -> None:
     write(tmp_path, QUIRKY.replace("54.0,,0.0", "54.0,,yes please"))
     code, out = cli("run", "backend=scripted", "scenario=sight", "scenario.data.path=sample.csv",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 import yaml
 from schola.agents.persona import Persona, PersonaConfig
 from schola.scenarios.spp import parsed, score
-from schola.scenarios.spp.data import HERE, SppData, generate, read_file
+from schola.scenarios.spp.data import HERE, SppData, generate, load, read_file
 from schola.scenarios.spp.logic_grid import count_solutions, generate_puzzle, holds
 from schola.scenarios.spp.scoring import codenames_score, logic_correct, participants, trivia_score, unwrap
 
@@ -84,6 +85,23 @@ BOARD = {"idx": 7, "word_list": ["locust", "fever", "street", "kiss", "popcorn",
 PUZZLE = {"idx": 0, "inputs": "Q: There are 2 houses ...\nWhat is the number of the house where the flutist lives?\n"
           "  choice: 2\n  choice: 1\nA:", "targets": ["2"], "multiple_choice_targets": ["1", "2"],
           "multiple_choice_scores": [0, 1]}  # fmt: skip
+
+
+def test_sizes_with_a_file_are_honoured_or_said(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """data.items=1 with a path ran every item of the file; run.episodes beyond the file ran what was there
+    without a word."""
+    from schola.spec import RunSpec, plan_of
+
+    path = write_jsonl(tmp_path / "t.jsonl", [TRIVIA, {**TRIVIA, "idx": 1}, {**TRIVIA, "idx": 2}])
+    base = ["scenario=spp", "backend=scripted", f"scenario.data.path={path}"]
+    plan, _ = plan_of(RunSpec.from_args([*base, "scenario.data.items=1"]))
+    assert [e["id"] for e in plan.selected] == ["0"]
+    with caplog.at_level(logging.WARNING, logger="schola"):
+        plan, _ = plan_of(RunSpec.from_args([*base, "scenario.data.items=5"]))
+        assert len(plan.selected) == 3 and "scenario.data.items=5, but there are only 3 items" in caplog.text
+        plan, _ = plan_of(RunSpec.from_args([*base, "run.episodes=100"]))
+        assert len(plan.selected) == 3 and "run.episodes=100, but there are only 3 episodes" in caplog.text
+    assert len(load(SppData(), seed=0)) == 3  # without a file: 3 generated
 
 
 def test_loaders_read_the_authors_records(tmp_path: Path) -> None:
@@ -311,7 +329,9 @@ def test_codenames_gives_the_spymasters_hint_to_the_guesser(tmp_path: Path) -> N
 
 def test_codenames_skips_the_guesser_when_the_hint_did_not_parse(tmp_path: Path) -> None:
     """spp_fixed_persona's spymaster reply has no "Final answer:": the guesser was asked about the word ""."""
-    boards = [{"idx": 0, "word_list": ["director", "kiss", "popcorn", "street"], "target_words": ["director", "popcorn"]}]
+    boards = [
+        {"idx": 0, "word_list": ["director", "kiss", "popcorn", "street"], "target_words": ["director", "popcorn"]}
+    ]
     write_jsonl(tmp_path / "boards.jsonl", boards)
     result = scripted_run(tmp_path, "scenario.variant=spp_fixed_persona", "scenario.data.task=codenames",
                           f"scenario.data.path={tmp_path / 'boards.jsonl'}")  # fmt: skip
