@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schola.data import DataFiles, replace_surrogates
+from schola.data import DataFiles, check_size, replace_surrogates
 from schola.errors import ConfigError
 
 Task = Literal["yesno", "arithmetic", "multiple_choice"]
@@ -44,7 +44,9 @@ class TomData(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     task: Task = Field("yesno", description="yesno (StrategyQA-like), arithmetic (GSM8K-like), multiple_choice (CQA)")
-    test: int | None = Field(10, ge=1, description="test items (the first N; null: all)")
+    test: int | None = Field(
+        10, ge=1, description="test items (the first N; null: all, for the bundled items all but the train items)"
+    )
     train: int = Field(8, ge=2, description="train items: the student's demonstrations plus the observed pool")
     path: str | None = Field(None, description="test records in the task's format; null: the bundled/generated set")
     train_path: str | None = Field(None, description="train records in the same format (needed with path)")
@@ -295,11 +297,50 @@ def bundled_items(task: Task, *, n: int) -> list[dict[str, Any]]:
     return items
 
 
-def load(data: TomData, *, seed: int, params: Any = None, source: str | None = None, **_: Any) -> list[dict[str, Any]]:
-    """Episodes: the test items and the train pool (`split`), each carrying the student's demonstrations.
+def load(
+    data: TomData,
+    *,
+    seed: int,
+    params: Any = None,
+    source: str | None = None,
+    episodes: int | None = None,
+    **_: Any,
+) -> list[dict[str, Any]]:
+    """Episodes: the train pool and the test items (`split`), each carrying the student's demonstrations.
 
-    The test set is fixed; the run seed draws the student's demonstrations and the pool from the train items."""
+    The test set is fixed: the first `data.test` items (null: all; for the bundled items, all but the train
+    items), of which `episodes` (run.episodes) runs the first N; the pool is never cut. The run seed draws the
+    student's demonstrations and the pool from the train items."""
     demos = int(getattr(params, "demos", 4))
+    if data.train <= demos:
+        raise ConfigError(
+            f"scenario.data.train={data.train} must be more than params.demos={demos}: the student's "
+            "demonstrations are drawn from the train items first, and the observed pool gets the rest",
+            key="scenario.data.train",
+        )
+    test, train = _split(data, source=source)
+    check_size(episodes, len(test), key="run.episodes", what="test items (size them with scenario.data.test)")
+    test = test[:episodes] if episodes else test
+    rng = random.Random(f"tom/train/{seed}")
+    chosen = rng.sample(range(len(train)), data.train)
+    student_demos = [demo(train[i]) for i in chosen[:demos]]
+    pool = [train[i] for i in chosen[demos:]]
+    deceiving = (
+        deceiving_demos(data, pool, k=demos, source=source) if "deceiving" in getattr(params, "teachers", []) else []
+    )
+    out = [{**item, "id": f"train/{k}", "split": "train"} for k, item in enumerate(pool)]
+    out += [{**item, "id": f"test/{k}", "split": "test"} for k, item in enumerate(test)]
+    for e in out:
+        e.setdefault("deceiving_explanation", None)
+        e.setdefault("wrong_answer", None)
+        e.pop("source_id", None)
+        e["student_demos"], e["deceiving_demos"] = student_demos, deceiving
+    return out
+
+
+def _split(data: TomData, *, source: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(test items, train items): from `path` and `train_path`, else the bundled (generated) items, the test
+    items first and `data.train` items after them."""
     if data.path:
         if not data.train_path:
             raise ConfigError(
@@ -308,33 +349,32 @@ def load(data: TomData, *, seed: int, params: Any = None, source: str | None = N
             )
         files = DataFiles(source)
         test = read_items(files.path(data.path), data.task)
-        train = read_items(
-            files.path(data.train_path, key="scenario.data.train_path"), data.task, key="scenario.data.train_path"
-        )
-        test = test[: data.test] if data.test else test
+        key = "scenario.data.train_path"
+        train = read_items(files.path(data.train_path, key=key), data.task, key=key)
+        check_size(data.test, len(test), key="scenario.data.test", what=f"test items in {data.path}")
+        if len(train) < data.train:
+            raise ConfigError(
+                f"scenario.data.train={data.train}, but {data.train_path} has {len(train)} items", key=key
+            )
+        return (test[: data.test] if data.test else test), train
+    if data.task == "arithmetic":  # generated: as many as asked
+        if data.test is None:
+            raise ConfigError(
+                "the arithmetic problems are generated, so 'all' has no size: give scenario.data.test a number",
+                key="scenario.data.test",
+            )
+        items = bundled_items(data.task, n=data.test + data.train)
     else:
-        items = bundled_items(data.task, n=(data.test or 10) + data.train)
-        test, train = items[: data.test or 10], items[data.test or 10 :]
-    if len(train) < data.train or data.train <= demos:
+        items = bundled_items(data.task, n=0)
+    n_test = len(items) - data.train if data.test is None else data.test
+    if n_test < 1 or n_test + data.train > len(items):
         raise ConfigError(
-            f"data.train={data.train} needs more than params.demos={demos} train items, and the data has {len(train)}",
-            key="scenario.data.train",
+            f"scenario.data.test={data.test} leaves {len(items) - n_test} of the {len(items)} bundled {data.task} "
+            f"items for scenario.data.train={data.train}: lower scenario.data.test to at most "
+            f"{len(items) - data.train} (or scenario.data.train)",
+            key="scenario.data.test" if data.test is not None else "scenario.data.train",
         )
-    rng = random.Random(f"tom/train/{seed}")
-    chosen = rng.sample(range(len(train)), data.train)
-    student_demos = [demo(train[i]) for i in chosen[:demos]]
-    pool = [train[i] for i in chosen[demos:]]
-    deceiving = (
-        deceiving_demos(data, pool, k=demos, source=source) if "deceiving" in getattr(params, "teachers", []) else []
-    )
-    episodes = [{**item, "id": f"train/{k}", "split": "train"} for k, item in enumerate(pool)]
-    episodes += [{**item, "id": f"test/{k}", "split": "test"} for k, item in enumerate(test)]
-    for e in episodes:
-        e.setdefault("deceiving_explanation", None)
-        e.setdefault("wrong_answer", None)
-        e.pop("source_id", None)
-        e["student_demos"], e["deceiving_demos"] = student_demos, deceiving
-    return episodes
+    return items[:n_test], items[n_test:]
 
 
 def demo(item: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -47,11 +47,7 @@ def main_episodes(results: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
     pool = [r for r in main if r["inputs"]["split"] == "train"]
     test = [r for r in main if r["inputs"]["split"] == "test"]
     if not test:
-        raise ConfigError(
-            "tom_teaching.teach found no test episodes: the episodes are the train pool, then the test items, so "
-            "run.episodes cuts the test items first; size a run with scenario.data.test and scenario.data.train",
-            key="run.episodes",
-        )
+        raise ConfigError("tom_teaching.teach found no test episodes", key="scenario.data.test")
     return pool, test
 
 
@@ -105,7 +101,7 @@ class Teaching:
         if len(self.pool) < needed:
             raise ConfigError(
                 f"the train pool has {len(self.pool)} items; {needed} are needed (2·params.demos and the largest "
-                "multi-turn k): raise scenario.data.train (and leave run.episodes unset, which would cut the pool)",
+                "multi-turn k): raise scenario.data.train",
                 key="scenario.data.train",
             )  # fmt: skip
         candidates = [r["inputs"] for r in self.pool[:needed]]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -256,8 +257,39 @@ def test_loader_keeps_the_test_set_and_draws_the_demonstrations_by_seed(tmp_path
     assert len({e["id"] for e in a}) == len(a) and a[0]["deceiving_demos"] == []
     with pytest.raises(ConfigError, match="train_path"):
         load(TomData(path=str(write(tmp_path / "t.json", STRATEGYQA, json_list=True))), seed=0, params=params)
-    with pytest.raises(ConfigError, match="needs more than"):
+    with pytest.raises(ConfigError, match="must be more than params.demos"):
         load(TomData(train=4), seed=0, params=params)
+
+
+def test_test_null_is_every_bundled_item_beside_the_train_items() -> None:
+    """`test: null` says "all" (it gave 10); the bundled yesno set has 36 items, 8 of them for training."""
+    episodes = load(TomData(test=None), seed=0, params=TomParams())
+    assert [e["split"] for e in episodes].count("test") == 36 - 8
+    assert len(load(TomData(test=26), seed=0, params=TomParams())) == 26 + 6
+
+
+def test_a_test_size_the_bundled_items_cannot_give_says_so_without_contradiction() -> None:
+    # it said "data.train=8 needs more than params.demos=2 train items, and the data has 6"
+    with pytest.raises(ConfigError) as e:
+        load(TomData(test=30), seed=0, params=TomParams())
+    assert "scenario.data.test=30 leaves 6 of the 36 bundled yesno items for scenario.data.train=8" in str(e.value)
+    assert e.value.key == "scenario.data.test"
+    with pytest.raises(ConfigError, match=r"scenario.data.train=2 must be more than params.demos=2") as e:
+        load(TomData(train=2), seed=0, params=TomParams())
+    assert e.value.key == "scenario.data.train"
+
+
+def test_run_episodes_sizes_the_test_items_and_keeps_the_pool(caplog: pytest.LogCaptureFixture) -> None:
+    """run.episodes cut the pool first (pool, then test items), so a small run had no test items at all."""
+    from schola.spec import RunSpec, plan_of
+
+    plan, _ = plan_of(RunSpec.from_args(["scenario=tom_teaching", "backend=scripted", "run.episodes=3"]))
+    splits = [e["split"] for e in plan.selected]
+    assert (splits.count("test"), splits.count("train")) == (3, 6)
+    with caplog.at_level(logging.WARNING, logger="schola"):
+        plan, _ = plan_of(RunSpec.from_args(["scenario=tom_teaching", "backend=scripted", "run.episodes=30"]))
+    assert [e["split"] for e in plan.selected].count("test") == 10
+    assert "run.episodes=30, but there are only 10 test items" in caplog.text
 
 
 def test_generated_arithmetic_has_worked_and_deceiving_solutions() -> None:
