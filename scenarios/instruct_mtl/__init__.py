@@ -110,7 +110,7 @@ def report(ctx: Any, *, metrics: Sequence[str] = tuple(METRICS), export: bool = 
     if reference is not None:
         for other in sorted(k for k in values if k != reference):
             common = [e for e in values[reference] if e in values[other]]
-            for m in metrics:
+            for m in metrics if common else ():  # no instance ran both (a task that cannot give k examples)
                 diffs = [values[reference][e][m] - values[other][e][m] for e in common]
                 rows.append(mean_row(
                     f"{m}_difference", diffs, seed=ctx.seed,

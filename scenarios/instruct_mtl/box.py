@@ -16,6 +16,7 @@ after another inside the outer brackets):
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from schola.errors import ConfigError
 Arm = Literal["instruction", "single_task", "no_instruction"]
 ARMS: tuple[Arm, ...] = ("instruction", "single_task", "no_instruction")
 BUNDLED = "instructions.yaml"
+log = logging.getLogger("schola")
 
 
 @dataclass(frozen=True)
@@ -130,12 +132,14 @@ def single_task_prompt(x: str, demos: tuple[Example, ...] | list[Example]) -> st
 
 
 def prompts(task: Task, x: str, demos: list[Example], *, arms: list[Arm], shots: list[int]) -> list[dict[str, Any]]:
-    """Every comparison arm's prompt for one instance: `{arm, shots, text}`."""
+    """Every comparison arm's prompt for one instance: `{arm, shots, text}`, `shots` the examples it shows. A k
+    the task cannot give (fewer demonstrations) runs with all it has, labelled so, and only once."""
+    given = sorted({min(k, len(demos)) for k in shots})
     out = []
     if "instruction" in arms:
-        out += [{"arm": "instruction", "shots": k, "text": instruction_prompt(task, x, demos[:k])} for k in shots]
+        out += [{"arm": "instruction", "shots": k, "text": instruction_prompt(task, x, demos[:k])} for k in given]
     if "single_task" in arms:
-        out += [{"arm": "single_task", "shots": k, "text": single_task_prompt(x, demos[:k])} for k in shots if k > 0]
+        out += [{"arm": "single_task", "shots": k, "text": single_task_prompt(x, demos[:k])} for k in given if k > 0]
     if "no_instruction" in arms:
         out.append({"arm": "no_instruction", "shots": 0, "text": x})
     return out
@@ -149,7 +153,7 @@ def episodes(
     by_task: dict[str, list[dict[str, Any]]] = {name: [] for name in tasks}
     for inst in instances:
         by_task[inst["task"]].append(inst)
-    out = []
+    out, short = [], {}
     for name, task in tasks.items():
         if by_task[name]:
             items = [
@@ -161,9 +165,17 @@ def episodes(
                 (f"{name}/example{i}", ex.input, ex.output, [e for j, e in enumerate(task.examples) if j != i])
                 for i, ex in enumerate(task.examples)
             ]
+        if items and (fewest := min(len(demos) for *_, demos in items)) < max(shots):
+            short[name] = fewest
         for episode_id, x, gold, demos in items:
             out.append({
                 "id": episode_id, "task": name, "input": x, "output": gold,
                 "prompts": prompts(task, x, demos, arms=arms, shots=shots),
             })  # fmt: skip
+    if short:  # said at check: these tasks' rows carry fewer shots than asked
+        log.warning(
+            "scenario.params.shots=%d cannot be given to %d of %d tasks, which have too few examples (their rows are "
+            "labelled with the shots given): %s", max(shots), len(short), len(tasks),
+            ", ".join(f"{name} (at most {k})" for name, k in short.items()),
+        )  # fmt: skip
     return out

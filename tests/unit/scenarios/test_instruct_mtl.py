@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,37 @@ def test_a_task_without_instances_is_tested_on_its_examples_leave_one_out(tmp_pa
     # the two other examples are the demonstrations; the instance itself is not among them
     assert few.count("[input: ") == 2 and "Roscovitine" in few and "Angiogenesis" in few
     assert few.endswith("Instance: input: " + first["input"] + ", output: ?")
+
+
+def examples_in(prompt: dict[str, Any]) -> int:
+    """The demonstrations a prompt shows, counted in its text."""
+    if prompt["arm"] == "instruction":
+        return prompt["text"].count("[input: ")
+    return prompt["text"].count("input: ") - 1 if prompt["arm"] == "single_task" else 0
+
+
+def test_every_prompts_shots_label_is_the_number_of_examples_it_shows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The authors' file has 1-3 examples per task: tested leave-one-out, rows labelled shots=2 held 0-shot prompts
+    (byte-identical to shots=0) for tasks with one example and 1-shot prompts for tasks with two."""
+    one = {"Definition:": "Tag proteins.", "Examples": [{"input": "p53 binds", "output": "p53 <Protein>"}]}
+    two = {"Definition:": "Tag genes.", "Examples": [{"input": "BRCA1 .", "output": "BRCA1 <GENE>"},
+                                                     {"input": "TP53 .", "output": "TP53 <GENE>"}]}  # fmt: skip
+    file = write(tmp_path / "box.json", {**AUTHORS, "BioNLP13GE": one, "BC2GM": two})
+    with caplog.at_level(logging.WARNING, logger="schola"):
+        eps = load(InstructData(instructions=file), params=InstructParams(shots=[0, 1, 2]), seed=0)
+    assert len(eps) == 3 + 1 + 2
+    for e in eps:
+        assert all(examples_in(p) == p["shots"] for p in e["prompts"]), e["id"]
+        texts = [p["text"] for p in e["prompts"]]
+        assert len(set(texts)) == len(texts), e["id"]  # no prompt is run twice under two labels
+    shots = {e["task"]: sorted({(p["arm"], p["shots"]) for p in e["prompts"]}) for e in eps}
+    assert shots["BioNLP13GE"] == [("instruction", 0), ("no_instruction", 0)]
+    assert shots["BC2GM"] == [("instruction", 0), ("instruction", 1), ("no_instruction", 0), ("single_task", 1)]
+    assert ("instruction", 2) in shots["HoC"]
+    assert "shots=2 cannot be given to 2 of 3 tasks" in caplog.text
+    assert "BioNLP13GE (at most 0)" in caplog.text and "BC2GM (at most 1)" in caplog.text
 
 
 def test_instances_come_from_jsonl_and_tasks_without_them_fall_back_to_their_examples(tmp_path: Path) -> None:
