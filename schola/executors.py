@@ -72,6 +72,7 @@ class LocalExecutor:
 
         async def worker() -> None:
             for inputs in queue:
+                await asyncio.sleep(0)  # the loop runs between episodes (a Ctrl-C), whether or not a backend suspends
                 try:
                     record, cause = await self.engine.run_episode(inputs, graph=graph, round=round), None
                 except EpisodeFailed as e:

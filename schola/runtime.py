@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import itertools
 import logging
+import os
 import signal
 import threading
 import time
@@ -546,33 +547,31 @@ def prepare(raw: dict[str, Any], run_dir: str | Path, files: Files, *, plan: Pla
 class _Signals:
     """Ctrl-C (SIGINT) and SIGTERM cancel the run's task once; after `stopping()` (the run is saving what
     finished), a signal only says to wait: a second Ctrl-C must not cut the writing of metrics.json and
-    status.json. Handled by the event loop, so a signal never lands inside half-written state; the sandbox's
-    time bounds keep the loop from being blocked for long. A SIGINT the process was started ignoring stays
-    ignored."""
+    status.json. The task is cancelled from the signal handler itself, as asyncio's own first Ctrl-C does: a
+    handler queued behind the event loop's ready callbacks would wait for every episode already in flight (with
+    a backend that never suspends, the whole run). Rendering is bounded in time (schola.sandbox), so the
+    cancellation lands within about a second. A SIGINT the process was started ignoring stays ignored."""
 
     def __init__(self, task: asyncio.Task[Any] | None) -> None:
         self.task, self.running = task, True
         self.installed: dict[signal.Signals, Any] = {}
-        self.loop = asyncio.get_running_loop()
         if threading.current_thread() is not threading.main_thread() or task is None:
             return
+        self.loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous = signal.getsignal(sig)
             if sig == signal.SIGINT and previous == signal.SIG_IGN:
                 continue
-            try:
-                self.loop.add_signal_handler(sig, self._handle)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue
-            self.installed[sig] = previous
+            self.installed[sig] = signal.signal(sig, self._handle)
 
-    def _handle(self) -> None:
+    def _handle(self, signum: int, frame: Any) -> None:
         if self.running:
             self.running = False
             assert self.task is not None
             self.task.cancel()
+            self.loop.call_soon_threadsafe(lambda: None)  # wake the loop if it is waiting
         else:
-            log.warning("stopping: saving what finished")
+            os.write(2, b"schola: stopping: saving what finished\n")  # print/logging are not safe in a handler
 
     def stopping(self) -> None:
         self.running = False
@@ -580,9 +579,7 @@ class _Signals:
     def close(self) -> None:
         """Give the signals back to whoever handled them before the run."""
         for sig, previous in self.installed.items():
-            self.loop.remove_signal_handler(sig)
-            if previous is not None:
-                signal.signal(sig, previous)
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
         self.installed = {}
 
 
