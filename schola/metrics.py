@@ -179,7 +179,7 @@ class StreamingMean:
         self._partials: list[float] = []
         self._special = 0.0  # infinities and NaN: the exact sum cannot hold them
         self._counts: dict[float, int] | None = {}
-        self._sample: list[tuple[int, str, float]] = []  # a max-heap of (-hash, key, value): the lowest hashes
+        self._sample: list[tuple[int, float]] = []  # a max-heap of (-hash of the key, value): the lowest hashes
 
     def add(self, value: float | bool | None, key: str) -> None:
         """One value (None is left out, as `mean_row` does); `key` names its item (the episode) for the sample."""
@@ -197,7 +197,7 @@ class StreamingMean:
             if len(self._counts) > self.MAX_DISTINCT:
                 self._counts = None
         rank = int.from_bytes(hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
-        entry = (-rank, key, x)
+        entry = (-rank, x)
         if len(self._sample) < self.SAMPLE:
             heapq.heappush(self._sample, entry)
         elif entry > self._sample[0]:
@@ -226,7 +226,7 @@ class StreamingMean:
             values = np.fromiter(self._counts, dtype=float, count=len(self._counts))
             counts = np.fromiter(self._counts.values(), dtype=float, count=len(self._counts))
         else:
-            values = np.asarray([x for _, _, x in sorted(self._sample)], dtype=float)
+            values = np.asarray([x for _, x in sorted(self._sample)], dtype=float)
             counts = np.ones(len(values))
         if len(values) == 0:
             return (math.nan, math.nan)

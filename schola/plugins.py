@@ -72,6 +72,19 @@ class Registry:
             ) from None
         return self._loaded[name]
 
+    def about(self, name: str) -> str | None:
+        """One line about a plugin read from its source (`about`), without loading it; None where the source
+        does not say it plainly, or the plugin is registered in-process or already loaded (then describe the object)."""
+        if name in self._registered or name in self._loaded or name not in self._entry_points():
+            return None
+        said = about(self._eps[name].value) if self._eps else None
+        if said is None:
+            return None
+        if said.data is None:
+            return said.line
+        return said.line + (f" [scorers: {', '.join(said.scorers or []) or '-'}; stages: {', '.join(said.stages or []) or '-'}; "
+                            f"data: {', '.join(said.data) or '-'}]")  # fmt: skip
+
     def load_all(self) -> dict[str, Any | Exception]:
         """Every plugin of the group; broken ones as their error, so a listing still shows the rest."""
         out: dict[str, Any | Exception] = {}
@@ -145,6 +158,165 @@ def check_arguments(
         unknown = sorted(set(given) - set(takes))
         detail = f"takes no {', '.join(unknown)}" if unknown else f"cannot be called so ({e})"
         raise ConfigError(f"{what} {detail}; it takes {', '.join(takes) or 'nothing'}", key=key, file=file) from None
+
+
+# -- what `schola list` says of a plugin, read from its source (no import) -----------------------------------
+@dataclass
+class About:
+    """A plugin's description as its source says it: the first line of its docstring (or `description`), and
+    for a scenario its scorers, stages and data keys."""
+
+    line: str
+    scorers: list[str] | None = None
+    stages: list[str] | None = None
+    data: list[str] | None = None
+
+
+def about(value: str) -> About | None:
+    """What the entry point `module:name` names, read statically from the module's source: `schola list` shows
+    every plugin without importing any (a scenario's module pulls in its whole stack: scipy, model clients).
+    None where the source does not say it plainly (the caller then loads that plugin)."""
+    module, _, name = value.partition(":")
+    if not name or "." in name.strip():
+        return None
+    try:
+        return _about(module.strip(), name.strip(), depth=0)
+    except (OSError, SyntaxError, ValueError, ImportError, AttributeError):
+        return None
+
+
+def _source(module: str) -> tuple[Any, str] | None:
+    """The parsed source of `module` and its docstring, found without importing it."""
+    import ast
+
+    origin = _origin(module)
+    if not origin.endswith(".py"):
+        return None
+    with open(origin, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    return tree, ast.get_docstring(tree) or ""
+
+
+def _origin(module: str) -> str:
+    """The file of `module`, found without importing it (only its top-level package may be, to find where its
+    subpackages are: an editable install maps them)."""
+    import importlib.machinery
+    import importlib.util
+
+    parts = module.split(".")
+    spec = importlib.util.find_spec(".".join(parts[:2]))
+    for i in range(2, len(parts)):
+        if spec is None or not spec.submodule_search_locations:
+            return ""
+        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: i + 1]), list(spec.submodule_search_locations))
+    return (spec.origin or "") if spec is not None else ""
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().split("\n")[0]
+
+
+def _about(module: str, name: str, *, depth: int) -> About | None:
+    import ast
+
+    found = _source(module)
+    if found is None or depth > 3:
+        return None
+    tree, module_doc = found
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+            return About(_first_line(ast.get_docstring(node)))
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            for item in node.body:  # a `description` class attribute comes first, as describe() reads it
+                target = item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else (
+                    item.target if isinstance(item, ast.AnnAssign) else None)  # fmt: skip
+                if isinstance(target, ast.Name) and target.id == "description":
+                    value = getattr(item, "value", None)
+                    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                        return About(_first_line(value.value))
+                    return None
+            return About(_first_line(ast.get_docstring(node)))
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    return _about(_absolute(module, node, tree), alias.name, depth=depth + 1)
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return _scenario(node.value, module, tree, module_doc, depth)
+    return None
+
+
+def _absolute(module: str, node: Any, tree: Any) -> str:
+    """The module an `from ... import` names, relative imports resolved against `module` (a package's own
+    __init__ counts as the package)."""
+    if not node.level:
+        return str(node.module)
+    base = module.split(".")
+    base = base[: len(base) - node.level + 1] if _is_package(module) else base[: len(base) - node.level]
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
+def _is_package(module: str) -> bool:
+    return _origin(module).endswith("__init__.py")
+
+
+def _scenario(call: Any, module: str, tree: Any, module_doc: str, depth: int) -> About | None:
+    """`Scenario(description=..., scorers={...}, stages={...}, data=Model)`, read as written."""
+    import ast
+
+    if not isinstance(call, ast.Call) or getattr(call.func, "id", None) != "Scenario":
+        return None
+    kw = {k.arg: k.value for k in call.keywords if k.arg}
+    desc = kw.get("description")
+    if desc is None:
+        line = ""
+    elif isinstance(desc, ast.Constant) and isinstance(desc.value, str):
+        line = _first_line(desc.value)
+    elif any(isinstance(n, ast.Name) and n.id == "__doc__" for n in ast.walk(desc)):
+        line = _first_line(module_doc)  # description=__doc__.splitlines()[0] and the like
+    else:
+        return None
+    keys: dict[str, list[str]] = {}
+    for part in ("scorers", "stages"):
+        value = kw.get(part)
+        if value is None:
+            keys[part] = []
+        elif isinstance(value, ast.Dict) and all(isinstance(k, ast.Constant) for k in value.keys):
+            keys[part] = [str(k.value) for k in value.keys if isinstance(k, ast.Constant)]
+        else:
+            return None
+    data = kw.get("data")
+    fields = ["path", "records"] if data is None else _fields(data, module, tree, depth)
+    if fields is None:
+        return None
+    return About(line, keys["scorers"], keys["stages"], fields)
+
+
+def _fields(node: Any, module: str, tree: Any, depth: int) -> list[str] | None:
+    """The fields of a pydantic model named in `module`, its bases' first (as `model_fields` lists them)."""
+    import ast
+
+    if not isinstance(node, ast.Name) or depth > 4:
+        return None
+    for item in tree.body:
+        if isinstance(item, ast.ClassDef) and item.name == node.id:
+            own = [t.target.id for t in item.body if isinstance(t, ast.AnnAssign) and isinstance(t.target, ast.Name)
+                   and "ClassVar" not in ast.unparse(t.annotation)]  # fmt: skip
+            inherited: list[str] = []
+            for base in item.bases:
+                if isinstance(base, ast.Name) and base.id == "BaseModel":
+                    continue
+                got = _fields(base, module, tree, depth + 1)
+                if got is None:
+                    return None
+                inherited += [f for f in got if f not in inherited]
+            return inherited + [f for f in own if f not in inherited]
+        if isinstance(item, ast.ImportFrom):
+            for alias in item.names:
+                if (alias.asname or alias.name) == node.id:
+                    source = _absolute(module, item, tree)
+                    found = _source(source)
+                    return None if found is None else _fields(ast.Name(id=alias.name), source, found[0], depth + 1)
+    return None
 
 
 roles = Registry("roles")

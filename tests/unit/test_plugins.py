@@ -74,3 +74,16 @@ def test_a_plugin_scenario_without_a_yaml_run_by_name_says_how_to_write_one(plug
     out = done.stdout + done.stderr
     assert done.returncode == 2, out
     assert "scenario quiet ships no YAML; write one with `kind: quiet`" in out and "Traceback" not in out
+
+
+def test_list_imports_no_scenario_nor_numpy(tmp_path: Path) -> None:
+    """`schola list` describes every plugin from its source: no scenario module, numpy or scipy is imported
+    (they cost a second of CPU at every listing)."""
+    code = (
+        "import sys; from schola.cli import main; main(['list']); "
+        "print(sorted(m for m in sys.modules if m in ('numpy', 'scipy') or m.startswith('schola.scenarios.')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "lbt" in proc.stdout and "exact_match" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
