@@ -284,7 +284,8 @@ def main() -> None:
     a = p.parse_args()
     proc, base = start_stub(delay_ms=a.delay_ms)
     rows: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in a.paths}
-    extra: dict[str, Any] = {}
+    round_ratios: dict[int, dict[str, list[float]]] = {}
+    extra: dict[str, Any] = {"load_average": {"before": os.getloadavg()}}
     try:
         asyncio.run(schola_backend("openai", base, 8, 50))  # warm-up: imports, first connections
         if any("litellm" in name for name in a.paths):
@@ -297,6 +298,12 @@ def main() -> None:
                     if round_ and name not in HELD:
                         continue
                     runs[name].append(measure(name, base, conc, n))
+            if {"schola_openai", "bare_aiohttp"} <= set(runs):  # per round: the pair ran side by side
+                pairs = list(zip(runs["schola_openai"], runs["bare_aiohttp"], strict=True))
+                round_ratios[conc] = {
+                    "rps": [b["seconds"] / s["seconds"] for s, b in pairs],
+                    "cpu": [s["cpu_s"] / b["cpu_s"] for s, b in pairs],
+                }
             for name, rs in runs.items():
                 row = {"requests": n, "rounds": len(rs),
                        "rps": statistics.median(n / r["seconds"] for r in rs),
@@ -320,11 +327,11 @@ def main() -> None:
             extra["engine_at_default_run_concurrency_8"] = capped
     finally:
         proc.kill()
-    ratios = {}
-    if {"schola_openai", "bare_aiohttp"} <= set(rows):
-        for conc in a.concurrency:
-            s, b = rows["schola_openai"][conc], rows["bare_aiohttp"][conc]
-            ratios[conc] = {"rps": s["rps"] / b["rps"], "cpu": s["cpu_ms_per_request"] / b["cpu_ms_per_request"]}
+    extra["load_average"]["after"] = os.getloadavg()
+    # the median of the per-round ratios (each round's pair ran back to back), not a median divided by a median
+    ratios = {conc: {"rps": statistics.median(r["rps"]), "cpu": statistics.median(r["cpu"]), "rounds": len(r["rps"]),
+                     "rps_per_round": [round(x, 3) for x in r["rps"]], "cpu_per_round": [round(x, 3) for x in r["cpu"]]}
+              for conc, r in round_ratios.items()}  # fmt: skip
     result = {
         "command": "python benchmarks/client_saturation.py " + " ".join(sys.argv[1:]),
         "stub_delay_ms": a.delay_ms,

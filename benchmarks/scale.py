@@ -7,10 +7,11 @@ Two axes, each point a fresh `schola` process (so its peak RSS is its own, read 
 For each point: `schola check` (start-up and configuration only) and `schola run` (everything: configuration,
 the episodes, the stages, the run directory), its wall and CPU time (CPU time is what to compare on a busy
 machine); `engine_s` is the run's own clock (ledger.json wall_s).
-Targets: time and memory linear in N and M (the log-log slope between the two largest sizes near 1), and a
+Targets: time and memory linear in N and M (episodes: peak RSS flat in N, a run being a stream) (the log-log slope between the two largest sizes near 1), and a
 10,000-agent run under 1 GiB. Writes benchmarks/results/scale.json and scale.png.
 
     python benchmarks/scale.py [--sizes 10 100 1000 10000] [--axis episodes agents] [--repeat 1] [--profile]
+    python benchmarks/scale.py --axis episodes --sizes 1000 10000 --million   # + 100,000 and 1,000,000
 
 `--profile` also profiles the configuration of the largest agent group in-process (cProfile, top entries).
 """
@@ -102,8 +103,14 @@ def measure(args: list[str], cwd: Path) -> dict[str, Any]:
 
 
 def point(axis: str, size: int, repeat: int = 1) -> dict[str, Any]:
-    """The fastest of `repeat` measurements (the machine's other load only ever adds time)."""
-    return min((measure_point(axis, size) for _ in range(repeat)), key=lambda p: p["run"]["wall_s"])
+    """The median of `repeat` measurements (by run wall time; the fastest would report the luckiest round), with
+    every round's run wall, CPU and peak RSS kept beside it and the load average while it ran."""
+    load = os.getloadavg()
+    rounds = sorted((measure_point(axis, size) for _ in range(repeat)), key=lambda p: p["run"]["wall_s"])
+    pt = rounds[(len(rounds) - 1) // 2]
+    pt["rounds"] = [r["run"] for r in rounds]
+    pt["load_average"] = {"before": load, "after": os.getloadavg()}
+    return pt
 
 
 def measure_point(axis: str, size: int) -> dict[str, Any]:
@@ -192,14 +199,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 10000])
     p.add_argument("--axis", nargs="+", choices=["episodes", "agents"], default=["episodes", "agents"])
-    p.add_argument("--repeat", type=int, default=1, help="measure each point this often; keep the fastest")
+    p.add_argument("--repeat", type=int, default=1, help="measure each point this often; keep the median")
+    p.add_argument("--million", action="store_true", help="add 100,000 and 1,000,000 episodes (hours on 2 cores)")
     p.add_argument("--profile", action="store_true", help="profile the configuration of the largest agent group")
     p.add_argument("--name", default="scale", help="results/<name>.json and .png (a smoke run: --name scale_smoke)")
     a = p.parse_args()
     results: dict[str, list[dict[str, Any]]] = {}
     for axis in a.axis:
         results[axis] = []
-        for size in sorted(a.sizes):
+        sizes = sorted({*a.sizes, *((100_000, 1_000_000) if a.million and axis == "episodes" else ())})
+        for size in sizes:
             pt = point(axis, size, a.repeat)
             print(f"{axis:>8} {size:>6}: run {pt['run']['wall_s']:8.2f} s ({pt['run_per_unit_ms']:.2f} ms each), "
                   f"cpu {pt['run']['cpu_s']:7.2f} s, engine {pt['engine_s']:7.2f} s, check {pt['check']['wall_s']:7.2f} s, "
@@ -231,7 +240,7 @@ def main() -> None:
     png = RESULTS / f"{a.name}.png"
     RESULTS.mkdir(exist_ok=True)
     plot(results, png)
-    payload["plot"] = str(png.relative_to(Path(__file__).parent))
+    payload["plot"] = str(png.relative_to(Path(__file__).parent) if png.is_relative_to(Path(__file__).parent) else png)
     save(a.name, payload)
 
 
