@@ -8,6 +8,7 @@ No traceback unless --debug. Heavy imports happen inside the command that needs 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
@@ -130,6 +131,9 @@ def fail(status: str, message: str) -> None:
 
 
 def entry() -> None:
+    for stream in (sys.stdout, sys.stderr):  # a path or a stored string may hold what UTF-8 cannot (a lone surrogate)
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     sys.exit(main())
 
 

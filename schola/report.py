@@ -9,13 +9,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.markup import escape
 from rich.table import Table
 
 from schola.errors import ConfigError
 from schola.resume import bookkeeping, flatten
-from schola.store import iter_jsonl, read_json_file, read_run_file, write_atomic
+from schola.store import RunStore, iter_jsonl, read_json_file, write_atomic
 
 
 def fmt(v: Any) -> str:
@@ -46,7 +45,38 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     if not isinstance(m.get("metrics"), list):
         raise ConfigError('damaged: expected {"scenario", "metrics": [...]}', file=str(path))
     m["metrics"] = [r for r in m["metrics"] if isinstance(r, dict) and "name" in r]
+    check_shape(m, path)
     return m
+
+
+_NUMBER = ((int, float, type(None)), "a number or null")
+#: metrics.json's fields, where present, as the tables, the plot and the viewer take them: (type, what it is).
+FIELDS: dict[str, tuple[Any, str]] = {
+    "scenario": (str, "text"), "status": (str, "text"), "caption": (str, "text"), "episodes": (dict, "a mapping"),
+    "usage": (dict, "a mapping"), "exports": (list, "a list"), "findings": (list, "a list"),
+}  # fmt: skip
+ROW: dict[str, tuple[Any, str]] = {
+    "name": (str, "text"), "labels": (dict, "a mapping"), "value": _NUMBER, "ci_low": _NUMBER, "ci_high": _NUMBER,
+    "n": ((int, type(None)), "a whole number or null"),
+}  # fmt: skip
+
+
+def check_shape(m: dict[str, Any], path: Path) -> None:
+    """Each field of a run's metrics.json has the type Schola writes: a damaged or prepared file is a ConfigError
+    naming the key, not a TypeError in a table, the plot or the viewer."""
+
+    def expect(ok: bool, key: str, what: str) -> None:
+        if not ok:
+            raise ConfigError(f"damaged: expected {what}; not a file Schola wrote", file=str(path), key=key)
+
+    for key, (kind, what) in FIELDS.items():
+        expect(key not in m or isinstance(m[key], kind), key, what)
+    for key, counts in (("episodes", m.get("episodes", {})), ("usage.total", m.get("usage", {}).get("total", {}))):
+        numbers = isinstance(counts, dict) and all(isinstance(v, (int, float)) for v in counts.values())
+        expect(numbers, key, "a mapping of numbers")
+    for i, row in enumerate(m["metrics"]):
+        for key, (kind, what) in ROW.items():
+            expect(key not in row or isinstance(row[key], kind), f"metrics[{i}].{key}", what)
 
 
 def metrics_table(run_dir: Path) -> Table:
@@ -146,11 +176,11 @@ def sweep_rows(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
         raise ConfigError(f"no runs (metrics.json) under {root}")
     configs = {}
     for r in runs:
-        try:
-            cfg = yaml.safe_load(read_run_file(r / "config.yaml") or b"{}")
-        except (yaml.YAMLError, UnicodeDecodeError):
+        try:  # the run's own reader: nesting bounded (a deep file was a RecursionError here)
+            cfg = RunStore(r).read_config()
+        except ConfigError:  # none, or damaged: the run is still shown, without its settings
             cfg = {}
-        configs[r] = {k: v for k, v in flatten(cfg if isinstance(cfg, dict) else {}).items() if not bookkeeping(k)}
+        configs[r] = {k: v for k, v in flatten(cfg).items() if not bookkeeping(k)}
     keys = sorted({k for c in configs.values() for k in c})
     varying = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
     rows = []

@@ -258,7 +258,7 @@ class RunDriver:
             todo = [e for e in episodes if str(e["id"]) not in kept]
             self._unsorted = bool(kept)
             del kept
-            saved = self.store.read_json("ledger.json") or {}
+            saved = self.store.read_ledger()
             self.ledger.seed(saved)
             self._wall_before = float(saved.get("wall_s", 0.0))
         self._ask(episodes)

@@ -17,6 +17,7 @@ import errno
 import fcntl
 import io
 import json
+import math
 import os
 import stat
 import time
@@ -27,6 +28,7 @@ from typing import IO, Any, BinaryIO
 
 import yaml
 
+from schola.compose import load_yaml
 from schola.errors import ConfigError
 from schola.secrets import known_secrets, redact, redact_config
 
@@ -222,11 +224,11 @@ class RunStore:
         if raw is None:
             raise ConfigError(f"{self.dir} is not a run directory (no config.yaml)", key="resume")
         try:
-            saved = yaml.load(raw.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ConfigError(f"not UTF-8 text (byte {e.start})", file=str(path)) from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"malformed YAML: {str(e).splitlines()[0]}", file=str(path)) from None
+        # the scenario file's own loader: aliases and nesting bounded (a deep file was a RecursionError in `flatten`)
+        saved = no_surrogates(load_yaml(text, file=str(path)), text)
         if not isinstance(saved, dict):
             raise ConfigError("expected a run's saved config (a mapping with scenario:, backend:, ...)", file=str(path))
         missing = [k for k in ("scenario", "backend") if not isinstance(saved.get(k), dict)]
@@ -280,8 +282,8 @@ class RunStore:
         this store is writing, which has each episode once), never the records."""
         seen: set[str] = set()
         for r in iter_jsonl(self.dir / "results.jsonl"):
-            eid = r.get("episode")
-            if isinstance(eid, str) and isinstance(r.get("inputs"), dict) and eid not in seen:
+            eid = str(r.get("episode"))
+            if episode_record(r) and eid not in seen:
                 if once:
                     seen.add(eid)
                 yield r
@@ -371,6 +373,37 @@ class RunStore:
         """A JSON file of the run, or None if absent; a damaged one is a ConfigError naming it."""
         return read_json_file(self.dir / name)
 
+    def read_ledger(self) -> dict[str, Any]:
+        """ledger.json, which a resumed run's usage and budget continue from ({} if absent): every count a number
+        >= 0, else a ConfigError naming the key (a NaN or negative spend would lift the budget; a string was a
+        TypeError mid-run)."""
+        path = self.dir / "ledger.json"
+        saved = read_json_file(path) or {}
+        by_role = saved.get("by_role", {})
+        sections = [(f"by_role.{r}", u) for r, u in by_role.items()] if isinstance(by_role, dict) else [("by_role", 0)]
+        sections += [(k, saved[k]) for k in ("spent", "total") if saved.get(k) is not None]
+        for key, counts in [*sections, ("wall_s", {"wall_s": saved.get("wall_s", 0.0)})]:
+            if not isinstance(counts, dict) or not all(_count(v) for v in counts.values()):
+                raise ConfigError("damaged: expected counts (numbers >= 0)", file=str(path), key=key)
+        return saved
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf
+
+
+def episode_record(r: dict[str, Any]) -> bool:
+    """Whether a results line is an episode as Schola writes it (an id, its inputs, a round, scores that are
+    numbers): any other line is damaged, and dropped like a torn one (it was a TypeError in the score sums)."""
+    scores, rnd = r.get("scores") or {}, r.get("round")
+    return (
+        isinstance(r.get("episode"), str)
+        and isinstance(r.get("inputs"), dict)
+        and (rnd is None or (isinstance(rnd, int) and not isinstance(rnd, bool)))
+        and isinstance(scores, dict)
+        and all(v is None or isinstance(v, (int, float)) for v in scores.values())
+    )
+
 
 def read_json_file(path: Path) -> dict[str, Any] | None:
     """A JSON object from a run directory (`read_run_file`), or None if absent; a damaged one is a ConfigError
@@ -379,12 +412,23 @@ def read_json_file(path: Path) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        payload = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        payload = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ConfigError(f"damaged ({type(e).__name__}); not a file Schola wrote", file=str(path)) from None
     if not isinstance(payload, dict):
         raise ConfigError("damaged: expected a JSON object", file=str(path))
-    return payload
+    return no_surrogates(payload, text)  # type: ignore[no-any-return]
+
+
+def no_surrogates(value: Any, text: str) -> Any:
+    """`value`, parsed from `text`, with lone surrogates (only an escape in the text, `\\ud800`, makes one) as U+FFFD:
+    such a string cannot be printed to a UTF-8 terminal, drawn in a plot or written to a file."""
+    if "\\u" not in text and "\\U" not in text:
+        return value
+    from schola.data import replace_surrogates  # pydantic: only for a file that has escapes
+
+    return replace_surrogates(value)
 
 
 STAGE_EPISODE = "-stage-"  # transcript lines of roles asked by run-level stages

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import SCRIPTED
 from tests.reliability.conftest import TookTooLong, schola
-from tests.reliability.mutate import dump, get, mutant, mutate_data, parse, paths
+from tests.reliability.mutate import dump, fuzz_cases, get, mutant, mutate_data, parse, paths
 
 CASES = 1_000  # check cases in all: 700 mutants of every kind, 300 milder ones (they reach deeper, and cost more)
 SLOW_S = 10.0  # a single check taking longer is a failure too (an unbounded input)
@@ -164,7 +164,7 @@ DATA_BASES: list[tuple[str, str, list[str], bytes]] = [
     ("arte", ".json", ["scenario.data.paths=['{f}']"],
      json.dumps({"examples": [{"input": f"{i} + 1 =", "target": str(i + 1)} for i in range(8)]}).encode()),
 ]  # fmt: skip
-DATA_CASES = 200
+DATA_CASES = fuzz_cases(200)  # $SCHOLA_FUZZ_CASES=1000: the full run
 
 
 def test_mutated_data_files_check_cleanly(tmp_path: Path) -> None:
