@@ -344,15 +344,17 @@ class Progress:
 
 # -- list / show / report / train / cache --------------------------------------------------------
 def describe(kind: str, obj: Any) -> str:
-    """One line about a plugin; a scenario also lists its scorers, stages and data keys."""
+    """One line about a loaded plugin; a scenario also lists its scorers, stages and data keys."""
     doc = getattr(obj, "description", None) or obj.__doc__ or ""
     line = doc.strip().split("\n")[0]
     if kind == "scenarios":
         data = getattr(getattr(obj, "data", None), "model_fields", {})
-        parts = [f"scorers: {', '.join(obj.scorers) or '-'}", f"stages: {', '.join(obj.stages) or '-'}",
-                 f"data: {', '.join(data) or '-'}"]  # fmt: skip
-        line += " [" + "; ".join(parts) + "]"
+        line += scenario_parts(list(obj.scorers), list(obj.stages), list(data))
     return line
+
+
+def scenario_parts(scorers: list[str], stages: list[str], data: list[str]) -> str:
+    return f" [scorers: {', '.join(scorers) or '-'}; stages: {', '.join(stages) or '-'}; data: {', '.join(data) or '-'}]"
 
 
 def cmd_list(ns: argparse.Namespace) -> int:
@@ -365,8 +367,15 @@ def cmd_list(ns: argparse.Namespace) -> int:
     for col in ("kind", "name", "from", "about"):
         t.add_column(col)
     for kind, reg in plugins.ALL.items():
-        for name, obj in reg.load_all().items():
-            about = Text(f"failed to load: {obj}", style="red") if isinstance(obj, Exception) else Text(describe(kind, obj))
+        for name in reg.names():  # described from each plugin's source: listing imports no plugin that says it plainly
+            said = reg.about(name)
+            if said is not None:
+                about = Text(said)
+            else:
+                try:
+                    about = Text(describe(kind, reg.get(name)))
+                except ConfigError as e:
+                    about = Text(f"failed to load: {e}", style="red")
             t.add_row(kind[:-1], name, Text(reg.origin(name)), about)
     out.print(t)
     return 0
