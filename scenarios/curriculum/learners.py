@@ -4,10 +4,18 @@ every class). Avalanche 0.6 needs torchvision, whose only build for torch 2.13 d
 build, so the three strategies are written here, following Avalanche's definitions:
 
 - naive: fine-tune on each task in turn;
-- EWC: after task t, importance F_t = the mean over minibatches of squared gradients of the task's loss and the
-  parameters θ_t are kept; later tasks add λ · Σ_t Σ F_t (θ − θ_t)² to the loss (ewc_lambda 0.4);
+- EWC: after task t, importance F_t = the empirical Fisher information (the mean over the task's samples of each
+  sample's squared loss gradient; Avalanche squares minibatch gradients, about F_t / batch size) and the
+  parameters θ_t are kept; later tasks add λ · Σ_t Σ F_t (θ − θ_t)² to the loss;
 - LwF: the model after the previous task is the teacher; later tasks add α_t · KL(softmax(old/T) || softmax(new/T))
-  over the units of the classes seen so far (alpha [0, 0.5, 1.333, 2.25, 3.2] by task, T = 1).
+  over the units of the classes seen so far (α_t growing with the task as the authors' [0, 0.5, 1.333, 2.25, 3.2]).
+
+The defaults are not the authors' where those leave nothing to compare on a small MLP over digits: at lr 1e-3
+thirty steps of a new task drove the first task's accuracy to 0 in all 32 orders of the default run for every
+strategy, so Δ was the same for all three; at the authors' λ = 0.4 (and their smaller F) the penalty was under a
+thousandth of the loss, so EWC was naive fine-tuning. At lr 3e-4 every task is still learnt (0.73-1.0 right
+after it) and how much of the first task survives depends on the order and the strategy: over the default run's
+32 orders mean Δ is 0.76 naive, 0.35 EWC (λ = 100) and 0.19 LwF (α five times the authors').
 
 Metrics, as the authors' log parser takes them: after each task, the test accuracy of the first task and the mean
 test accuracy over the tasks seen so far; A = that mean after the last task, Δ = first-task accuracy right after
@@ -29,7 +37,7 @@ from pydantic import BaseModel, Field
 from schola.errors import ConfigError
 
 Strategy = Literal["naive", "ewc", "lwf"]
-LWF_ALPHA = [0.0, 0.5, 1.333, 2.25, 3.2]
+LWF_ALPHA = [0.0, 2.5, 6.665, 11.25, 16.0]  # five times the authors' [0, 0.5, 1.333, 2.25, 3.2]
 
 
 def require_torch() -> Any:
@@ -46,15 +54,15 @@ def require_torch() -> Any:
 
 class Hyper(BaseModel):
     """A learner's strategy and hyper-parameters: the authors' where they carry over to a small MLP on small
-    data (Adam at 1e-3, a single pass, λ, α and T); a smaller minibatch than their 64, so a task of ~250 digits
-    still gives some thirty steps."""
+    data (Adam, a single pass, T); a smaller minibatch than their 64, so a task of ~250 digits still gives some
+    thirty steps, and a smaller lr, λ and α tuned so the strategies differ (see the module's docstring)."""
 
     strategy: Strategy = Field("naive", description="naive, ewc or lwf")
     hidden: int = Field(128, ge=1, description="hidden units of the MLP")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate (authors: 1e-3)")
+    lr: float = Field(3e-4, gt=0, description="Adam learning rate (authors: 1e-3, which forgets everything here)")
     batch_size: int = Field(8, ge=1, description="minibatch size (authors: 64)")
     epochs: int = Field(1, ge=1, description="passes over each task (authors: 1, a single pass)")
-    ewc_lambda: float = Field(0.4, ge=0, description="EWC penalty weight (authors: 0.4)")
+    ewc_lambda: float = Field(100.0, ge=0, description="EWC penalty weight (authors: 0.4, with a smaller F)")
     lwf_alpha: list[float] = Field(default_factory=lambda: list(LWF_ALPHA), description="LwF weight by task")
     lwf_temperature: float = Field(1.0, gt=0, description="LwF distillation temperature (authors: 1)")
 
@@ -91,21 +99,22 @@ def distillation_loss(out: Any, previous: Any, units: Sequence[int], temperature
     return torch.nn.functional.kl_div(log_p, q, reduction="batchmean")
 
 
-def fisher_importance(model: Any, x: Any, y: Any, *, batch_size: int) -> dict[str, Any]:
-    """Mean over minibatches of the squared gradients of the cross-entropy loss (Avalanche's EWC importances)."""
+def fisher_importance(model: Any, x: Any, y: Any) -> dict[str, Any]:
+    """The empirical Fisher information of each parameter: the mean over samples of the squared gradient of the
+    sample's cross-entropy (EWC's F). Avalanche squares minibatch gradients instead, which divides F by about the
+    batch size at a minimum of the loss (where the per-sample gradients cancel), so λ meant less the larger the
+    minibatch: at its 0.4 the penalty was a ten-thousandth of the loss and EWC was naive fine-tuning."""
     torch = require_torch()
-    importance = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
-    batches = range(0, len(x), batch_size)
-    for start in batches:
-        model.zero_grad()
-        torch.nn.functional.cross_entropy(
-            model(x[start : start + batch_size]), y[start : start + batch_size]
-        ).backward()
-        for n, p in model.named_parameters():
-            if p.grad is not None:
-                importance[n] += p.grad.detach() ** 2
-    model.zero_grad()
-    return {n: imp / len(batches) for n, imp in importance.items()}
+    from torch.func import functional_call, grad, vmap
+
+    params = {n: p.detach() for n, p in model.named_parameters()}
+
+    def loss(p: dict[str, Any], xi: Any, yi: Any) -> Any:
+        out = functional_call(model, p, (xi.unsqueeze(0),))
+        return torch.nn.functional.cross_entropy(out, yi.unsqueeze(0))
+
+    grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)  # one gradient per sample
+    return {n: (g**2).mean(dim=0) for n, g in grads.items()}
 
 
 class IncrementalLearner:
@@ -153,7 +162,7 @@ class IncrementalLearner:
                 self.optimizer.step()
         if h.strategy == "ewc":
             self.model.eval()
-            fisher = fisher_importance(self.model, x, y, batch_size=h.batch_size)
+            fisher = fisher_importance(self.model, x, y)
             anchor = {n: p.detach().clone() for n, p in self.model.named_parameters()}
             self.importances.append((fisher, anchor))
         if h.strategy == "lwf":
