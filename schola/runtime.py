@@ -159,11 +159,15 @@ class RunDriver:
             if done is None and eid not in self.failed:
                 todo.append(e)
             elif done is not None and (not same_inputs(e, done["inputs"]) or done.get("round", 0) != round):
+                why = "with other inputs" if not same_inputs(e, done["inputs"]) else f"in round {done.get('round', 0)}"
                 raise ConfigError(
-                    f"episode id '{eid}' was already run with other inputs or in another round; "
+                    f"episode id '{eid}' was already run {why} (now asked for in round {round}); "
                     "episode ids must be unique across the run (and a resumed run must start the same episodes)"
                 )
         self._ask(inputs)
+        if todo and self.ledger.stopped:  # a stopped run's stages compute what its finished episodes allow
+            log.info("%d episodes not run: %s", len(todo), self.ledger.stopped)
+            todo = []
         if todo:
             await self._run(todo, graph=graph, round=round)
             finished = {r["episode"]: r for r in self.stage.results if r["episode"] in asked}
@@ -407,6 +411,7 @@ class RunDriver:
         """The run-level stages, then a row per episode score over every episode (rounds included). Rows are
         written to metrics.json as each stage ends (status "stages"), so a failing stage keeps the others'."""
         rows: list[MetricRow] = []
+        self._stage_rounds = 0  # every pass (a stopped run's partial rows, a resume) asks in the same rounds
         for st in self.plan.config.scenario.stages:
             fn = self.plan.find_stage(st.fn)
             args = dict(st.model_extra or {})

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import random
 from pathlib import Path
 from types import SimpleNamespace
@@ -281,3 +282,29 @@ def test_a_grade_that_cannot_be_read_is_left_out_of_the_mae_and_the_caption_says
     assert unread == 3 and overall["llm.mae"]["n"] == 18 - unread
     assert overall["llm_parse_rate"]["value"] == pytest.approx(15 / 18)
     assert "n counts them" in saved["caption"] and "llm_parse_rate" in saved["caption"]
+
+
+def test_a_run_stopped_mid_grading_shows_what_the_finished_answers_say(
+    cli: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The budget runs out in the grading stage after 8 of 18 answers: the table is computed over those 8 (it was
+    empty: the stages were rerun with the next stage round, and the finished episodes were refused as 'already
+    run with other inputs', which was false), and a resume with a larger budget grades the other 10."""
+    caplog.set_level(logging.INFO, logger="schola")
+    run = tmp_path / "r"
+    common = ("backend=scripted", "scenario=mooc_grading", "run.concurrency=1")
+    code, out = cli("run", *common, "budget.max_requests=8", f"hydra.run.dir={run}")
+    assert code == 4, out
+    results = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]
+    graded = [r for r in results if "student" in r["inputs"]]
+    assert len(graded) == 8
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["status"] == "budget"
+    overall = {m["name"]: m for m in saved["metrics"] if m["labels"].get("course") is None}
+    assert "already run" not in caplog.text + out, caplog.text
+    assert overall["llm.mae"]["n"] == overall["peers.mae"]["n"] == 8 and overall["llm.mae"]["ci_low"] is not None
+    code, out = cli("run", f"resume={run}", "budget.max_requests=100")
+    assert code == 0, out
+    saved = json.loads((run / "metrics.json").read_text())
+    overall = {m["name"]: m for m in saved["metrics"] if m["labels"].get("course") is None}
+    assert overall["llm.mae"]["n"] == 18
