@@ -253,6 +253,11 @@ def plot(rows: list[dict[str, Any]], varying: list[str]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    with matplotlib.rc_context({"text.parse_math": False}):  # labels are config values: `$x$` is text, not TeX
+        return _plot(plt, rows, varying)
+
+
+def _plot(plt: Any, rows: list[dict[str, Any]], varying: list[str]) -> bytes:
     series = sorted({(r["metric"], r["labels"]) for r in rows})
     configs = sorted({r["run"] for r in rows})
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(series) * max(1, len(configs)) / 2), 4))
