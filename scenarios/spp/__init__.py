@@ -45,6 +45,9 @@ class SppParams(BaseModel):
     formats: dict[Phase, PhaseFormat] = Field(description="per task step: the authors' answer formats")
     max_turns: int = Field(4, ge=1, le=12, description="spp_multi: persona turns per collaboration (loop bound 12)")
     max_personas: int = Field(3, ge=1, le=8, description="spp_multi: participants besides the AI Assistant")
+    answer_cue: bool = Field(
+        False, description="spp, spp_profile, spp_fixed_persona: end the prompt with the format reminder and 'Final answer:'"
+    )
 
 
 def answer(reply: str, task: str, variant: str) -> dict[str, Any]:

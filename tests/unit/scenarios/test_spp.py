@@ -294,10 +294,16 @@ def test_the_prompts_keep_the_authors_shape(tmp_path: Path) -> None:
     prompts = {}
     for variant in ("spp", "standard", "cot"):
         result = scripted_run(
-            tmp_path / variant, f"scenario.variant={variant}", f"scenario.data.path={tmp_path / 'stories.jsonl'}"
+            tmp_path / variant, f"scenario.variant={variant}", f"scenario.data.path={tmp_path / 'stories.jsonl'}",
+            "scenario.params.answer_cue=false",  # the authors' prompt; the default's cue is checked below
         )
         [line] = read_jsonl(result.run_dir / "transcript.jsonl")
         prompts[variant] = line["prompt"]
+    cued = scripted_run(tmp_path / "cued", f"scenario.data.path={tmp_path / 'stories.jsonl'}")
+    [line] = read_jsonl(cued.run_dir / "transcript.jsonl")
+    assert line["prompt"] == prompts["spp"] + (
+        '\nRemember to present your final solution with the prefix "Final answer:".\nFinal answer:\n'
+    )
     spp = prompts["spp"]
     assert spp.startswith("When faced with a task, begin by identifying the participants who will contribute")
     assert spp.count("Example Task ") == 2 and spp.count("Finish collaboration!") == 2
