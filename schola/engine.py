@@ -26,7 +26,7 @@ from schola.metrics import metric_key
 from schola.plan import Plan, wants_context
 from schola.roles import ActRequest, Reply, Role
 from schola.scorers import Score
-from schola.types import Ledger
+from schola.types import TIMING, Ledger, Timing
 
 log = logging.getLogger("schola")
 
@@ -85,7 +85,13 @@ class Episode:
             options=tuple(options) if options is not None else None,
             state=MappingProxyType(dict(state)) if actor.sees_state and state is not None else None,
         )  # fmt: skip
-        reply = await plugins.call(f"role '{role}'", actor.act, request)
+        iteration = state.get("iteration", 0) if state is not None else 0  # read before any await
+        timing = Timing()  # the role's requests add their service and queue time to it
+        token = TIMING.set(timing)
+        try:
+            reply = await plugins.call(f"role '{role}'", actor.act, request)
+        finally:
+            TIMING.reset(token)
         if isinstance(reply, str):  # a plugin role may answer with plain text
             reply = Reply(text=reply)
         if not isinstance(reply, Reply):
@@ -96,10 +102,14 @@ class Episode:
                 f"role '{role}' ({plugins.where(actor.act)}) gives no option probabilities, which this step's "
                 "options ask for (a role with a model does; a role without one sets Reply.option_probs)"
             )
+        # latency_s is service time: what the backends measured of the requests themselves; a role without a
+        # model's client (none measured) reports its own. queue_s is the wait for a turn, apart.
+        service = timing.service_s if timing.requests else reply.latency_s
         line = {
             "episode": self.id, "round": self.round, "node": node, "agent": role, "sample": sample, "prompt": prompt,
             "text": reply.text, "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-            "latency_s": round(reply.latency_s, 6), "cached": reply.cached,
+            "latency_s": round(service, 6), "queue_s": round(timing.queue_s, 6), "cached": reply.cached,
+            "iteration": iteration,
         }  # fmt: skip
         if reply.cost_usd is not None:  # the backend prices its tokens
             line["cost_usd"] = reply.cost_usd

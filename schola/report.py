@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -229,8 +230,50 @@ def pooled_over_seeds(varying: list[str], rows: list[dict[str, Any]]) -> list[di
     return pooled
 
 
+MAX_VALUE = 24  # a config value longer than this is abbreviated in labels and headers, and listed in full below
+
+
+def short_keys(varying: list[str]) -> dict[str, str]:
+    """Each differing config key by its shortest dotted tail that no other differing key shares
+    (`scenario.graph.0.prompt` -> `prompt`, unless another key also ends in `prompt`)."""
+    out = {}
+    for key in varying:
+        parts = key.split(".")
+        for n in range(1, len(parts) + 1):
+            tail = ".".join(parts[-n:])
+            if not any(k != key and (k == tail or k.endswith("." + tail)) for k in varying):
+                break
+        out[key] = tail
+    return out
+
+
+class ArmLabels:
+    """Short names for a sweep's arms: the differing keys (`short_keys`) and their values, a long value cut to
+    `MAX_VALUE` characters with a note number, its full text in `notes` (a stage prompt made a one-line legend
+    wider than the plot, and a table whose every header was cut to 'bac…')."""
+
+    def __init__(self, varying: list[str]) -> None:
+        self.keys = short_keys(varying)
+        self.notes: list[str] = []
+        self._numbered: dict[tuple[str, str], int] = {}
+
+    def value(self, key: str, value: Any) -> str:
+        text = fmt(value)
+        if len(text) <= MAX_VALUE:
+            return text
+        if (key, text) not in self._numbered:
+            self.notes.append(f"[{len(self.notes) + 1}] {self.keys[key]} = {text}")
+            self._numbered[(key, text)] = len(self.notes)
+        return f"{text[: MAX_VALUE - 6].rstrip()}… [{self._numbered[(key, text)]}]"
+
+    def arm(self, row: dict[str, Any]) -> str:
+        """One arm's label: `key=value, ...` over the differing keys, else its run's folder."""
+        return ", ".join(f"{short}={self.value(k, row.get(k))}" for k, short in self.keys.items()) or str(row["run"])
+
+
 def report(root: Path) -> tuple[Table, Path, Path]:
-    """Write report.csv and report.png under `root`; return the table and both paths."""
+    """Write report.csv (every key and value in full) and report.png under `root`; return the terminal table (short
+    headers and values, long ones listed in its caption) and both paths."""
     varying, rows = sweep_rows(root)
     columns = list(rows[0])
     text = io.StringIO(newline="")
@@ -238,12 +281,25 @@ def report(root: Path) -> tuple[Table, Path, Path]:
     w.writeheader()
     w.writerows(rows)
     csv_path = write_atomic(root / "report.csv", text.getvalue())
-    t = Table(title=escape(f"{len({r['run'] for r in rows})} runs under {root}"))
-    for c in columns:
-        t.add_column(c)
-    for r in rows:
-        t.add_row(*(escape(fmt(r[c])) for c in columns))
-    return t, csv_path, write_atomic(root / "report.png", plot(rows, varying))
+    return report_table(root, varying, rows), csv_path, write_atomic(root / "report.png", plot(rows, varying))
+
+
+def report_table(root: Path, varying: list[str], rows: list[dict[str, Any]]) -> Table:
+    """The sweep's rows for a terminal: runs counted without the pooled rows (a mean over runs is not a run)."""
+    runs = {r["run"] for r in rows if r.get("status") != "pooled"}
+    labels = ArmLabels(varying)
+    cells = [[r["run"], *(labels.value(k, r.get(k)) for k in varying), r["metric"], r["labels"], fmt(r["value"]),
+              f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]" if r["ci_low"] is not None else "-", fmt(r["n"]),
+              fmt(r["tokens"]), f"${r['cost_usd'] or 0:.4f}", fmt(r["wall_s"]), fmt(r["status"])] for r in rows]  # fmt: skip
+    caption = "\n".join(labels.notes) if labels.notes else None
+    t = Table(title=escape(f"{len(runs)} runs under {root}"), caption=escape(caption) if caption else None)
+    headers = ["run", *labels.keys.values(), "metric", "labels", "value", "95% CI", "n", "tokens", "cost", "wall s",
+               "status"]  # fmt: skip
+    for h in headers:  # a header is never cut ('bac…'); a cell wraps instead
+        t.add_column(escape(h), min_width=len(h), justify="right" if h in ("value", "n", "tokens", "cost") else "left")
+    for c in cells:
+        t.add_row(*(escape(str(v)) for v in c))
+    return t
 
 
 def plot(rows: list[dict[str, Any]], varying: list[str]) -> bytes:
@@ -260,6 +316,7 @@ def plot(rows: list[dict[str, Any]], varying: list[str]) -> bytes:
 def _plot(plt: Any, rows: list[dict[str, Any]], varying: list[str]) -> bytes:
     series = sorted({(r["metric"], r["labels"]) for r in rows})
     configs = sorted({r["run"] for r in rows})
+    names = ArmLabels(varying)
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(series) * max(1, len(configs)) / 2), 4))
     width = 0.8 / max(1, len(configs))
     for j, run in enumerate(configs):
@@ -273,12 +330,15 @@ def _plot(plt: Any, rows: list[dict[str, Any]], varying: list[str]) -> bytes:
                 lo.append(r["value"] - (r["ci_low"] if r["ci_low"] is not None else r["value"]))
                 hi.append((r["ci_high"] if r["ci_high"] is not None else r["value"]) - r["value"])
         first = next(r for r in rows if r["run"] == run)
-        label = ", ".join(f"{k.split('.')[-1]}={first[k]}" for k in varying) or run
+        label = names.arm(first) + (f" ({run})" if first.get("status") == "pooled" else "")
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=label)
     ax.set_xticks([i + width * (len(configs) - 1) / 2 for i in range(len(series))])
     ax.set_xticklabels([f"{m}\n{lab}" for m, lab in series], fontsize=7)
     ax.set_ylabel("value (95% CI)")
     ax.legend(fontsize=7)
+    if names.notes:  # long values in full under the plot, wrapped to its width
+        wrapped = [textwrap.fill(n, 110, max_lines=4, placeholder=" …") for n in names.notes]
+        fig.text(0.0, -0.08, "\n".join(wrapped), fontsize=7, va="top", ha="left", transform=ax.transAxes)
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100, bbox_inches="tight")  # long labels: the figure grows to hold them
     plt.close(fig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -25,8 +26,31 @@ class CallInfo(NamedTuple):
 
 
 @dataclass
+class Timing:
+    """Where requests' time went: `service_s` the requests themselves (retries included), `queue_s` waiting for a
+    turn (the backend's concurrency limit, a batch, the model's one thread). Kept apart because a queue grows with
+    concurrency: a 7.9 s call queued behind 25 others read as 205 s."""
+
+    service_s: float = 0.0
+    queue_s: float = 0.0
+    requests: int = 0  # requests made through a backend, cache hits included
+
+
+#: The timing of what runs now: the engine sets one per reply, a backend adds each request's service and queue
+#: time to it, and a wait for a turn (`queued`) adds to the request's own.
+TIMING: ContextVar[Timing | None] = ContextVar("schola_timing", default=None)
+
+
+def queued(seconds: float) -> None:
+    """Count `seconds` of waiting for a turn as queue time of the request running now."""
+    if (t := TIMING.get()) is not None:
+        t.queue_s += seconds
+
+
+@dataclass
 class Usage:
-    """Totals of model use for one role: `requests` reached a model; `cache_hits` were answered from the cache."""
+    """Totals of model use for one role: `requests` reached a model; `cache_hits` were answered from the cache;
+    `latency_s` is the requests' service time, `queue_s` their wait for a turn (`Timing`)."""
 
     requests: int = 0
     prompt_tokens: int = 0
@@ -34,6 +58,7 @@ class Usage:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     cache_hits: int = 0
+    queue_s: float = 0.0
 
     @property
     def tokens(self) -> int:
@@ -99,14 +124,16 @@ class Ledger:
             self._inflight -= 1
 
     def book(
-        self, role: str, *, prompt_tokens: int, completion_tokens: int, latency_s: float, cost_usd: float, cached: bool
-    ) -> None:
+        self, role: str, *, prompt_tokens: int, completion_tokens: int, latency_s: float, cost_usd: float, cached: bool,
+        queue_s: float = 0.0,
+    ) -> None:  # fmt: skip
         with self._lock:
             u = self.by_role[role]
             u.requests += int(not cached)
             u.prompt_tokens += prompt_tokens
             u.completion_tokens += completion_tokens
             u.latency_s += latency_s
+            u.queue_s += queue_s
             u.cost_usd += cost_usd
             u.cache_hits += int(cached)
             if not cached:
@@ -130,6 +157,7 @@ class Ledger:
             d = asdict(u)
             if not timing:
                 d.pop("latency_s")
+                d.pop("queue_s")
             return d
 
         t = self.total()

@@ -12,9 +12,8 @@ import time
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-import aiohttp
 from autogen_core import CancellationToken
 from autogen_core.models import (
     AssistantMessage,
@@ -32,7 +31,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from schola.backends.cache import Cache, cache_key
 from schola.errors import BackendError, NoLogprobs, TransientBackendError
 from schola.secrets import HEADER_KEYS, MASK, SECRET_KEY, check_env_name, redact
-from schola.types import CallInfo, Ledger
+from schola.types import TIMING, CallInfo, Ledger, Timing, queued
+
+if TYPE_CHECKING:  # aiohttp (a fifth of a second) loads with the first HTTP request, not for `schola check`
+    import aiohttp
 
 SAMPLING_KEYS = ("temperature", "max_tokens", "top_p", "top_k", "stop", "presence_penalty", "frequency_penalty")
 LOGPROB_TOP_K = 20  # alternatives of the first token asked for when a step wants option probabilities
@@ -241,6 +243,8 @@ async def http_preflight(
     """Fail in seconds when an OpenAI-compatible endpoint cannot be reached or refuses the key: GET `/models`. The
     one probe of every HTTP backend; a client with a session of its own passes it (no new pool and SSL context per
     run: a replayed run takes a tenth of a second), else one is made that honours HTTP(S)_PROXY."""
+    import aiohttp
+
     headers = {**({"Authorization": f"Bearer {api_key}"} if api_key else {}), **(headers or {})}
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     for attempt in range(PREFLIGHT_ATTEMPTS):
@@ -299,12 +303,15 @@ class Watchdog:
     @contextlib.asynccontextmanager
     async def queued(self) -> AsyncIterator[None]:
         """Time spent waiting for a turn (a slot on a server, a batch) is not the request's: the clock stops inside
-        and starts again, at the full timeout_s, when the request is served. Outside `run` it does nothing."""
+        and starts again, at the full timeout_s, when the request is served; the wait is booked as queue time, not
+        service time (`schola.types.queued`). Outside `run` the clock is not touched."""
         task = asyncio.current_task()
         stopped = self.deadlines.pop(task, None) if task is not None else None
+        asked = time.perf_counter()
         try:
             yield
         finally:
+            queued(time.perf_counter() - asked)
             if stopped is not None and task is not None:
                 self.deadlines[task] = asyncio.get_running_loop().time() + self.timeout_s
                 if self._task is None or self._task.done():
@@ -418,18 +425,30 @@ class ScholaClient(ChatCompletionClient):
         key = cache_key(self.identity, msgs, sampling, info.seed, info.sample) if self.cache else None
         if key is not None and (hit := self.cache.get(key)) is not None:  # type: ignore[union-attr]
             done = Completion(**hit)
-            self._account(info.role, done, 0.0, cached=True)
+            self._account(info.role, done, Timing(), cached=True)
+            if (outer := TIMING.get()) is not None:
+                outer.requests += 1
             return done, True
-        async with self._sem:
-            self.ledger.begin()
-            try:
-                start = time.perf_counter()
-                done = await self._with_retries(fn, msgs, sampling, info)
-                done.text = valid_unicode(done.text)
-                latency = time.perf_counter() - start
-                self._account(info.role, done, latency, cached=False)
-            finally:
-                self.ledger.end()
+        outer, mine = TIMING.get(), Timing()  # this request's: a wait for a turn inside it adds to mine.queue_s
+        token = TIMING.set(mine)
+        try:
+            asked = time.perf_counter()
+            async with self._sem:  # waiting for a slot under max_concurrency is queue time
+                mine.queue_s += time.perf_counter() - asked
+                self.ledger.begin()
+                try:
+                    done = await self._with_retries(fn, msgs, sampling, info)
+                    done.text = valid_unicode(done.text)
+                    mine.service_s = max(0.0, time.perf_counter() - asked - mine.queue_s)
+                    self._account(info.role, done, mine, cached=False)
+                finally:
+                    self.ledger.end()
+        finally:
+            TIMING.reset(token)
+        if outer is not None:
+            outer.requests += 1
+            outer.service_s += mine.service_s
+            outer.queue_s += mine.queue_s
         if key is not None:
             self.cache.put(key, done.__dict__)  # type: ignore[union-attr]
         return done, False
@@ -467,7 +486,22 @@ class ScholaClient(ChatCompletionClient):
             f"the rest waiting: lower {key}.max_concurrency"
         )
 
-    def _account(self, role: str, done: Completion, latency: float, *, cached: bool) -> None:
+    async def in_thread(self, executor: Any, call: Any) -> Any:
+        """`call()` on `executor`; the time it waits there for a thread (a model that serves one request at a
+        time) is queue time, not the request's."""
+        submitted = time.perf_counter()
+        started: list[float] = []
+
+        def timed() -> Any:
+            started.append(time.perf_counter())
+            return call()
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, timed)
+        finally:
+            queued((started[0] if started else time.perf_counter()) - submitted)
+
+    def _account(self, role: str, done: Completion, timing: Timing, *, cached: bool) -> None:
         self._last = RequestUsage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens)
         self._usage = RequestUsage(
             prompt_tokens=self._usage.prompt_tokens + done.prompt_tokens,
@@ -477,7 +511,8 @@ class ScholaClient(ChatCompletionClient):
             role,
             prompt_tokens=done.prompt_tokens,
             completion_tokens=done.completion_tokens,
-            latency_s=latency,
+            latency_s=timing.service_s,
+            queue_s=timing.queue_s,
             cost_usd=0.0 if cached else done.cost_usd or 0.0,
             cached=cached,
         )

@@ -178,7 +178,7 @@ class EmbeddedClient(ScholaClient):
     async def _in_worker(self, call: Any) -> Any:
         """Run `call` on the model's one worker thread; a prompt longer than the context is a clear error."""
         try:
-            return await asyncio.get_running_loop().run_in_executor(_WORKER, call)
+            return await self.in_thread(_WORKER, call)  # its wait for the one thread is queue time
         except ValueError as e:  # llama.cpp says so only in its message
             if "context window" not in str(e) and "exceed" not in str(e):
                 raise

@@ -3,6 +3,7 @@ with the edges the engine follows and, per step, its call count and mean latency
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -15,6 +16,7 @@ from schola.graph import AgentNode, Graph, MapNode, Node, RouteNode, ScoreNode
 
 _INDEX = re.compile(r"\[\d+\]")
 BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN, INDENT = 190, 58, 30, 46, 20, 28
+LOOP_BEND = 40  # how far right of its steps a loop's back edge curves (the drawing is widened to hold it)
 
 
 def step_of(node_path: str) -> str:
@@ -22,16 +24,22 @@ def step_of(node_path: str) -> str:
     return _INDEX.sub("", node_path)
 
 
+def _seconds(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+
 def node_stats(lines: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per graph step: calls, and mean latency in seconds, over transcript lines."""
+    """Per graph step: calls, mean service time (`latency_s`: the request itself) and mean queue wait (`queue_s`:
+    behind the concurrency limit or the model's thread) in seconds, over transcript lines."""
     calls: dict[str, int] = {}
     latency: dict[str, float] = {}
+    queue: dict[str, float] = {}
     for line in lines:
         step = step_of(str(line.get("node", "-")))
         calls[step] = calls.get(step, 0) + 1
-        lat = line.get("latency_s")
-        latency[step] = latency.get(step, 0.0) + (float(lat) if isinstance(lat, (int, float)) else 0.0)
-    return {s: {"calls": c, "mean_latency_s": latency[s] / c} for s, c in calls.items()}
+        latency[step] = latency.get(step, 0.0) + _seconds(line.get("latency_s"))
+        queue[step] = queue.get(step, 0.0) + _seconds(line.get("queue_s"))
+    return {s: {"calls": c, "mean_latency_s": latency[s] / c, "mean_queue_s": queue[s] / c} for s, c in calls.items()}
 
 
 def _detail(node: Any) -> str:
@@ -100,8 +108,17 @@ def layout(steps: list[Any], stats: Mapping[str, Mapping[str, float]]) -> dict[s
         s = stats.get(n, {})
         out_nodes.append({"id": n, "name": g.nodes[n]["name"], "detail": _detail(g.nodes[n]["step"]),
                           "kind": g.nodes[n]["step"].kind, "x": round(x, 1), "y": round(y, 1),
-                          "calls": int(s.get("calls", 0)), "mean_latency_s": s.get("mean_latency_s")})  # fmt: skip
-    edges = [{"from": a, "to": b, "kind": k} for a, b, k in g.edges(data="kind") if k != "layout"]
+                          "calls": int(s.get("calls", 0)), "mean_latency_s": s.get("mean_latency_s"),
+                          "mean_queue_s": s.get("mean_queue_s")})  # fmt: skip
+    at = {n["id"]: n for n in out_nodes}
+    edges: list[dict[str, Any]] = []
+    for a, b, k in g.edges(data="kind"):
+        if k == "loop":  # drawn around the right of both steps: the drawing must reach that far
+            bend = max(float(at[a]["x"]), float(at[b]["x"])) + BOX_W + LOOP_BEND
+            width = max(width, math.ceil(bend + MARGIN))
+            edges.append({"from": a, "to": b, "kind": k, "bend_x": bend})
+        elif k != "layout":
+            edges.append({"from": a, "to": b, "kind": k})
     height = MARGIN * 2 + (max(layers, default=0) + 1) * (BOX_H + GAP_Y) - GAP_Y
     return {"nodes": out_nodes, "edges": edges, "width": width, "height": height, "box": [BOX_W, BOX_H]}
 

@@ -146,16 +146,19 @@ def episodes(run_dir: Path, transcript: Transcript, secrets: list[str]) -> dict[
     chunks: list[str] = []
     chunk: dict[str, Any] = {}
     score_keys: dict[str, None] = {}
+    statuses: dict[str, int] = {}
     for r, status in records():
         eid = str(r["episode"])
         steps = by_episode[eid]
         scores: dict[str, Any] = r["scores"] if isinstance(r.get("scores"), dict) else {}
         score_keys.update(dict.fromkeys(scores))
         tokens = int(sum(number(s.get("prompt_tokens")) + number(s.get("completion_tokens")) for s in steps))
-        latency = sum(number(s.get("latency_s")) for s in steps)
+        service = sum(number(s.get("latency_s")) for s in steps)  # the requests themselves
+        queue = sum(number(s.get("queue_s")) for s in steps)  # their waits for a turn, apart
         index.append({"id": eid, "round": r.get("round"), "status": status, "scores": scores, "tokens": tokens,
-                      "steps": len(steps), "latency_s": round(latency, 6), "cached": sum(bool(s.get("cached")) for s in steps),
-                      "chunk": len(chunks)})  # fmt: skip
+                      "steps": len(steps), "latency_s": round(service, 6), "queue_s": round(queue, 6),
+                      "cached": sum(bool(s.get("cached")) for s in steps), "chunk": len(chunks)})  # fmt: skip
+        statuses[status] = statuses.get(status, 0) + 1
         chunk[eid] = _clean(
             {"inputs": r.get("inputs"), "outputs": r.get("outputs"), **({"error": r["error"]} if "error" in r else {}),
              "steps": [{k: v for k, v in s.items() if k not in ("episode", "round")} for s in steps]},
@@ -176,6 +179,7 @@ def episodes(run_dir: Path, transcript: Transcript, secrets: list[str]) -> dict[
     return {
         "index": packed(_clean(index, secrets)),
         "count": len(index),
+        "statuses": statuses,
         "score_keys": list(score_keys),
         "score_columns": columns,
         "chunks": chunks,
@@ -237,7 +241,8 @@ def run_payload(run_dir: Path, *, name: str = ".") -> dict[str, Any]:
         "metrics": metrics["metrics"],
         "caption": str(metrics.get("caption") or ""),
         "findings": [f["line"] for f in findings_of(run_dir)],
-        "usage": metrics.get("usage") or {},
+        "usage": usage_of(store, metrics),
+        "counts": episode_counts(metrics.get("episodes") or {}, episode_data["statuses"]),
         "exports": metrics.get("exports") or [],
         "config_yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True) if config else "",
         "roles": roles_of(scenario),
@@ -247,9 +252,35 @@ def run_payload(run_dir: Path, *, name: str = ".") -> dict[str, Any]:
     }
 
 
+def usage_of(store: RunStore, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Usage by role with its timings: ledger.json's (metrics.json leaves timings out, so the same run writes the
+    same bytes: read from there, every role's mean latency was 0); metrics.json's where the ledger is unreadable."""
+    try:
+        ledger = store.read_ledger()
+    except ConfigError:
+        ledger = {}
+    if isinstance(ledger.get("by_role"), dict) and isinstance(ledger.get("total"), dict):
+        return {k: ledger[k] for k in ("total", "by_role", "spent") if k in ledger}
+    return dict(metrics.get("usage") or {})
+
+
+def episode_counts(planned: dict[str, Any], listed: dict[str, int]) -> dict[str, int]:
+    """The run's episodes, each counted once in one meaning, for the header and the episode table alike: the
+    planned total, split into finished, failed, unfinished (begun, in the transcript) and not started. The stages'
+    own replies are no episode."""
+    finished, failed, unfinished = listed.get("finished", 0), listed.get("failed", 0), listed.get("unfinished", 0)
+    begun = finished + failed + unfinished
+    total = planned.get("total")
+    total = max(int(total), begun) if isinstance(total, (int, float)) else begun
+    return {"total": total, "finished": finished, "failed": failed, "unfinished": unfinished,
+            "not_started": total - begun, "listed": begun}  # fmt: skip
+
+
 def sweep_payload(root: Path) -> dict[str, Any]:
     """Every run below `root` and their comparison (the config keys that differ, metrics with CIs, the plot)."""
     varying, rows = sweep_rows(root)
     uri = data_uri(plot(rows, varying))
     runs = [run_payload(r, name=str(r.relative_to(root)) if r != root else ".") for r in find_runs(root)]
-    return {"root": str(root), "varying": varying, "rows": finite(redact_config(rows)), "plot": uri, "runs": runs}
+    pooled = sorted({r["run"] for r in rows if r.get("status") == "pooled"})  # rows over runs, not runs
+    return {"root": str(root), "varying": varying, "rows": finite(redact_config(rows)), "plot": uri, "runs": runs,
+            "arms": [r["name"] for r in runs], "pooled": pooled}  # fmt: skip

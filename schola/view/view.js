@@ -56,6 +56,14 @@
       el("tbody", {}, rows));
   }
   const cell = (v, isNum) => el("td", { class: isNum ? "num" : "" }, fmt(v));
+  // A run's episodes, one count in one meaning wherever shown: finished of the planned total, then the rest.
+  function countText(run) {
+    const c = run.counts || {};
+    const rest = [["failed", c.failed], ["unfinished", c.unfinished], ["not started", c.not_started]]
+      .filter(([, v]) => v).map(([k, v]) => v + " " + k);
+    return fmt(c.finished) + " of " + fmt(c.total) + " episodes finished" + (rest.length ? " (" + rest.join(", ") + ")" : "");
+  }
+  const timing = (service, queue) => "service " + ms(service) + (num(queue) && queue > 0 ? " · queued " + ms(queue) : "");
   function busy(on) { if (on) document.body.dataset.busy = "1"; else delete document.body.dataset.busy; }
 
   // -- compressed blocks (gzip+base64), decoded on demand -----------------------------------
@@ -144,22 +152,23 @@
     const row = (name, u, role) => el("tr", {}, el("td", {}, name), el("td", {}, role ? fmt(role.role) : ""),
       el("td", { class: "persona" }, role ? role.persona : ""), cell(u.requests, 1), cell(u.prompt_tokens, 1),
       cell(u.completion_tokens, 1), cell(u.cache_hits, 1), el("td", { class: "num" }, "$" + (u.cost_usd || 0).toFixed(4)),
-      el("td", { class: "num" }, u.requests ? ms((u.latency_s || 0) / u.requests) : "–"));
+      el("td", { class: "num" }, u.requests && num(u.latency_s) ? ms(u.latency_s / u.requests) : "–"),
+      el("td", { class: "num" }, u.requests && num(u.queue_s) ? ms(u.queue_s / u.requests) : "–"));
     const rows = Object.entries(usage.by_role || {}).map(([name, u]) => row(name, u, roles[name]));
     if (usage.total) rows.push(row("total", usage.total));
     if (usage.spent && usage.total && usage.spent.requests !== usage.total.requests) rows.push(row("spent by the last session", usage.spent));
     return table(["role", "kind", "persona", { label: "requests", num: 1 }, { label: "prompt tokens", num: 1 },
-      { label: "completion tokens", num: 1 }, { label: "cache hits", num: 1 }, { label: "cost", num: 1 }, { label: "mean latency", num: 1 }],
-      rows, { id: "usage" });
+      { label: "completion tokens", num: 1 }, { label: "cache hits", num: 1 }, { label: "cost", num: 1 },
+      { label: "mean service (request)", num: 1 }, { label: "mean queue wait", num: 1 }], rows, { id: "usage" });
   }
   function runPage(run) {
-    const st = run.status || {}, counts = run.episode_counts || {}, total = (run.usage || {}).total || {};
+    const st = run.status || {}, total = (run.usage || {}).total || {};
     return el("div", { id: "run-page" },
       el("h1", {}, run.scenario + (run.variant ? " · " + run.variant : ""), " ", el("span", { class: statusClass(st.status), id: "run-status" }, st.status || "?")),
       run.description ? el("p", { class: "muted" }, run.description) : null,
       st.message ? el("p", { class: "error" }, st.message) : null,
       st.hint ? el("p", {}, el("code", {}, st.hint)) : null,
-      el("p", { class: "muted", id: "run-summary" }, run.dir, " · ", fmt(counts.finished), "/", fmt(counts.total), " episodes · ",
+      el("p", { class: "muted", id: "run-summary" }, run.dir, " · ", countText(run), " · ",
         fmt(total.tokens || 0), " tokens · $", (total.cost_usd || 0).toFixed(4), " · ", fmt(run.wall_s), " s"),
       el("h2", {}, "Metrics"), run.metrics.length ? metricTable(run.metrics) : el("p", { class: "muted" }, "no metrics"),
       run.caption ? el("p", { class: "muted", id: "metrics-caption" }, run.caption) : null,
@@ -200,7 +209,7 @@
     const pages = Math.max(1, Math.ceil(rows.length / PAGE));
     s.page = Math.min(s.page, pages - 1);
     const cols = [["id", "id"], ["round", "round", 1], ["status", "status"]].concat(shown.map((k) => ["score:" + k, k, 1]),
-      others ? [["other_scores", "other scores"]] : [], [["tokens", "tokens", 1], ["steps", "steps", 1], ["latency_s", "latency", 1], ["cached", "cache hits", 1]]);
+      others ? [["other_scores", "other scores"]] : [], [["tokens", "tokens", 1], ["steps", "steps", 1], ["latency_s", "service", 1], ["queue_s", "queue wait", 1], ["cached", "cache hits", 1]]);
     const head = el("tr", {}, cols.map(([k, label, isNum]) => el("th", {
       class: (isNum ? "num " : "") + (k === key ? (dir > 0 ? "asc" : "desc") : ""), "data-key": k,
       onclick: () => { s.sort = { key: k, dir: k === key ? -dir : 1 }; render(); },
@@ -208,7 +217,7 @@
     const body = rows.slice(s.page * PAGE, (s.page + 1) * PAGE).map((e) => el("tr", {
       class: "clickable", "data-episode": e.id, onclick: () => { state.episode = e.index; render(); },
     }, el("td", {}, e.id), cell(e.round, 1), el("td", {}, el("span", { class: statusClass(e.status) }, e.status)),
-      shown.map((k) => cell(e.scores[k], 1)), others ? cell(e.other_scores) : null, cell(e.tokens, 1), cell(e.steps, 1), el("td", { class: "num" }, ms(e.latency_s)), cell(e.cached, 1)));
+      shown.map((k) => cell(e.scores[k], 1)), others ? cell(e.other_scores) : null, cell(e.tokens, 1), cell(e.steps, 1), el("td", { class: "num" }, ms(e.latency_s)), el("td", { class: "num" }, ms(e.queue_s)), cell(e.cached, 1)));
     const apply = (patch) => { Object.assign(s, patch, { page: 0 }); render(); };
     let timer = null;
     const search = el("input", { type: "search", id: "filter-text", placeholder: "text in ids, inputs, prompts, replies",
@@ -225,13 +234,14 @@
     const page = el("div", { id: "episodes-page" },
       el("h1", {}, "Episodes ", el("span", { class: "muted" }, run.scenario)),
       el("div", { class: "controls" }, search, scoreSel, bound("filter-min", "min"), "≤ score ≤", bound("filter-max", "max"),
-        el("span", { id: "episode-count", class: "muted" }, rows.length + " of " + all.length + " episodes")),
+        el("span", { id: "episode-count", class: "muted" }, rows.length + " of " + all.length + " listed · " + countText(run))),
       el("table", { id: "episodes", class: "sortable" }, el("thead", {}, head), el("tbody", {}, body)), pager);
     if (s.text) setTimeout(() => { const i = document.getElementById("filter-text"); if (i && document.activeElement !== i) { i.focus(); i.setSelectionRange(i.value.length, i.value.length); } });
     return page;
   }
 
-  // Steps in order, grouped by map item (`teach[1].exam[2].solve`); repeated steps are numbered loop iterations.
+  // Steps in order, grouped by map item (`teach[1].exam[2].solve`); repeated steps are numbered loop iterations,
+  // from 0 as templates' `iteration` is (the transcript line's own where it has one).
   function conversation(steps) {
     const root = { entries: [], maps: new Map(), seen: new Map() };
     for (const step of steps) {
@@ -264,10 +274,10 @@
       return el("div", { class: "step" },
         el("div", { class: "head" }, el("span", { class: "node" }, t.node), el("strong", { class: "agent" }, t.agent),
           role.persona ? el("span", { class: "persona" }, role.persona) : null,
-          loops ? el("span", { class: "badge iteration" }, "iteration " + entry.iteration) : null,
+          loops ? el("span", { class: "badge iteration" }, "iteration " + (num(t.iteration) ? t.iteration : entry.iteration - 1)) : null,
           el("span", { class: "badge" }, "sample " + fmt(t.sample)),
           el("span", { class: "badge" }, fmt(t.prompt_tokens) + " + " + fmt(t.completion_tokens) + " tokens"),
-          el("span", { class: "badge" }, ms(t.latency_s)),
+          el("span", { class: "badge" }, timing(t.latency_s, t.queue_s)),
           t.cached ? el("span", { class: "badge hit" }, "cache hit") : null,
           t.option_probs ? el("span", { class: "badge" }, "p " + JSON.stringify(t.option_probs) + " (" + fmt(t.probs_source) + ")") : null),
         el("details", { class: "prompt" }, el("summary", {}, "prompt"), el("pre", {}, fmt(t.prompt))),
@@ -279,7 +289,7 @@
     return el("div", { id: "episode-page" },
       el("button", { id: "back", onclick: () => { state.episode = null; render(); } }, "‹ episodes"),
       el("h1", {}, "Episode ", el("span", { id: "episode-id" }, e.id), " ", el("span", { class: statusClass(e.status) }, e.status)),
-      el("p", { class: "muted" }, "round " + fmt(e.round) + " · " + e.steps + " replies · " + e.tokens + " tokens · " + ms(e.latency_s) + " · " + e.cached + " cache hits"),
+      el("p", { class: "muted" }, "round " + fmt(e.round) + " · " + e.steps + " replies · " + e.tokens + " tokens · " + timing(e.latency_s, e.queue_s) + " · " + e.cached + " cache hits"),
       ep.error ? el("p", { id: "episode-error", class: "error" }, "failed at step " + ep.error.step + ": " + ep.error.message) : null,
       Object.keys(e.scores).length ? table(["score", { label: "value", num: 1 }],
         Object.entries(e.scores).map(([k, v]) => el("tr", {}, el("td", {}, k), cell(v, 1)))) : null,
@@ -301,7 +311,7 @@
       if (!a || !b) continue;
       let d;
       if (edge.kind === "loop") {
-        const x = Math.max(a.x, b.x) + w, bend = x + 40;
+        const bend = num(edge.bend_x) ? edge.bend_x : Math.max(a.x, b.x) + w + 40;  // the layout widened the drawing to it
         d = `M${a.x + w},${a.y + h / 2} C${bend},${a.y + h / 2} ${bend},${b.y + h / 2} ${b.x + w},${b.y + h / 2}`;
       } else if (b.y - a.y > h * 2) {  // past the layers between: around their left side
         const x = Math.min(a.x, b.x) - 18;
@@ -313,7 +323,7 @@
       const group = svg("g", { class: "node", transform: `translate(${n.x},${n.y})` });
       group.append(svg("title", {}, n.id), svg("rect", { width: w, height: h, rx: 6, class: "box " + String(n.kind).replace(/[^a-z]/g, "") }),
         svg("text", { x: 8, y: 16, class: "name" }, n.name), svg("text", { x: 8, y: 32 }, n.detail.slice(0, 30)));
-      if (n.calls) group.append(svg("text", { x: 8, y: 49, class: "stats" }, n.calls + " calls · mean " + ms(n.mean_latency_s)));
+      if (n.calls) group.append(svg("text", { x: 8, y: 49, class: "stats" }, n.calls + " calls · " + timing(n.mean_latency_s, n.mean_queue_s)));
       root.append(group);
     }
     return root;
@@ -323,8 +333,9 @@
       run.graphs.length ? null : el("p", { class: "muted" }, "no graph in the saved config"),
       run.graphs.map((g) => [el("h2", {}, g.name),
         g.error ? el("p", { class: "error" }, g.error)
-          : g.calls ? table(["step", { label: "calls", num: 1 }, { label: "mean latency", num: 1 }],
-            Object.entries(g.calls).map(([k, v]) => el("tr", {}, el("td", {}, k), cell(v.calls, 1), el("td", { class: "num" }, ms(v.mean_latency_s)))))
+          : g.calls ? table(["step", { label: "calls", num: 1 }, { label: "mean service", num: 1 }, { label: "mean queue wait", num: 1 }],
+            Object.entries(g.calls).map(([k, v]) => el("tr", {}, el("td", {}, k), cell(v.calls, 1), el("td", { class: "num" }, ms(v.mean_latency_s)),
+              el("td", { class: "num" }, ms(v.mean_queue_s)))))
             : el("div", { class: "card" }, drawGraph(g))]));
   }
 
@@ -335,7 +346,8 @@
     const series = [...new Set(sw.rows.map((r) => r.metric + "\u0000" + r.labels))];
     const pick = (n) => () => { state.run = Math.max(0, runs.findIndex((r) => r.name === n)); state.tab = "run"; render(); };
     return el("div", { id: "sweep-page" },
-      el("h1", {}, "Sweep: " + names.length + " runs ", el("span", { class: "muted" }, sw.root)),
+      el("h1", {}, "Sweep: " + (sw.arms || runs).length + " runs ", el("span", { class: "muted" }, sw.root)),
+      (sw.pooled || []).length ? el("p", { class: "muted", id: "sweep-pooled" }, "pooled over seeds (rows, not runs): " + sw.pooled.join(", ")) : null,
       el("h2", {}, "What differs"),
       sw.varying.length ? table(["key"].concat(names), sw.varying.map((k) => el("tr", {}, el("td", {}, k), names.map((n) => cell(first.get(n)[k])))), { id: "sweep-config" })
         : el("p", { class: "muted" }, "the runs' configs are the same"),
@@ -349,7 +361,7 @@
       }), { id: "sweep-metrics" }),
       sw.plot ? el("figure", {}, image(sw.plot, "report.png")) : null,
       el("h2", {}, "Runs"),
-      table(["run", "status", { label: "tokens", num: 1 }, { label: "cost", num: 1 }, { label: "wall s", num: 1 }], names.map((n) => {
+      table(["run", "status", { label: "tokens", num: 1 }, { label: "cost", num: 1 }, { label: "wall s", num: 1 }], names.filter((n) => !(sw.pooled || []).includes(n)).map((n) => {
         const r = first.get(n);
         return el("tr", { class: "clickable", onclick: pick(n) }, el("td", {}, n), el("td", {}, el("span", { class: statusClass(r.status) }, r.status)),
           cell(r.tokens, 1), el("td", { class: "num" }, "$" + (r.cost_usd || 0).toFixed(4)), cell(r.wall_s, 1));
