@@ -308,18 +308,43 @@ def _kappa(
     codes = {v: c for c, v in enumerate(sorted(set(x) | set(y), key=_order))}
     xc, yc = (np.asarray([codes[v] for v in col], dtype=int) for col in (x, y))
 
-    def kappa(p: np.ndarray[Any, Any], q: np.ndarray[Any, Any]) -> float:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # one label only: undefined, NaN
-            return float(_sklearn_metrics().cohen_kappa_score(p, q, labels=list(range(len(codes))), weights=weights))
-
+    kappa = functools.partial(kappa_codes, k=len(codes), weights=weights)
     value = kappa(xc, yc) if n >= 2 else math.nan
     if math.isfinite(value):
-        rows = [_row(name, "cohen_kappa", value, bootstrap_interval((xc, yc), kappa, seed=seed), n, labels)]
+        ci = bootstrap_interval((xc, yc), kappa, seed=seed, vectorized=True)
+        rows = [_row(name, "cohen_kappa", value, ci, n, labels)]
     else:
         reason = "fewer than 2 items" if n < 2 else "one label only in both columns"
         rows = _undefined("agreement", [_name(name, "cohen_kappa")], labels, n, reason)
     return rows + [mean_row(_name(name, "percent_agreement"), list(xc == yc), seed=seed, **labels)]
+
+
+def kappa_codes(x: Any, y: Any, *, k: int, weights: str | None = None, axis: int = -1) -> Any:
+    """Cohen's kappa of label codes 0..k-1 along `axis` (-1: no label; such pairs are left out), as scikit-learn's
+    `cohen_kappa_score` computes it: 1 - sum(w * observed) / sum(w * expected), with the expected table from the
+    observed one's margins. Vectorized over every other axis, so a bootstrap computes all its resamples in a few
+    array operations (scikit-learn's 2 ms a call made 2,000 resamples cost 4 s per group). NaN where undefined
+    (fewer than 2 pairs, or one label only)."""
+    import numpy as np
+
+    xs, ys = np.moveaxis(np.asarray(x, dtype=np.int64), axis, -1), np.moveaxis(np.asarray(y, dtype=np.int64), axis, -1)
+    shape, n_items = xs.shape[:-1], xs.shape[-1]
+    xs, ys = xs.reshape(-1, n_items), ys.reshape(-1, n_items)
+    i, j = np.indices((k, k))
+    w = (i != j).astype(float) if weights is None else np.abs(i - j) ** (1 if weights == "linear" else 2)
+    out = np.empty(len(xs))
+    step = max(1, 2**20 // (k * k))  # resamples per pass: their k x k tables stay near 8 MiB
+    for start in range(0, len(xs), step):
+        a, b = xs[start : start + step], ys[start : start + step]
+        valid = (a >= 0) & (b >= 0)
+        cell = (np.arange(len(a))[:, None] * k + a) * k + b
+        observed = np.bincount(cell[valid], minlength=len(a) * k * k).reshape(len(a), k, k).astype(float)
+        total = observed.sum(axis=(1, 2))
+        with np.errstate(all="ignore"):
+            expected = observed.sum(axis=2)[:, :, None] * observed.sum(axis=1)[:, None, :] / total[:, None, None]
+            kappa = 1 - (w * observed).sum(axis=(1, 2)) / (w * expected).sum(axis=(1, 2))
+        out[start : start + step] = np.where(total >= 2, kappa, np.nan)
+    return out.reshape(shape) if shape else float(out[0])
 
 
 def _alpha(

@@ -2,8 +2,10 @@
 (IRR) and the mean of each model's kappa with each human (scikit-learn), Krippendorff's alpha across all
 annotators (`krippendorff`); the correlation across categories of IRR and human-model kappa (`schola.stats`);
 tokens (and cost, where transcript lines carry it) per comment. Writes `categories.csv`, `labels.csv` and
-`agreement.png`. The YAML's generic `agreement` stage gives IRR with its bootstrap CI; this stage gives point
-values (bootstrapping every model-human pair as well would cost minutes)."""
+`agreement.png`. The YAML's generic `agreement` stage gives IRR with its bootstrap CI; this stage gives the
+human-model kappa and alpha with theirs: 95% percentile bootstraps over the category's comments, seeded by the
+run seed (kappa vectorized over the resamples, `schola.stats.kappa_codes`; alpha from `krippendorff`, which has
+no bootstrap of its own, once per resample)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import numpy as np
 
 from schola import stats
 from schola.errors import ConfigError
-from schola.metrics import MetricRow, parse_metric_key
+from schola.metrics import MetricRow, bootstrap_interval, parse_metric_key
 from schola.store import read_jsonl, to_csv
 
 LABEL = "label"  # the score the graph records per annotator: label{annotator=<name>}
@@ -41,37 +43,61 @@ def annotators(results: list[dict[str, Any]]) -> list[str]:
     return list(seen)
 
 
-def kappa(a: list[int | None], b: list[int | None]) -> float | None:
-    """Cohen's kappa (scikit-learn) over the items both annotators labelled; None when undefined (fewer than 2
-    items, or one label only in both columns)."""
-    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
-    if len(pairs) < 2 or len({v for p in pairs for v in p}) < 2:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from sklearn.metrics import cohen_kappa_score  # type: ignore[import-untyped, unused-ignore]  # slow import
+def codes(labels: list[int | None]) -> np.ndarray[Any, Any]:
+    """0/1 labels as `stats.kappa_codes` takes them (-1: none given)."""
+    return np.asarray([-1 if v is None else int(v) for v in labels], dtype=np.int64)
 
-        value = float(cohen_kappa_score([p[0] for p in pairs], [p[1] for p in pairs], labels=[0, 1]))
+
+def _mean_kappa(*columns: np.ndarray[Any, Any], axis: int = -1) -> Any:
+    """The mean of each human column's kappa with the last (the model's) column; NaN if one is undefined."""
+    *humans, model = columns
+    return sum(stats.kappa_codes(h, model, k=2, axis=axis) for h in humans) / len(humans)
+
+
+def kappa(a: list[int | None], b: list[int | None]) -> float | None:
+    """Cohen's kappa (scikit-learn's, `stats.kappa_codes`) over the items both annotators labelled; None when
+    undefined (fewer than 2 items, or one label only in both columns)."""
+    value = float(stats.kappa_codes(codes(a), codes(b), k=2))
     return value if math.isfinite(value) else None
 
 
-def alpha(columns: list[list[int | None]]) -> float | None:
-    """Krippendorff's alpha (nominal; the `krippendorff` package) across annotators, missing labels allowed."""
-    matrix = np.asarray([[math.nan if v is None else float(v) for v in col] for col in columns], dtype=float)
+def mean_kappa_ci(humans: list[list[int | None]], model: list[int | None], *, seed: int) -> tuple[Any, Any]:
+    """95% bootstrap CI, over comments, of the mean of the model's kappa with each human."""
+    return bootstrap_interval(tuple(codes(c) for c in [*humans, model]), _mean_kappa, seed=seed, vectorized=True)
+
+
+def _alpha(*rows: np.ndarray[Any, Any]) -> float:
+    """Krippendorff's alpha (nominal, the `krippendorff` package) of annotator rows; NaN where undefined."""
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             import krippendorff
 
-            value = float(krippendorff.alpha(matrix, level_of_measurement="nominal", value_domain=[0.0, 1.0]))
+            return float(krippendorff.alpha(np.vstack(rows), level_of_measurement="nominal", value_domain=[0.0, 1.0]))
     except ValueError:  # one value only
-        return None
+        return math.nan
+
+
+def _matrix(columns: list[list[int | None]]) -> np.ndarray[Any, Any]:
+    return np.asarray([[math.nan if v is None else float(v) for v in col] for col in columns], dtype=float)
+
+
+def alpha(columns: list[list[int | None]]) -> float | None:
+    """Krippendorff's alpha (nominal; the `krippendorff` package) across annotators, missing labels allowed."""
+    value = _alpha(*_matrix(columns))
     return value if math.isfinite(value) else None
 
 
-def category_table(results: list[dict[str, Any]], *, humans: list[str], models: list[str]) -> list[dict[str, Any]]:
+def alpha_ci(columns: list[list[int | None]], *, seed: int) -> tuple[Any, Any]:
+    """95% bootstrap CI of alpha over comments (each resample: one `krippendorff.alpha` call)."""
+    return bootstrap_interval(tuple(_matrix(columns)), _alpha, seed=seed)
+
+
+def category_table(
+    results: list[dict[str, Any]], *, humans: list[str], models: list[str], seed: int = 0
+) -> list[dict[str, Any]]:
     """One row per category: n (comments both humans labelled), IRR, each model's kappa with each human and
-    their mean, Krippendorff's alpha across everyone."""
+    their mean, Krippendorff's alpha across everyone; the mean kappa and alpha with their bootstrap CIs."""
     labels: dict[str, dict[str, list[int | None]]] = {}
     for r in results:
         per = labels.setdefault(r["inputs"]["category"], {name: [] for name in humans + models})
@@ -92,7 +118,12 @@ def category_table(results: list[dict[str, Any]], *, humans: list[str], models: 
             for h, k in zip(humans, with_humans, strict=True):
                 row[f"kappa_{h}_{m}"] = k
             row[f"kappa_{m}"] = None if None in with_humans else sum(with_humans) / len(with_humans)  # type: ignore[arg-type]
-        row["alpha"] = alpha([per[name] for name in humans + models])
+            ci = mean_kappa_ci([per[h] for h in humans], per[m], seed=seed) if row[f"kappa_{m}"] is not None else None
+            row[f"kappa_{m}_ci_low"], row[f"kappa_{m}_ci_high"] = ci or (None, None)
+        everyone = [per[name] for name in humans + models]
+        row["alpha"] = alpha(everyone)
+        ci = alpha_ci(everyone, seed=seed) if row["alpha"] is not None else None
+        row["alpha_ci_low"], row["alpha_ci_high"] = ci or (None, None)
         table.append(row)
     return table
 
@@ -184,14 +215,15 @@ def report(ctx: Any, *, humans: list[str] | None = None) -> list[MetricRow]:
             key="scenario.stages",
         )
     models = [a for a in names if a not in humans]
-    table = category_table(results, humans=humans, models=models)
+    table = category_table(results, humans=humans, models=models, seed=ctx.seed)
     rows: list[MetricRow] = []
     for r in table:
-        rows.append(MetricRow("krippendorff_alpha", r["alpha"], {"category": r["category"], "raters": "all"}, n=r["n"]))
-        rows += [
-            MetricRow("human_model_kappa", r[f"kappa_{m}"], {"category": r["category"], "model": m}, n=r["n"])
-            for m in models
-        ]
+        labels = {"category": r["category"], "raters": "all"}
+        rows.append(MetricRow("krippendorff_alpha", r["alpha"], labels, r["alpha_ci_low"], r["alpha_ci_high"], r["n"]))
+        for m in models:
+            low, high = r[f"kappa_{m}_ci_low"], r[f"kappa_{m}_ci_high"]
+            labels = {"category": r["category"], "model": m}
+            rows.append(MetricRow("human_model_kappa", r[f"kappa_{m}"], labels, low, high, r["n"]))
     for m in models:
         rows += irr_correlation(table, m, seed=ctx.seed)
     rows += usage_per_comment(Path(ctx.output_dir), results, models)

@@ -395,3 +395,27 @@ def test_bad_arguments_and_non_numbers_are_config_errors() -> None:
         agreement(ctx, raters=["outputs.p", "outputs.r"], level="fuzzy")
     with pytest.raises(ConfigError, match="needs a and b"):
         agreement(ctx, a="outputs.p")
+
+
+def test_vectorized_kappa_is_scikit_learns_on_every_resample_and_leaves_out_missing_labels() -> None:
+    """The bootstrap of a kappa (IRR, SIGHT's human-model kappa) computes every resample in one call: the same
+    numbers as cohen_kappa_score, weighted or not, with pairs missing a label left out."""
+    import warnings
+
+    from sklearn.metrics import cohen_kappa_score
+
+    from schola.stats import kappa_codes
+
+    rng = np.random.default_rng(3)
+    for k in (2, 3, 5):
+        x, y = rng.integers(-1, k, (40, 12)), rng.integers(-1, k, (40, 12))
+        for weights in (None, "linear", "quadratic"):
+            got = kappa_codes(x, y, k=k, weights=weights)
+            assert got.shape == (40,)
+            for row in range(40):
+                keep = (x[row] >= 0) & (y[row] >= 0)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    want = cohen_kappa_score(x[row][keep], y[row][keep], labels=list(range(k)), weights=weights)
+                assert got[row] == pytest.approx(want, nan_ok=True) if keep.sum() >= 2 else np.isnan(got[row])
+    assert math.isnan(kappa_codes([1, 1, 1], [1, 1, 1], k=2))  # one label only: undefined

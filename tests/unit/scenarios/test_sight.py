@@ -372,3 +372,36 @@ def test_several_models_each_get_their_kappa_with_the_humans(cli: Any, tmp_path:
     assert gratitude["kappa_small"] == gratitude["kappa_other"]  # one scripted backend: the same replies
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
     assert {m["labels"]["model"] for m in metrics if m["name"] == "irr_vs_model.pearson_r"} == {"small", "other"}
+
+
+def test_human_model_kappa_and_alpha_have_bootstrap_cis_over_the_categorys_comments() -> None:
+    """SIGHT's headline had no CI: the mean kappa's is the bootstrap over comments (the same resamples as
+    scikit-learn's kappa recomputed on each), alpha's the same bootstrap of `krippendorff.alpha`."""
+    import warnings
+
+    import numpy as np
+    from schola.scenarios.sight.report import alpha_ci, mean_kappa_ci
+
+    from schola.metrics import bootstrap_interval
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 2, 30)
+    h1, h2, m = ([int(g) if rng.random() < p else int(rng.integers(0, 2)) for g in gold] for p in (0.9, 0.8, 0.6))
+    m[3] = None  # a reply with no label: left out of its pairs
+    results = [result("setup", i, H1=h1[i], H2=h2[i], M=m[i]) for i in range(30)]
+    row = category_table(results, humans=["H1", "H2"], models=["M"], seed=0)[0]
+    low, high = row["kappa_M_ci_low"], row["kappa_M_ci_high"]
+    assert low < row["kappa_M"] < high
+
+    def by_sklearn(a: Any, b: Any, c: Any) -> float:
+        keep = c >= 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(np.mean([cohen_kappa_score(h[keep], c[keep], labels=[0, 1]) for h in (a, b)]))
+
+    codes = tuple(np.asarray([-1 if v is None else v for v in col]) for col in (h1, h2, m))
+    assert (low, high) == pytest.approx(bootstrap_interval(codes, by_sklearn, seed=0))
+    assert mean_kappa_ci([h1, h2], m, seed=0) == (low, high)
+    assert row["alpha_ci_low"] < row["alpha"] < row["alpha_ci_high"]
+    assert alpha_ci([h1, h2, m], seed=0) == (row["alpha_ci_low"], row["alpha_ci_high"])
+    assert category_table(results, humans=["H1", "H2"], models=["M"], seed=1)[0]["alpha_ci_low"] != row["alpha_ci_low"]
