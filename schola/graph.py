@@ -1,4 +1,4 @@
-"""The episode graph: steps from YAML, validated into a networkx DiGraph before any model call, then run.
+"""The episode graph: steps from YAML, validated into a directed graph before any model call, then run.
 
 Node kinds: `agent` (a role answers a templated prompt), `map` (run sub-steps for every item of a product of
 lists, concurrently, and collect their outputs), `join` (gather and reduce values of several branches), `score`
@@ -14,14 +14,15 @@ this episode or map item: the loop counter) and `dialogue` (the replies so far, 
 from __future__ import annotations
 
 import asyncio
+import graphlib
 import itertools
 import numbers
 from collections import Counter
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field
 
 from schola import templates
@@ -209,18 +210,20 @@ class Graph:
         if len(self.nodes) != len(nodes):
             dup = [i for i, c in Counter(n.id for n in nodes).items() if c > 1]
             raise self._error(f"duplicate step id(s): {', '.join(dup)}")
-        self.g = nx.DiGraph()
-        self.g.add_nodes_from(self.order)
+        self.succ: dict[str, list[str]] = {n: [] for n in self.order}
+        self.pred: dict[str, list[str]] = {n: [] for n in self.order}
         for i, n in enumerate(nodes):
             prev = nodes[i - 1] if i else None
             after = n.after if n.after is not None else ([prev.id] if prev and prev.kind != "route" else [])
             for a in after:
                 if a not in self.nodes:
                     raise self._error(f"step '{n.id}' comes after unknown step '{a}'", i, "after")
-                self.g.add_edge(a, n.id)
-        if not nx.is_directed_acyclic_graph(self.g):
-            cycle = " -> ".join(u for u, _ in nx.find_cycle(self.g))
-            raise self._error(f"cycle {cycle} made with 'after'; a loop needs a route step with max_iters")
+                self._edge(a, n.id)
+        try:
+            graphlib.TopologicalSorter(self.pred).prepare()
+        except graphlib.CycleError as e:
+            cycle = " -> ".join(e.args[1][:-1])
+            raise self._error(f"cycle {cycle} made with 'after'; a loop needs a route step with max_iters") from None
         self.back: set[tuple[str, str]] = set()
         for i, n in enumerate(nodes):
             if not isinstance(n, RouteNode):
@@ -228,20 +231,48 @@ class Graph:
             for t in [r.to for r in n.routes] + ([n.default] if n.default else []):
                 if t not in self.nodes:
                     raise self._error(f"route '{n.id}' goes to unknown step '{t}'", i, "routes")
-                if t == n.id or nx.has_path(self.g, t, n.id):
+                if t == n.id or n.id in self._reach(self.succ, t):
                     if n.max_iters is None:
                         raise self._error(f"route '{n.id}' loops back to '{t}' without max_iters (unbounded cycle)", i)
                     self.back.add((n.id, t))
                 else:
-                    self.g.add_edge(n.id, t)
+                    self._edge(n.id, t)
         self.loop_body = {
-            (r, t): (nx.descendants(self.g, t) | {t}) & (nx.ancestors(self.g, r) | {r}) for r, t in self.back
+            (r, t): (self._reach(self.succ, t) | {t}) & (self._reach(self.pred, r) | {r}) for r, t in self.back
         }
         self.children = {
             n.id: Graph(n.steps, where=f"{where}[{i}].steps", file=file)
             for i, n in enumerate(nodes)
             if isinstance(n, MapNode)
         }
+
+    def _edge(self, a: str, b: str) -> None:
+        if b not in self.succ[a]:
+            self.succ[a].append(b)
+            self.pred[b].append(a)
+
+    @staticmethod
+    def _reach(adjacency: Mapping[str, list[str]], start: str) -> set[str]:
+        """Every step reached from `start` along `adjacency` (its successors: descendants; its predecessors:
+        ancestors); `start` itself only through a cycle."""
+        seen: set[str] = set()
+        todo = list(adjacency[start])
+        while todo:
+            if (n := todo.pop()) not in seen:
+                seen.add(n)
+                todo.extend(adjacency[n])
+        return seen
+
+    @cached_property
+    def g(self) -> Any:
+        """The steps as a networkx DiGraph, for the viewer's layout. Checking and running use `succ` and `pred`
+        (plain dicts): networkx costs a fifth of a second to import, which `schola check` need not pay."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        g.add_nodes_from(self.order)
+        g.add_edges_from((a, b) for a in self.order for b in self.succ[a])
+        return g
 
     def _error(self, message: str, index: int | None = None, field: str | None = None) -> ConfigError:
         key = self.where + (f"[{index}]" if index is not None else "") + (f".{field}" if field else "")
@@ -256,7 +287,7 @@ class Graph:
             n = self.nodes[nid]
             for out in sorted(outputs_of(n) & GLOBALS):
                 raise self._error(f"step '{nid}' writes '{out}', a name every template sees; choose another name", i)
-            avail = known | GLOBALS | {o for a in nx.ancestors(self.g, nid) for o in outputs_of(self.nodes[a])}
+            avail = known | GLOBALS | {o for a in self._reach(self.pred, nid) for o in outputs_of(self.nodes[a])}
             if isinstance(n, AgentNode):
                 if "{{" not in n.role and n.role not in roles:
                     raise self._error(f"unknown role '{n.role}'; the scenario has: {', '.join(sorted(roles))}", i, "role")
@@ -327,13 +358,13 @@ class Graph:
             await self._step(self.order[0], state, ctx, 0, path)
             return
         pending = set(self.order)
-        active: dict[str, bool] = {n: self.g.in_degree(n) == 0 for n in self.order}
+        active: dict[str, bool] = {n: not self.pred[n] for n in self.order}
         runs: Counter[str] = Counter()
         running: dict[asyncio.Future[Any], str] = {}
         try:
             while True:
                 for nid in [n for n in self.order if n in pending and n not in running.values()]:
-                    if any(p in pending for p in self.g.predecessors(nid)):
+                    if any(p in pending for p in self.pred[nid]):
                         continue
                     if active[nid]:
                         running[asyncio.ensure_future(self._step(nid, state, ctx, runs[nid], path))] = nid
@@ -349,7 +380,7 @@ class Graph:
                     pending.discard(nid)
                     node = self.nodes[nid]
                     if not isinstance(node, RouteNode):
-                        for s in self.g.successors(nid):
+                        for s in self.succ[nid]:
                             active[s] = True
                     elif result is not None and (nid, result) in self.back:
                         for m in self.loop_body[(nid, result)]:

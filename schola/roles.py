@@ -7,15 +7,16 @@ import inspect
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from autogen_core.models import ChatCompletionClient, LLMMessage, SystemMessage, UserMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from schola import templates
-from schola.backends.base import ScholaClient, option_of
 from schola.errors import ConfigError
 from schola.types import CallInfo
+
+if TYPE_CHECKING:  # autogen_core and the backends (aiohttp) load when a role is built, not for `schola check`
+    from autogen_core.models import ChatCompletionClient, LLMMessage
 
 
 class RoleConfig(BaseModel):
@@ -99,6 +100,8 @@ class Role:
     sees_state: ClassVar[bool] = False
 
     def __init__(self, name: str, config: RoleConfig, client: ChatCompletionClient | None, *, seed: int = 0) -> None:
+        from autogen_core.models import SystemMessage
+
         self.name, self.config, self.client, self.seed = name, config, client, seed
         self.system = templates.render(config.system or self.system_prompt, {"persona": config.persona, "name": name})
         self._system: list[LLMMessage] = [SystemMessage(content=self.system)] if self.system.strip() else []
@@ -111,6 +114,10 @@ class Role:
         """Answer `request.prompt` in character; with `request.options`, also the probability of each option
         (with `generate=False` only that: the reply is the most likely option). A role without a model
         overrides this."""
+        from autogen_core.models import UserMessage
+
+        from schola.backends.base import ScholaClient
+
         if self.client is None:  # check_role_class refuses this before a run
             raise ConfigError(f"role '{self.name}' has no backend and its class does not override act()")
         messages: list[LLMMessage] = [*self._system, UserMessage(content=request.prompt, source="user")]
@@ -144,6 +151,8 @@ class Role:
     ) -> tuple[dict[str, float], str]:
         """The model's probability of each option: from token log-probabilities where the backend has them,
         else the share of `option_samples` samples that answer with each option."""
+        from schola.backends.base import ScholaClient, option_of
+
         if isinstance(self.client, ScholaClient):
             found = await self.client.option_probs(messages, options, info=info)
             if found is not None:
