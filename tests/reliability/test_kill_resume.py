@@ -57,7 +57,7 @@ SCENARIOS = {
     "relay": [],  # the YAML file above, by path
 }
 KILLS, KILLS_PER_RUN = 10, 5  # per scenario: 20 kills in all
-VOLATILE = {"latency_s", "cached"}  # transcript fields that may differ between a run and its resume
+VOLATILE = {"latency_s", "queue_s", "cached"}  # transcript fields that may differ between a run and its resume
 
 
 def command(name: str, tmp_path: Path) -> list[str]:

@@ -75,7 +75,10 @@ def test_the_run_page_carries_status_metrics_usage_and_personas(finished: tuple[
     run = page["runs"][0]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert page["kind"] == "run" and run["status"]["status"] == "finished"
-    assert run["metrics"] == metrics["metrics"] and run["usage"] == metrics["usage"]
+    ledger = json.loads((run_dir / "ledger.json").read_text())
+    assert run["metrics"] == metrics["metrics"] and run["usage"] == {k: v for k, v in ledger.items() if k != "wall_s"}
+    untimed = {k: v for k, v in run["usage"]["total"].items() if k not in ("latency_s", "queue_s")}
+    assert untimed == metrics["usage"]["total"]  # the ledger's usage, timings included (metrics.json has none)
     assert run["roles"]["students.0"] == {"role": "student", "persona": "a careful student", "backend": "default"}
     assert run["roles"]["hasty"]["persona"] == "a hasty student"
     assert yaml.safe_load(run["config_yaml"])["scenario"]["name"] == "quiz"
@@ -273,4 +276,4 @@ def test_calls_made_by_run_level_stages_are_listed_apart(tmp_path: Path) -> None
     run_page = payload(build_html(run_dir))["runs"][0]
     index = unpack(run_page["episodes"]["index"])
     assert [(e["id"], e["status"], e["tokens"]) for e in index][-1] == ("-stage-", "stage", 8)
-    assert run_page["graphs"][-1] == {"name": "outside the graph", "calls": {"-": {"calls": 1, "mean_latency_s": 0.5}}}
+    assert run_page["graphs"][-1] == {"name": "outside the graph", "calls": {"-": {"calls": 1, "mean_latency_s": 0.5, "mean_queue_s": 0.0}}}
