@@ -178,11 +178,11 @@ class RunStore:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | _NO_LINK, 0o666)
         except OSError as e:
             raise ConfigError(f"cannot lock the run directory ({e.strerror})", file=str(path)) from None
-        f = open(fd, "r+b")  # noqa: SIM115  (held open: closing it drops the lock)
-        info = os.fstat(fd)
+        info = os.fstat(fd)  # before open(): a FIFO is not seekable, which open(fd, "r+b") raises for
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:  # a hard link: the pid would overwrite its twin
-            f.close()
+            os.close(fd)
             raise ConfigError("not a lock file Schola wrote (not a regular file of its own)", file=str(path))
+        f = open(fd, "r+b")  # noqa: SIM115  (held open: closing it drops the lock)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

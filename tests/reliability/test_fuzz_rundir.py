@@ -283,3 +283,11 @@ def test_the_cli_prints_a_path_utf8_cannot_hold(finished: Path, tmp_path: Path) 
     )
     assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode(errors="replace")
     assert b"runs-\\udcff" in done.stdout
+
+
+def test_a_fifo_named_like_the_lock_file_is_a_config_error_naming_it(finished: Path, tmp_path: Path) -> None:
+    run = copy_of(finished, tmp_path)  # open(fd, "r+b") raised io.UnsupportedOperation (not seekable)
+    (run / ".lock").unlink()
+    os.mkfifo(run / ".lock")
+    code, out, _ = schola("run", f"resume={run}", *SCRIPTED)
+    assert code == 2 and ".lock" in out and "not a lock file" in out, out
