@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from schola.scenarios.curriculum.data import CurriculumData, Split, describe, load_split
 
 from schola.errors import ConfigError
-from schola.metrics import MetricRow
+from schola.metrics import MetricRow, bootstrap_interval
 from schola.scenario import Scenario
 from schola.scorers import value  # a number the roles computed (S, A, Δ), recorded as an episode score
 from schola.stats import correlation
@@ -76,8 +76,25 @@ def top_quarter(scores: dict[str, float]) -> set[str]:
 
 def overlap(predicted: dict[str, float], measured: dict[str, float]) -> float | None:
     """Share of the measured top quarter that the predicted top quarter also holds (chance: about a quarter)."""
-    best = top_quarter(measured)
-    return len(top_quarter(predicted) & best) / len(best) if best else None
+    value = _overlap(*_aligned(predicted, measured))
+    return None if math.isnan(value) else value
+
+
+def _aligned(predicted: dict[str, float], measured: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray([predicted[k] for k in measured], dtype=float), np.asarray(list(measured.values()), dtype=float)
+
+
+def _overlap(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """`overlap` over orders as aligned arrays (a bootstrap resample repeats some); NaN without a top quarter."""
+    best = measured > np.percentile(measured, 75)
+    top = predicted > np.percentile(predicted, 75)
+    return float((best & top).sum() / best.sum()) if best.any() else math.nan
+
+
+def overlap_row(predicted: dict[str, float], measured: dict[str, float], *, seed: int, **labels: Any) -> MetricRow:
+    """`top_quarter_overlap` with its 95% bootstrap CI over the orders."""
+    low, high = bootstrap_interval(_aligned(predicted, measured), _overlap, seed=seed)
+    return MetricRow("top_quarter_overlap", overlap(predicted, measured), labels, low, high, n=len(measured))
 
 
 def rank(scores: dict[str, float], key: str) -> int:
@@ -124,8 +141,8 @@ async def report(ctx: Any, *, designer: str = "designer", plot: bool = True) -> 
         f = {row["episode"]: row[f"F[{learner}]"] for row in rows_by_order}
         n = len(a)
         metrics += correlation(orders, x="S", y=f"A[{learner}]")  # Pearson and Spearman, CIs and p-values
-        metrics.append(MetricRow("top_quarter_overlap", overlap(s, a), {"learner": learner, "by": "A"}, n=n))
-        metrics.append(MetricRow("top_quarter_overlap", overlap(s, f), {"learner": learner, "by": "F"}, n=n))
+        metrics.append(overlap_row(s, a, seed=ctx.seed, learner=learner, by="A"))
+        metrics.append(overlap_row(s, f, seed=ctx.seed, learner=learner, by="F"))
         for i, e in enumerate(wanted, 1):
             metrics.append(
                 MetricRow("designer_rank", rank(a, e["id"]), {"learner": learner, "curriculum": i, "by": "A"}, n=n)

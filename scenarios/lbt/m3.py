@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schola.data import DataFiles
 from schola.errors import ConfigError
-from schola.metrics import MetricRow
+from schola.metrics import MetricRow, mean_row
 from schola.scenario import member_names
 
 Arm = Literal["teacher", "one", "several"]
@@ -185,7 +185,8 @@ async def m3_stage(ctx: Any) -> list[MetricRow]:
     """Rounds of expand -> score -> keep the beam, per arm; then every arm's best candidate on the test split.
 
     Rows: `held_accuracy{arm, round}` (the beam's best; round 0 is the initial examples), `test_accuracy{arm}`
-    (arm `initial`: the initial examples), `candidates{arm, round}` (new example sets written)."""
+    with its 95% CI over the test items (arm `initial`: the initial examples), `candidates{arm, round}` (new
+    example sets written)."""
     params: M3Params = ctx.params.m3
     data = ctx.scenario.data
     question, items = load_task(data.get("task"), data.get("task_path"), source=ctx.scenario.source)
@@ -249,9 +250,9 @@ async def m3_stage(ctx: Any) -> list[MetricRow]:
         }
         for arm, c in best.items()
     ]
-    for rec in await ctx.run_episodes(test, round=params.rounds + 1):
-        value = rec["outputs"]["accuracy"]
-        rows.append(MetricRow("test_accuracy", value, {"arm": rec["inputs"]["arm"]}, n=params.test))
+    for rec in await ctx.run_episodes(test, round=params.rounds + 1):  # the CI: exact, over the test items
+        correct = [c["correct"] for c in rec["outputs"].get("cases") or []]
+        rows.append(mean_row("test_accuracy", correct, seed=ctx.seed, arm=rec["inputs"]["arm"]))
     ctx.store.write_file("m3_beams.json", json.dumps(history, indent=1) + "\n")
     return rows
 

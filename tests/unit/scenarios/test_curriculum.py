@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from schola.scenarios.curriculum import episode, load, overlap, rank, report, top_quarter
+from schola.scenarios.curriculum import episode, load, overlap, overlap_row, rank, report, top_quarter
 from schola.scenarios.curriculum.data import CurriculumData, describe, load_split
 from schola.scenarios.curriculum.designer import Design, distance_matrix, prototypes
 
@@ -74,6 +74,9 @@ def test_top_quarter_overlap_and_rank_computed_by_hand() -> None:
     assert top_quarter(a) == {"a", "c"}
     assert overlap(s, a) == 0.5
     assert (rank(a, "a"), rank(a, "c"), rank(a, "b")) == (1, 2, 8)
+    row = overlap_row(s, a, seed=0, learner="naive", by="A")  # with a bootstrap CI over the orders
+    assert (row.value, row.n, row.labels) == (0.5, 8, {"learner": "naive", "by": "A"})
+    assert 0 <= row.ci_low < 0.5 < row.ci_high <= 1  # type: ignore[operator]
 
 
 # -- data and orders ---------------------------------------------------------------------------
