@@ -139,6 +139,21 @@ class Result(CreateResult):
 
     cost_usd: float | None = None
 
+    @classmethod
+    def built(cls, **values: Any) -> Result:
+        """What `model_construct(**values)` makes, in a quarter of its time (it took 11 µs, a tenth of a cached
+        reply's CPU): the caller builds every field with its declared type, so validation would only cost time."""
+        if cls._defaults is None:
+            cls._defaults = {name: f.get_default(call_default_factory=True) for name, f in cls.model_fields.items()}
+        m = cls.__new__(cls)
+        object.__setattr__(m, "__dict__", {**cls._defaults, **values})
+        object.__setattr__(m, "__pydantic_fields_set__", set(values))
+        object.__setattr__(m, "__pydantic_extra__", None)
+        object.__setattr__(m, "__pydantic_private__", None)
+        return m
+
+    _defaults: ClassVar[dict[str, Any] | None] = None
+
 
 def to_dicts(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
     """AutoGen messages to OpenAI-style dicts (text only)."""
@@ -523,7 +538,7 @@ class ScholaClient(ChatCompletionClient):
         usage = RequestUsage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens)
         cost = None if done.cost_usd is None else 0.0 if cached else done.cost_usd
         # Every field is built here with its declared type, so pydantic's validation would only cost time.
-        return Result.model_construct(
+        return Result.built(
             finish_reason=reason, content=done.text, usage=usage, cached=cached, cost_usd=cost
         )
 
