@@ -93,7 +93,7 @@ def test_an_episode_opens_as_its_conversation_grouped_by_map_item(
 def test_episodes_filter_by_text_and_score_and_sort(browser: Chromium, runs: Path, tmp_path: Path) -> None:
     results = read_jsonl(runs / "quiz30" / "results.jsonl")
     browser.open(runs / "quiz30" / "report.html", fragment="episodes")
-    assert browser.texts("#episode-count") == ["30 of 30 episodes"]
+    assert browser.texts("#episode-count") == ["30 of 30 listed · 30 of 30 episodes finished"]
     browser.fill("#filter-text", "+ 3?")
     by_text = [r["episode"] for r in results if "+ 3?" in r["inputs"]["question"]]
     assert by_text == ["q3", "q10", "q17", "q24"]
@@ -105,7 +105,7 @@ def test_episodes_filter_by_text_and_score_and_sort(browser: Chromium, runs: Pat
     assert browser.texts("#episodes tbody td:first-child") == [e for e in by_text if e in wrong] == ["q3", "q24"]
     shot(browser, tmp_path / "filtered.png")
     browser.fill("#filter-text", "")
-    assert browser.texts("#episode-count") == ["10 of 30 episodes"]
+    assert browser.texts("#episode-count") == ["10 of 30 listed · 30 of 30 episodes finished"]
     browser.fill("#filter-max", "")
     key = "correct{student=hasty}"
     browser.click(f'#episodes th[data-key="score:{key}"]')
@@ -123,7 +123,7 @@ def test_loop_iterations_are_numbered(browser: Chromium, runs: Path, tmp_path: P
     assert nodes.count("tutor_says") == 3 and nodes.count("learner_says") == 3 and nodes[-1] == "wrap"  # max_iters=2
     badges = browser.eval("[...document.querySelectorAll('#conversation .step')].map((s) => "
                           "[s.querySelector('.node').textContent, (s.querySelector('.iteration') || {}).textContent || ''])")  # fmt: skip
-    assert [b for n, b in badges if n == "tutor_says"] == ["iteration 1", "iteration 2", "iteration 3"]
+    assert [b for n, b in badges if n == "tutor_says"] == ["iteration 0", "iteration 1", "iteration 2"]  # as `{{ iteration }}`
     assert dict(badges)["wrap"] == ""
     shot(browser, tmp_path / "loop.png")
 
@@ -132,7 +132,7 @@ def test_the_graph_is_drawn_with_call_counts_and_mean_latency(browser: Chromium,
     browser.open(runs / "finished" / "report.html", fragment="graph")
     assert len(browser.texts("#graph-page svg g.node")) == 4 and len(browser.texts("#graph-page svg path.edge")) == 3
     stats = browser.texts("#graph-page svg text.stats")
-    assert len(stats) == 2 and stats[0].startswith("4 calls · mean ") and stats[1].startswith("8 calls · mean ")
+    assert len(stats) == 2 and stats[0].startswith("4 calls · service ") and stats[1].startswith("8 calls · service ")
     assert browser.texts("#graph-page svg text.name") == ["explain", "ask", "solve", "ok"]
     shot(browser, tmp_path / "graph.png")
 
@@ -146,6 +146,7 @@ def test_the_sweep_page_puts_runs_side_by_side(browser: Chromium, runs: Path, tm
     assert browser.eval("[...document.querySelectorAll('#sweep-config tr')].map((r) => [...r.cells].map((c) => c.textContent))") == [
         ["key", "0", "1", "pooled over 2 seeds"], ["seed", "0", "1", "pooled"]]  # fmt: skip
     assert browser.texts("#sweep-metrics thead th") == ["metric", "labels", "0", "1", "pooled over 2 seeds"]
+    assert browser.texts("#sweep-page h1")[0].startswith("Sweep: 2 runs ")  # the pooled column is no run
     assert len(browser.texts("#sweep-metrics tbody tr")) == 2
     assert browser.wait_for(
         "(() => { const i = document.querySelector('#sweep-page img'); return i && i.complete && i.naturalWidth > 0; })()"
@@ -159,7 +160,11 @@ def test_a_stopped_run_says_why_and_a_resumed_one_is_whole(browser: Chromium, ru
     browser.open(runs / "stopped" / "report.html")
     assert browser.texts("#run-status") == ["budget"]
     assert "resume=" in browser.eval("document.getElementById('run-page').textContent")
+    counted = browser.texts("#run-summary")[0].split(" · ")[1]  # one count, one meaning, on both pages
+    assert re.fullmatch(r"\d of 4 episodes finished \(.*unfinished.*\)", counted)
     browser.click("#tab-episodes")
+    listed = len(browser.texts("#episodes tbody tr"))
+    assert browser.texts("#episode-count") == [f"{listed} of {listed} listed · {counted}"]
     assert "unfinished" in browser.texts("#episodes tbody td:nth-child(3)")
     browser.open(runs / "resumed" / "report.html", fragment="episodes")
     assert browser.texts("#episodes tbody td:nth-child(3)") == ["finished"] * 4
@@ -205,7 +210,7 @@ def test_xss_payloads_in_data_and_replies_stay_inert(browser: Chromium, runs: Pa
         assert all(p in page_text for p in PAYLOADS)  # shown as text, verbatim
         browser.click("#back")
     browser.fill("#filter-text", "<img src=x")
-    assert browser.texts("#episode-count") == ["2 of 2 episodes"]
+    assert browser.texts("#episode-count") == ["2 of 2 listed · 2 of 2 episodes finished"]
     browser.click('#episodes th[data-key="id"]')
     browser.click("#tab-graph")
     browser.click("#tab-run")
