@@ -61,7 +61,8 @@ def roles_of(scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Agent name (`teacher`, `students.0` or a member's own name: `member_names`) -> role kind, persona and
     backend."""
     out = {}
-    for key, spec in (scenario.get("roles") or {}).items():
+    roles = scenario.get("roles")
+    for key, spec in roles.items() if isinstance(roles, dict) else ():  # a damaged config.yaml still shows the run
         members = spec if isinstance(spec, list) else [spec]
         for name, m in zip(member_names(str(key), spec), members):
             if not isinstance(m, dict):

@@ -291,3 +291,12 @@ def test_a_fifo_named_like_the_lock_file_is_a_config_error_naming_it(finished: P
     os.mkfifo(run / ".lock")
     code, out, _ = schola("run", f"resume={run}", *SCRIPTED)
     assert code == 2 and ".lock" in out and "not a lock file" in out, out
+
+
+def test_roles_of_another_type_in_the_saved_config_do_not_stop_the_viewer(finished: Path, tmp_path: Path) -> None:
+    run = copy_of(finished, tmp_path)  # an AttributeError in the viewer's roles_of
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    config["scenario"]["roles"] = "teacher"
+    (run / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    code, out, _ = schola("view", str(run))
+    assert code == 0 and problem(code, out) is None, out
