@@ -76,6 +76,23 @@ def _no_secrets(value: dict[str, Any]) -> dict[str, Any]:
 # Free-form options a backend passes on (a client's component config, request fields): no secrets in them.
 Options = Annotated[dict[str, Any], AfterValidator(_no_secrets)]
 
+
+def _no_userinfo(value: Any) -> Any:
+    """An endpoint without `user:password@` (config.yaml would save it masked, and a resume would send the mask)."""
+    for url in value if isinstance(value, list) else [value]:
+        if isinstance(url, str) and redact(url, ()) != url:
+            raise ValueError(
+                "the URL holds credentials (user:password@), which are never kept in a config (config.yaml saves them "
+                f"as {MASK}, and a resumed run would send that); put the key in an environment variable and give its "
+                "NAME in api_key_env"
+            )
+    return value
+
+
+# An endpoint (one or several): no credentials in it.
+Url = Annotated[str | None, AfterValidator(_no_userinfo)]
+Urls = Annotated[list[str], AfterValidator(_no_userinfo)]
+
 # The limits every backend keeps, declared once. A backend changes a default (`max_concurrency: Concurrency = 64`),
 # never a bound: BackendConfig refuses a subclass that redeclares a bounded key as a plain `int` or `float`.
 Concurrency = Annotated[int, Field(ge=1, le=100_000, description="requests in flight")]

@@ -22,6 +22,8 @@ from schola.backends.base import (
     Options,
     PricePer1k,
     ScholaClient,
+    Url,
+    Urls,
     http_preflight,
     retry_after_seconds,
 )
@@ -32,8 +34,8 @@ from schola.types import CallInfo
 class LiteLLMConfig(BackendConfig):
     kind: Literal["litellm"] = "litellm"
     model: str = Field("openai/smollm2", description="LiteLLM model name, provider prefix included")
-    base_url: str | None = Field(None, description="the endpoint; null for a provider's own")
-    base_urls: list[str] = Field(
+    base_url: Url = Field(None, description="the endpoint; null for a provider's own")
+    base_urls: Urls = Field(
         default_factory=list, description="more endpoints of the same model, spread by LiteLLM's Router"
     )
     router: Options = Field(

@@ -35,6 +35,8 @@ from schola.backends.base import (
     Options,
     PricePer1k,
     ScholaClient,
+    Url,
+    Urls,
     http_preflight,
     retry_after_seconds,
 )
@@ -51,8 +53,8 @@ CONTEXT_WORDS = ("context length", "context window", "maximum context", "too man
 class OpenAIConfig(BackendConfig):
     kind: Literal["openai"] = "openai"
     model: str = Field("gpt-4o-mini", description="the model name sent with every request")
-    base_url: str | None = Field(None, description="the endpoint (http://host:port/v1); null: OpenAI's own")
-    base_urls: list[str] = Field(
+    base_url: Url = Field(None, description="the endpoint (http://host:port/v1); null: OpenAI's own")
+    base_urls: Urls = Field(
         default_factory=list, description="more endpoints serving the same model: load-balanced, with fallback"
     )
     balance: Literal["least_busy", "round_robin"] = Field(
