@@ -25,14 +25,16 @@ dev: $(VENV)/.dev
 run: install
 	$(BIN)/schola run $(ARGS)
 
-# ruff over every Python file, mypy --strict over the engine (schola/), then the dependency rules.
-# import-linter reads a regular install: the editable one maps agents/, scenarios/ and conf/ in at import time,
-# where grimp cannot see them.
+# ruff (lint and format) over every Python file, mypy --strict over the engine (schola/) and over the built-in
+# roles and scenarios, then the dependency rules. mypy and import-linter read agents/ and scenarios/ from a
+# regular install: the editable one maps them into the schola namespace at import time, where neither can see it.
 lint: dev
 	$(BIN)/ruff check schola agents scenarios tests benchmarks
+	$(BIN)/ruff format --check schola agents scenarios tests benchmarks
 	$(BIN)/mypy
 	rm -rf build
 	$(BIN)/pip install -q --no-deps --no-build-isolation --target build/lint . 2>/dev/null; rm -rf *.egg-info
+	cd build/lint && ../../$(BIN)/mypy --config-file ../../pyproject.toml -p schola.agents -p schola.scenarios
 	cd build/lint && PYTHONPATH=. ../../$(BIN)/lint-imports --config ../../pyproject.toml --no-cache
 
 # The viewer's browser tests drive Debian's Chromium; install it when missing.

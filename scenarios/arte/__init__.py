@@ -186,7 +186,7 @@ async def align_stage(ctx: Any, *, question_prompt: str, rationale_prompt: str) 
         for r in drafted
     ]
     regenerated = await ctx.run_episodes(inputs, graph="regenerate", round=1)
-    sft = {"student": [], "drafted": []}
+    sft: dict[str, list[dict[str, Any]]] = {"student": [], "drafted": []}
     for rec in regenerated:
         prompt = templates.render(rationale_prompt, rec["inputs"], key="scenario.stages.rationale_prompt")
         if rec["outputs"].get("regenerated"):

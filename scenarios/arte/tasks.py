@@ -165,7 +165,7 @@ def stated(reply: str | None) -> str:
     text = (reply or "").strip()
     found = _PHRASE.findall(text)
     if found:
-        return found[0].strip().rstrip(".")
+        return str(found[0]).strip().rstrip(".")
     lines = [x for x in text.splitlines() if x.strip()]
     return lines[-1].strip() if lines else ""
 

@@ -145,7 +145,8 @@ def round_records(
     records: list[dict[str, Any]], rnd: int, *, seed: int = 0
 ) -> tuple[list[dict[str, Any]], list[MetricRow], list[dict[str, Any]]]:
     """(the round's SFT records, its rows, the new pool items) from the round's episodes."""
-    sft, new, wins, prefers_a, flagged = [], [], [], [], 0
+    sft, new, wins, flagged = [], [], [], 0
+    prefers_a: list[bool | None] = []
     for r in records:
         out, item = r["outputs"], r["inputs"]
         v = out.get("verdict") or {}

@@ -151,9 +151,9 @@ async def report(ctx: Any, *, designer: str = "designer", plot: bool = True) -> 
     metrics.append(MetricRow("top_quarter_chance", len(top_quarter(s)) / len(s), n=len(s)))
     for i, e in enumerate(wanted, 1):
         metrics.append(MetricRow("designer_rank", rank(s, e["id"]), {"curriculum": i, "by": "S"}, n=len(s)))
-    generated = [{"episode": e["id"], "curriculum": e["curriculum"], "order": e["order"]} for e in wanted]
+    made = [{"episode": e["id"], "curriculum": e["curriculum"], "order": e["order"]} for e in wanted]
     ctx.store.write_file("orders.csv", to_csv(rows_by_order))  # the run's one writer: never through a link
-    ctx.store.write_file("designer.json", json.dumps({**reply.data, "generated": generated}, indent=1))
+    ctx.store.write_file("designer.json", json.dumps({**reply.data, "generated": made}, indent=1))
     if plot:
         ctx.store.write_file("a_vs_s.png", _plot(rows_by_order, learners, {e["id"] for e in wanted}))
     return metrics

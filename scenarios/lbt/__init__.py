@@ -17,6 +17,7 @@ rewritten from the students' mistakes and kept by beam search (`m3.py`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,7 +55,7 @@ def select(answers: list[str | None], scores: list[float], rule: Rule) -> str | 
             groups.setdefault(canonical(a), []).append(k)
     if not groups:
         return None
-    value = {
+    value: Callable[[list[Any]], float] = {
         "MAJ": lambda ks: len(ks),
         "MAX": lambda ks: max(scores[k] for k in ks),
         "SUM": lambda ks: sum(scores[k] for k in ks),
@@ -101,11 +102,11 @@ def correct(prediction: str | None, target: Any, strict: bool = True) -> float:
 def select_stage(ctx: Any, *, rules: list[Rule] = ["MAJ", "MAX", "SUM", "AVG"]) -> list[MetricRow]:
     """Accuracy of the selected answer over TPs for each rule; also the teacher's answer-parse rate."""
     rows = []
-    choices = []
+    choices: list[dict[str, Any]] = []
     episodes = [r for r in ctx.results if r.get("graph") is None]
     for r in episodes:
         out, gold = r["outputs"], r["inputs"]["answer"]
-        picked = {rule: select(out["answers"], out["lbt_scores"], rule) for rule in rules}
+        picked: dict[str, str | None] = {rule: select(out["answers"], out["lbt_scores"], rule) for rule in rules}
         choices.append({"episode": r["episode"], "gold": gold, **picked})
     for rule in rules:
         hits = [float(same_answer(c[rule], c["gold"])) for c in choices]

@@ -238,7 +238,7 @@ async def m3_stage(ctx: Any) -> list[MetricRow]:
             rows.append(MetricRow("held_accuracy", scores[beams[arm][0]], {"arm": arm, "round": rnd}, n=params.held))
             rows.append(MetricRow("candidates", float(len(written[arm])), {"arm": arm, "round": rnd}, n=expanded))
             history.append({"round": rnd, "arm": arm, "beam": [{"examples": c, "held": scores[c]} for c in beams[arm]]})
-    best = {"initial": initial, **{arm: beams[arm][0] for arm in params.arms}}
+    best: dict[str, Any] = {"initial": initial, **{arm: beams[arm][0] for arm in params.arms}}
     test = [
         {
             "id": f"m3/test/{arm}",

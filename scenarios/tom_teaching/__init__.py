@@ -28,18 +28,26 @@ from schola.scenarios.tom_teaching.stage import teach
 from schola.scenario import Scenario
 
 
+def _reported() -> list[Function]:
+    return [f for f in FUNCTIONS if f != "eu_ascending"]
+
+
+def _unpersonalized() -> list[Teacher]:
+    return ["unpersonalized"]
+
+
 class TomParams(BaseModel):
     """`scenario.params` of tom_teaching."""
 
     model_config = ConfigDict(extra="forbid")
     intervention: list[Function] = Field(
-        default_factory=lambda: [f for f in FUNCTIONS if f != "eu_ascending"],
+        default_factory=_reported,
         description="intervention functions reported (one name or a list; sweepable)",
     )
     budgets: list[float] = Field(default_factory=lambda: list(BUDGETS), description="intervention budgets B in [0, 1]")
     demos: int = Field(2, ge=1, description="demonstrations of the student, the teacher and the mental model (ic_num)")
     teachers: list[Teacher] = Field(
-        default_factory=lambda: ["unpersonalized"], description="unpersonalized, personalized, deceiving"
+        default_factory=_unpersonalized, description="unpersonalized, personalized, deceiving"
     )
     single_turn: bool = Field(True, description="accuracy vs intervention budget")
     multi_turn: list[int] = Field(default_factory=list, description="k values: explained train items as demos")
