@@ -5,6 +5,9 @@ conversation, the graph with call counts — or a sweep's runs side by side.
 Model output and data are untrusted: the data travels as a JSON block in which `<`, `>` and `&` are escaped (so no
 `</script>` can close it), the page builds its DOM with text nodes only, and a Content-Security-Policy lets no
 script run but the page's own (by hash), loads nothing from the network and allows images only as data URIs.
+
+`--serve` serves the same page on 127.0.0.1 while the run goes (schola.view.serve): it polls the server for the
+run's files as they grow.
 """
 
 from __future__ import annotations
@@ -45,12 +48,13 @@ def script_json(obj: Any) -> str:
 
 
 def page(payload: dict[str, Any], title: str) -> str:
-    """The HTML page around `payload`; the CSP admits only the page's own script, by its hash."""
+    """The HTML page around `payload`; the CSP admits only the page's own script, by its hash (and, for the live
+    page, `payload["live"]`, fetches from the server that served it)."""
     script = (HERE / "view.js").read_text(encoding="utf-8")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     csp = (
         f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; img-src data:; "
-        "base-uri 'none'; form-action 'none'"
+        "base-uri 'none'; form-action 'none'" + ("; connect-src 'self'" if "live" in payload else "")
     )
     fields = {"csp": csp, "title": html.escape(title), "data": script_json(payload), "script": script}
     # one pass: text put in by a field is never scanned for placeholders again
@@ -94,17 +98,23 @@ def write_report(run_dir: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    """`schola view RUN_OR_SWEEP_DIR [--out FILE.html] [--open]`; returns the exit code."""
+    """`schola view RUN_OR_SWEEP_DIR [--out FILE.html] [--open] | --serve [--port N]`; returns the exit code."""
     parser = argparse.ArgumentParser(prog="schola view", description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a run directory, or a folder with runs below it (a sweep)")
     parser.add_argument("--out", help=f"the HTML file to write (default: PATH/{REPORT})")
     parser.add_argument("--open", action="store_true", help="open it in the default browser")
+    parser.add_argument("--serve", action="store_true", help="serve it live on 127.0.0.1 while the run goes")
+    parser.add_argument("--port", type=int, default=8765, help="--serve's port on 127.0.0.1 (0: any free one)")
     try:
         ns = parser.parse_args(argv)
     except SystemExit as e:
         return 0 if e.code in (0, None) else 2
     root = Path(ns.path)
     try:
+        if ns.serve:
+            from schola.view.serve import serve
+
+            return serve(root, ns.port, page)
         out = write_page(Path(ns.out) if ns.out else root / REPORT, build_html(root))
     except ScholaError as e:
         print(f"schola: error: {e}", file=sys.stderr)

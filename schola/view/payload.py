@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from schola.errors import ConfigError
+from schola.metrics import StreamingMean, parse_metric_key
 from schola.report import find_runs, findings_of, plot, read_run, sweep_rows, wall_s
 from schola.scenario import member_names
 from schola.secrets import env_secrets, redact, redact_config
@@ -210,10 +211,45 @@ def plots(paths: Iterable[Path]) -> list[dict[str, str]]:
     return out
 
 
-def run_payload(run_dir: Path, *, name: str = ".") -> dict[str, Any]:
-    """Everything the viewer shows of one run directory; a damaged file is a ConfigError naming it."""
-    metrics = read_run(run_dir)
+def running(run_dir: Path) -> bool:
+    """Whether a run is still going, judged from its files alone (the live viewer may read another process's run,
+    or another machine's on a shared disk): status.json is the last file a run writes, so a run whose status.json
+    is missing or older than its other files has not ended (or was killed before it could say so)."""
+
+    def mtime(name: str) -> int:
+        try:
+            return os.stat(run_dir / name, follow_symlinks=False).st_mtime_ns
+        except OSError:
+            return -1
+
+    status = mtime("status.json")
+    return status < 0 or any(mtime(n) > status for n in ("transcript.jsonl", "results.jsonl", "ledger.json"))
+
+
+def partial_metrics(store: RunStore) -> list[dict[str, Any]]:
+    """The mean of each episode score over the episodes finished so far, with its CI, per round where there are
+    several (what `RunDriver.episode_rows` gives a stopped run, before any stage)."""
+    sums: dict[tuple[str, Any], StreamingMean] = {}
+    for r in store.results():
+        if "error" in r:
+            continue
+        for key, value in (r.get("scores") or {}).items():
+            sums.setdefault((key, r.get("round", 0)), StreamingMean()).add(value, r["episode"])
+    rounds = {rnd for _, rnd in sums}
+    rows = []
+    for (key, rnd), acc in sorted(sums.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        name, labels = parse_metric_key(key)
+        extra: dict[str, Any] = {**labels, **({"round": rnd} if len(rounds) > 1 else {})}
+        rows.append(finite(acc.row(name, **extra).to_dict()))
+    return rows
+
+
+def run_payload(run_dir: Path, *, name: str = ".", live: bool = False) -> dict[str, Any]:
+    """Everything the viewer shows of one run directory; a damaged file is a ConfigError naming it. `live`: a run
+    still going (`running`) is shown from what it has written so far, its metrics over the finished episodes."""
     store = RunStore(run_dir)
+    going = live and running(run_dir)
+    metrics: dict[str, Any] = {"metrics": partial_metrics(store), "status": "running"} if going else read_run(run_dir)
     try:
         config = store.read_config()
     except ConfigError:
@@ -222,7 +258,9 @@ def run_payload(run_dir: Path, *, name: str = ".") -> dict[str, Any]:
         config = {}
     secrets = env_secrets(config)
     config = redact_config(config, secrets)
-    status = store.read_json("status.json") or {"status": metrics.get("status", "?")}
+    status = (
+        {"status": "running"} if going else store.read_json("status.json") or {"status": metrics.get("status", "?")}
+    )
     transcript = Transcript(run_dir / "transcript.jsonl")
     try:
         stats = node_stats(transcript.scan())
@@ -241,7 +279,8 @@ def run_payload(run_dir: Path, *, name: str = ".") -> dict[str, Any]:
         "wall_s": wall_s(run_dir),
         "metrics": metrics["metrics"],
         "caption": str(metrics.get("caption") or ""),
-        "findings": [f["line"] for f in findings_of(run_dir)],
+        "findings": [] if going else [f["line"] for f in findings_of(run_dir)],
+        "running": going,
         "usage": usage_of(store, metrics),
         "counts": episode_counts(metrics.get("episodes") or {}, episode_data["statuses"]),
         "exports": metrics.get("exports") or [],
@@ -277,11 +316,20 @@ def episode_counts(planned: dict[str, Any], listed: dict[str, int]) -> dict[str,
             "not_started": total - begun, "listed": begun}  # fmt: skip
 
 
-def sweep_payload(root: Path) -> dict[str, Any]:
-    """Every run below `root` and their comparison (the config keys that differ, metrics with CIs, the plot)."""
-    varying, rows = sweep_rows(root)
-    uri = data_uri(plot(rows, varying))
-    runs = [run_payload(r, name=str(r.relative_to(root)) if r != root else ".") for r in find_runs(root)]
+def live_runs(root: Path) -> list[Path]:
+    """The runs below `root`, those still going included (a run writes config.yaml first, metrics.json last); not
+    Hydra's own `.hydra/config.yaml`."""
+    hidden = lambda p: any(part.startswith(".") for part in p.relative_to(root).parts)  # noqa: E731
+    return sorted({p.parent for p in root.rglob("config.yaml") if not hidden(p)} | set(find_runs(root)))
+
+
+def sweep_payload(root: Path, *, live: bool = False) -> dict[str, Any]:
+    """Every run below `root` and their comparison (the config keys that differ, metrics with CIs, the plot).
+    `live`: the runs still going too (the comparison is over those that ended)."""
+    varying, rows = sweep_rows(root) if not live or find_runs(root) else ([], [])
+    uri = data_uri(plot(rows, varying)) if rows else ""
+    found = live_runs(root) if live else find_runs(root)
+    runs = [run_payload(r, name=str(r.relative_to(root)) if r != root else ".", live=live) for r in found]
     pooled = sorted({r["run"] for r in rows if r.get("status") == "pooled"})  # rows over runs, not runs
     return {"root": str(root), "varying": varying, "rows": finite(redact_config(rows)), "plot": uri, "runs": runs,
             "arms": [r["name"] for r in runs], "pooled": pooled}  # fmt: skip

@@ -2,15 +2,17 @@
 // schola view: renders the JSON block #schola-data. Every string from a run is untrusted (model output, data):
 // the DOM is built with createElement and text nodes only; no markup is ever parsed from data.
 (() => {
-  const DATA = JSON.parse(document.getElementById("schola-data").textContent);
+  let DATA = JSON.parse(document.getElementById("schola-data").textContent);  // replaced as a live page polls
   const PAGE = 100;
   const SAFE_ATTRS = new Set(["id", "title", "colspan", "type", "placeholder", "min", "max", "step", "value", "for",
     "data-key", "data-episode", "aria-label"]);
-  const TABS = (DATA.kind === "sweep" ? ["sweep"] : []).concat(["run", "episodes", "graph"]);
+  const tabsOf = (data) => (data.kind === "sweep" ? ["sweep"] : []).concat(["run", "episodes", "graph"]);
+  let TABS = tabsOf(DATA);
   const wanted = location.hash.slice(1);  // report.html#episodes opens that tab
   const state = { run: 0, tab: TABS.includes(wanted) ? wanted : TABS[0], episode: null };
-  const runs = DATA.runs;
-  const ui = runs.map(() => ({ sort: { key: "index", dir: 1 }, page: 0, text: "", scoreKey: "", min: "", max: "" }));
+  let runs = DATA.runs;
+  const freshUi = () => ({ sort: { key: "index", dir: 1 }, page: 0, text: "", scoreKey: "", min: "", max: "" });
+  let ui = runs.map(freshUi);
 
   // -- DOM helpers: text only ---------------------------------------------------------------
   function el(tag, props, ...kids) {
@@ -78,7 +80,8 @@
     const stream = new Blob([bytes(b64)]).stream().pipeThrough(new DecompressionStream("gzip"));
     return JSON.parse(await new Response(stream).text());
   }
-  const cache = runs.map(() => ({ index: null, chunks: [], blob: null }));
+  const freshCache = () => ({ index: null, chunks: [], blob: null });
+  let cache = runs.map(freshCache);
   async function indexOf(r) {
     const c = cache[r];
     if (!c.index) c.index = unpack(runs[r].episodes.index).then((rows) => rows.map((row, i) => Object.assign(row, { index: i })));
@@ -126,7 +129,8 @@
     frame();
     busy(true);
     try {
-      if (state.tab === "sweep") main.replaceChildren(sweepPage());
+      if (!runs.length && state.tab !== "sweep") main.replaceChildren(el("p", { class: "muted", id: "waiting" }, "no run below this folder yet"));
+      else if (state.tab === "sweep") main.replaceChildren(sweepPage());
       else if (state.tab === "run") main.replaceChildren(runPage(runs[state.run]));
       else if (state.tab === "graph") main.replaceChildren(graphPage(runs[state.run]));
       else if (state.episode != null) main.replaceChildren(await episodePage(state.run, state.episode));
@@ -368,5 +372,51 @@
       }), { id: "sweep-runs" }));
   }
 
+  // -- live (schola view --serve): poll the server; render again when the run's files changed -------------
+  function liveNote(text, bad) {
+    let note = document.getElementById("live");
+    if (!note) { note = el("span", { id: "live" }); document.querySelector("header").append(note); }
+    note.className = bad ? "error" : "muted";
+    note.textContent = text;
+  }
+  async function adopt(next) {
+    const before = runs[state.run];
+    const row = state.episode != null && before ? (await indexOf(state.run))[state.episode] : null;
+    const uiOf = new Map(runs.map((r, i) => [r.name, ui[i]]));
+    DATA = next; runs = next.runs; TABS = tabsOf(next);
+    ui = runs.map((r) => uiOf.get(r.name) || freshUi());
+    cache = runs.map(freshCache);
+    state.run = Math.max(0, runs.findIndex((r) => before && r.name === before.name));
+    if (!TABS.includes(state.tab)) state.tab = TABS[0];
+    state.episode = null;
+    if (!row || !runs.length) return true;
+    const rows = await indexOf(state.run), i = rows.findIndex((e) => e.id === row.id);
+    state.episode = i < 0 ? null : i;
+    const same = (a, b) => JSON.stringify({ ...a, index: 0 }) === JSON.stringify({ ...b, index: 0 });
+    return i < 0 || !same(rows[i], row);  // an open episode that did not change keeps its page (and what is unfolded)
+  }
+  async function poll() {
+    let next = null;
+    try {
+      const res = await fetch("data.json?v=" + encodeURIComponent(DATA.live.version), { cache: "no-store" });
+      if (res.status === 200) next = await res.json();
+      else if (res.status !== 204) throw new Error((await res.json().catch(() => ({}))).error || "HTTP " + res.status);
+      liveNote("live · checked " + new Date().toLocaleTimeString(), false);
+    } catch (e) {
+      liveNote("live · cannot read the run: " + e.message, true);
+    }
+    if (next && await adopt(next)) {
+      const typing = document.activeElement && main.contains(document.activeElement) && /^(INPUT|SELECT)$/.test(document.activeElement.tagName);
+      const y = window.scrollY, open = [...main.querySelectorAll("details[id]")].filter((d) => d.open).map((d) => d.id);
+      if (!typing) {  // what the user is typing renders with the new data when it applies
+        await render();
+        for (const id of open) { const d = document.getElementById(id); if (d) d.open = true; }
+        window.scrollTo(0, y);
+      }
+    }
+    setTimeout(poll, DATA.live.poll_ms || 1500);
+  }
+
   render();
+  if (DATA.live) { liveNote("live", false); setTimeout(poll, DATA.live.poll_ms || 1500); }
 })();
