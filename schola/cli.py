@@ -402,11 +402,18 @@ def print_findings(run_dir: Path) -> None:
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
-    from schola.report import report
+    from schola.report import findings_report, report
 
     table, csv_path, png = report(Path(ns.path))
     out.print(table)
-    out.print(f"written: {escape(str(csv_path))}, {escape(str(png))}")
+    written = [csv_path, png]
+    found = findings_report(Path(ns.path))  # README "Findings": which arms support which finding
+    if found is not None:
+        out.print(found[0])
+        for line in found[1]:
+            out.print(escape(line), highlight=False)
+        written.append(found[2])
+    out.print("written: " + ", ".join(escape(str(p)) for p in written))
     return 0
 
 

@@ -253,13 +253,32 @@ def measure(
 ) -> Measured:
     """The effect a run measured for one finding, with its interval, n and verdict (see the module's docstring).
     `sequential`: the interval is the confidence sequence's (a run that stopped when it was decided)."""
-    out = Measured(finding.name, finding.claim, finding.source, finding.effect, finding.direction, finding.paper_effect)
-    parts = terms(finding.effect)
-    per_episode = [_episode_values(results, rows, t) for t in parts]
+    sides = [(_episode_values(results, rows, t), find_row(rows, t)) for t in terms(finding.effect)]
+    return _measured(finding, sides, seed=seed, sequential=sequential)
+
+
+Side = tuple[dict[str, float], MetricRow | str]  # a term's per-episode values, and its row (or why there is none)
+
+
+def _measured(finding: FindingConfig, sides: Sequence[Side], *, seed: int = 0, sequential: bool = False) -> Measured:
+    """The effect from each term's per-episode values where every term has them, else from the rows; judged."""
+    out = _blank(finding)
+    per_episode = [values for values, _ in sides]
     if all(per_episode):
         _from_episodes(out, finding, per_episode, seed=seed, sequential=sequential)
     else:
-        _from_rows(out, parts, rows)
+        _from_rows(out, [row for _, row in sides])
+    return _judge(out, finding)
+
+
+def _blank(finding: FindingConfig) -> Measured:
+    return Measured(
+        finding.name, finding.claim, finding.source, finding.effect, finding.direction, finding.paper_effect
+    )
+
+
+def _judge(out: Measured, finding: FindingConfig) -> Measured:
+    """The verdict the interval gives in the paper's direction; when inconclusive, the n that would decide."""
     if out.value is None or out.ci_low is None or out.ci_high is None:
         out.verdict = "unmeasured"
         out.reason = out.reason or "the effect or its interval is undefined here (too few episodes?)"
@@ -347,8 +366,7 @@ def _two_samples(out: Measured, values: list[dict[str, float]], *, seed: int) ->
     out.ci_low, out.ci_high = _finite(res.confidence_interval.low), _finite(res.confidence_interval.high)
 
 
-def _from_rows(out: Measured, parts: list[Term], rows: Sequence[MetricRow]) -> None:
-    found = [find_row(rows, t) for t in parts]
+def _from_rows(out: Measured, found: Sequence[MetricRow | str]) -> None:
     missing = [f for f in found if isinstance(f, str)]
     if missing:
         out.reason = missing[0]
@@ -388,6 +406,83 @@ def _finite(v: Any) -> float | None:
 
 def _labels(labels: Mapping[str, Any]) -> str:
     return "{" + ",".join(f"{k}={v}" for k, v in labels.items()) + "}" if labels else ""
+
+
+# ---- sweeps: a finding across the runs of a sweep (`schola report`) ----
+
+
+@dataclass
+class Arm:
+    """One run of a sweep as a finding reads it: its config values by dotted key, finished episodes and rows."""
+
+    config: Mapping[str, Any]
+    results: Sequence[Mapping[str, Any]]
+    rows: Sequence[MetricRow]
+
+
+def arm_keys(finding: FindingConfig, keys: Iterable[str]) -> dict[str, str]:
+    """The labels of a finding's rows that name one of a sweep's differing config keys by its last part (`variant`
+    for `scenario.variant`), label -> key: such a row is read from the arm with that value (score{variant=spp}:
+    the run with scenario.variant=spp), not from a row label."""
+    keys = list(keys)
+    out = {}
+    for _, labels in terms(finding.effect):
+        for label in labels:
+            named = [k for k in keys if k == label or k.endswith("." + label)]
+            if len(named) == 1:
+                out[label] = named[0]
+    return out
+
+
+def config_label(value: Any) -> str:
+    """A config value as a label value: `true`, not `True` (YAML's and the command line's spelling)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def measure_arms(finding: FindingConfig, arms: Sequence[Arm], keys: Mapping[str, str], *, seed: int = 0) -> Measured:
+    """A finding over a group of a sweep's arms (`keys`: its `arm_keys`): each row read from the arms whose config
+    has its arm labels' values (all of them for a row with none), each episode's value its mean over those arms
+    (the seeds of one setting: n counts episodes, not episodes x seeds, since a seed reruns the same items); then
+    paired by episode id as in one run (two arms that ran the same episodes), else a two-sample interval."""
+    sides: list[Side] = []
+    for name, labels in terms(finding.effect):
+        term = (name, {k: v for k, v in labels.items() if k not in keys})
+        chosen = arms_of(arms, labels, keys)
+        if not chosen:
+            arm = ", ".join(f"{keys[k]}={v}" for k, v in labels.items() if k in keys)
+            out = _blank(finding)
+            out.reason = f"no run of this sweep has {arm}"
+            return out
+        per_arm = [_episode_values(a.results, a.rows, term) for a in chosen]
+        values = _mean_by_episode(per_arm) if all(per_arm) else {}
+        row = find_row(chosen[0].rows, term) if len(chosen) == 1 else "no per-episode values to pool over runs"
+        sides.append((values, row))
+    return _measured(finding, sides, seed=seed)
+
+
+def arms_of(arms: Sequence[Arm], labels: Mapping[str, str], keys: Mapping[str, str]) -> list[Arm]:
+    """The arms whose config has the values a row's arm labels name (every arm, for a row with none)."""
+    return [a for a in arms if all(config_label(a.config.get(keys[k])) == v for k, v in labels.items() if k in keys)]
+
+
+def _mean_by_episode(per_arm: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    ids = dict.fromkeys(e for values in per_arm for e in values)
+    return {e: math.fsum(v[e] for v in per_arm if e in v) / sum(e in v for v in per_arm) for e in ids}
+
+
+def over_runs(finding: FindingConfig, values: Sequence[float], *, seed: int = 0) -> Measured:
+    """A finding pooled over runs (seeds) whose rows keep no per-episode values: the mean of the runs' measured
+    effects with a bootstrap interval over runs (n = runs), as `schola report` pools a metric over seeds."""
+    from schola.metrics import mean_row
+
+    row = mean_row(finding.name, values, seed=seed)
+    out = _blank(finding)
+    out.value, out.ci_low, out.ci_high, out.n = row.value, row.ci_low, row.ci_high, row.n
+    out.method = "mean of the runs' measured effects, 95% percentile bootstrap over runs"
+    if row.n < 2:
+        out.reason = "fewer than 2 runs measured it"
+        out.ci_low = out.ci_high = None
+    return _judge(out, finding)
 
 
 # ---- run.until=decided: the anytime-valid test ----

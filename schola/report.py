@@ -175,15 +175,7 @@ def sweep_rows(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
     runs = find_runs(root)
     if not runs:
         raise ConfigError(f"no runs (metrics.json) under {root}")
-    configs = {}
-    for r in runs:
-        try:  # the run's own reader: nesting bounded (a deep file was a RecursionError here)
-            cfg = RunStore(r).read_config()
-        except ConfigError:  # none, or damaged: the run is still shown, without its settings
-            cfg = {}
-        configs[r] = {k: v for k, v in flatten(cfg).items() if not bookkeeping(k)}
-    keys = sorted({k for c in configs.values() for k in c})
-    varying = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
+    configs, varying = run_configs(runs)
     rows = []
     for r in runs:
         m = read_run(r)
@@ -200,6 +192,20 @@ def sweep_rows(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
                 }
             )  # fmt: skip
     return varying, rows + pooled_over_seeds(varying, rows)
+
+
+def run_configs(runs: list[Path]) -> tuple[dict[Path, dict[str, Any]], list[str]]:
+    """Each run's saved config as {dotted.key: value} (bookkeeping left out), and the keys whose values differ."""
+    configs = {}
+    for r in runs:
+        try:  # the run's own reader: nesting bounded (a deep file was a RecursionError here)
+            cfg = RunStore(r).read_config()
+        except ConfigError:  # none, or damaged: the run is still shown, without its settings
+            cfg = {}
+        configs[r] = {k: v for k, v in flatten(cfg).items() if not bookkeeping(k)}
+    keys = sorted({k for c in configs.values() for k in c})
+    varying = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in configs.values()}) > 1]
+    return configs, varying
 
 
 def pooled_over_seeds(varying: list[str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -300,6 +306,158 @@ def report_table(root: Path, varying: list[str], rows: list[dict[str, Any]]) -> 
     for c in cells:
         t.add_row(*(escape(str(v)) for v in c))
     return t
+
+
+# ---- findings over a sweep: each run's, across arms, pooled over seeds ----
+
+FINDING_FIELDS = ("name", "effect", "direction", "paper_effect", "value", "ci_low", "ci_high", "n", "verdict",
+                  "n_needed", "n_needed_paper", "method", "reason")  # fmt: skip
+
+
+def sweep_findings(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """One row per finding and run (what its metrics.json says); a finding whose rows name a differing config key
+    (`score{variant=spp} - score{variant=standard}` in a sweep of scenario.variant) instead gets one row per
+    setting of the other keys, measured across the arms (`findings.measure_arms`: paired by episode id); and
+    where runs differ by seed, one row per finding and setting pooled over the seeds."""
+    from schola import findings as fnd
+    from schola.metrics import MetricRow
+
+    runs = find_runs(root)
+    if not runs:
+        raise ConfigError(f"no runs (metrics.json) under {root}")
+    configs, varying = run_configs(runs)
+    own = {r: {str(f["name"]): f for f in findings_of(r)} for r in runs}
+    arms: dict[Path, fnd.Arm] = {}
+
+    def arm(r: Path) -> fnd.Arm:  # results.jsonl is read only for a finding measured across runs
+        if r not in arms:
+            rows = [MetricRow(str(m["name"]), m.get("value"), m.get("labels") or {}, m.get("ci_low"),
+                                  m.get("ci_high"), m.get("n") or 0) for m in read_run(r)["metrics"]]  # fmt: skip
+            arms[r] = fnd.Arm(configs[r], list(RunStore(r).results()), rows)
+        return arms[r]
+
+    def row(group: list[Path], keys: list[str], m: dict[str, Any], **shown: Any) -> dict[str, Any]:
+        if arm_keys:  # the runs the finding's rows read
+            read = {
+                id(a)
+                for _, labels in fnd.terms(m["effect"])
+                for a in fnd.arms_of([arm(r) for r in group], labels, arm_keys)
+            }
+            group = [r for r in group if id(arm(r)) in read] or group
+        names = [str(r.relative_to(root)) if r != root else "." for r in group]
+        return {"run": ", ".join(names), **{k: configs[group[0]].get(k) for k in keys}, **shown,
+                **{"finding" if k == "name" else k: m.get(k) for k in FINDING_FIELDS}}  # fmt: skip
+
+    out: list[dict[str, Any]] = []
+    arm_keys: dict[str, str] = {}
+    for finding in _declared(own):
+        keys = arm_keys = fnd.arm_keys(finding, varying)
+        compared = {k: " - ".join(labels[label] for _, labels in fnd.terms(finding.effect) if label in labels)
+                    for label, k in keys.items()}  # fmt: skip
+        setting = _setting(runs, configs, varying, list(keys.values()))
+        made: list[tuple[list[Path], dict[str, Any]]] = []
+        if keys:  # across the arms of each setting of the other keys
+            for group in _groups(runs, configs, setting):
+                across = fnd.measure_arms(finding, [arm(r) for r in group], keys).to_dict()
+                made.append((group, row(group, setting, across, **compared)))
+        else:
+            made += [([r], row([r], varying, own[r][finding.name])) for r in runs if finding.name in own[r]]
+        out += [x for _, x in made]
+        if "seed" in setting:
+            others = [k for k in setting if k != "seed"]
+            for group in _groups(runs, configs, others):
+                seeds = {json.dumps(configs[r].get("seed")) for r in group}
+                if len(seeds) < 2:
+                    continue
+                m = fnd.measure_arms(finding, [arm(r) for r in group], keys)
+                per_seed = [x["value"] for g, x in made if set(g) <= set(group) and isinstance(x["value"], int | float)]
+                if m.verdict == "unmeasured" and len(per_seed) > 1:  # rows without per-episode values
+                    m = fnd.over_runs(finding, per_seed)
+                out.append({**row(group, others, m.to_dict(), **compared), "seed": "pooled",
+                            "run": f"pooled over {len(seeds)} seeds"})  # fmt: skip
+    return varying, out
+
+
+def _declared(own: dict[Path, dict[str, dict[str, Any]]]) -> list[Any]:
+    """The findings the runs declare (metrics.json `findings`), each once, in the order first seen; one a damaged
+    file holds in another shape is left out."""
+    from pydantic import ValidationError
+
+    from schola.findings import FindingConfig
+
+    found: dict[str, FindingConfig] = {}
+    for measured in own.values():
+        for name, f in measured.items():
+            fields = ("name", "claim", "source", "effect", "direction", "paper_effect")
+            try:
+                found.setdefault(name, FindingConfig(**{k: f[k] for k in fields if f.get(k) is not None}))
+            except (ValidationError, TypeError):
+                continue
+    return list(found.values())
+
+
+def _setting(runs: list[Path], configs: dict[Path, dict[str, Any]], varying: list[str], arm: list[str]) -> list[str]:
+    """The differing keys that are not the arm's own (`arm`) nor follow from them: a variant also changes the graph
+    and prompts it selects, and those keys must not split its arms apart; seeds and the other swept keys stay."""
+    if not arm:
+        return varying
+    values: dict[tuple[str, ...], dict[str, set[str]]] = {}
+    for r in runs:
+        seen = values.setdefault(tuple(json.dumps(configs[r].get(k), sort_keys=True) for k in arm), {})
+        for k in varying:
+            seen.setdefault(k, set()).add(json.dumps(configs[r].get(k), sort_keys=True))
+    return [k for k in varying if k not in arm and any(len(v[k]) > 1 for v in values.values())]
+
+
+def _groups(runs: list[Path], configs: dict[Path, dict[str, Any]], keys: list[str]) -> list[list[Path]]:
+    """The runs grouped by their values of `keys`, in the runs' order."""
+    groups: dict[tuple[str, ...], list[Path]] = {}
+    for r in runs:
+        groups.setdefault(tuple(json.dumps(configs[r].get(k), sort_keys=True) for k in keys), []).append(r)
+    return list(groups.values())
+
+
+def findings_report(root: Path) -> tuple[Table, list[str], Path] | None:
+    """`schola report`'s findings: write report_findings.csv (every field in full) under `root`; return the
+    terminal table, one line per finding saying which arms support it, and the CSV's path (None: no findings)."""
+    varying, rows = sweep_findings(root)
+    if not rows:
+        return None
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    path = write_atomic(root / "report_findings.csv", text.getvalue())
+    shown = [k for k in varying if any(r.get(k) is not None for r in rows)]  # not the keys a variant sets
+    labels = ArmLabels(shown)
+    methods = sorted({str(r["method"]) for r in rows if r.get("method")})
+    caption = [*(["intervals: " + "; ".join(methods)] if methods else []), *labels.notes]
+    t = Table(title="findings", caption=escape("\n".join(caption)) if caption else None)
+    headers = ["run", *labels.keys.values(), "finding", "measured", "95% interval", "n", "verdict", "n to decide"]
+    for h in headers:
+        t.add_column(escape(h), min_width=len(h), justify="right" if h in ("measured", "n", "n to decide") else "left")
+    for r in rows:
+        ci = f"[{_signed(r['ci_low'])}, {_signed(r['ci_high'])}]" if r["ci_low"] is not None else "-"
+        cells = [r["run"], *(labels.value(k, r.get(k)) for k in shown), r["finding"], _signed(r["value"]), ci,
+                 fmt(r["n"]), r["verdict"], fmt(r["n_needed"])]  # fmt: skip
+        t.add_row(*(escape(str(c)) for c in cells))
+    return t, verdict_lines(rows, labels), path
+
+
+def verdict_lines(rows: list[dict[str, Any]], labels: ArmLabels) -> list[str]:
+    """Per finding, which arms support it, contradict it, leave it open or cannot measure it."""
+    lines = []
+    for name in dict.fromkeys(r["finding"] for r in rows):
+        by_verdict: dict[str, list[str]] = {}
+        for r in rows:
+            if r["finding"] == name:
+                by_verdict.setdefault(str(r["verdict"]), []).append(labels.arm(r))
+        order = ("supported", "contradicted", "inconclusive", "unmeasured")
+        parts = [f"{v} in {len(by_verdict[v])} ({'; '.join(by_verdict[v])})" for v in order if v in by_verdict]
+        why = dict.fromkeys(str(r["reason"]) for r in rows if r["finding"] == name and r["verdict"] == "unmeasured")
+        parts += [f"not measured: {'; '.join(why)}"] if why else []
+        lines.append(f"{name}: " + ", ".join(parts))
+    return lines
 
 
 def plot(rows: list[dict[str, Any]], varying: list[str]) -> bytes:
