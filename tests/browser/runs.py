@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,18 @@ def run(scenario: str | Path, run_dir: Path, *overrides: str, cache: Path) -> Pa
         else:
             os.environ["SCHOLA_CACHE_DIR"] = before
     return run_dir
+
+
+CLI = "import sys; from schola.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def start_run(tmp_path: Path, run_dir: Path, episodes: int, latency_s: float) -> subprocess.Popen[bytes]:
+    """A scripted quiz run in another process (what the live viewer follows), one request at a time, each taking
+    `latency_s`."""
+    spec = write_yaml(tmp_path / "quiz.yaml", quiz_spec(episodes))
+    args = ["run", str(spec), *SCRIPTED, f"backend.latency_s={latency_s}", "run.concurrency=1",
+            f"hydra.run.dir={run_dir}"]  # fmt: skip
+    return subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def quiz_spec(n: int) -> dict[str, Any]:

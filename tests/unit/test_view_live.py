@@ -15,24 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from schola.errors import ConfigError
 from schola.view import page
 from schola.view.serve import make_server
-from tests.browser.runs import quiz_spec
+from tests.browser.runs import CLI, start_run
 
-CLI = "import sys; from schola.cli import main; sys.exit(main(sys.argv[1:]))"
 EPISODES = 6
-
-
-def start_run(tmp_path: Path, run_dir: Path, latency_s: float) -> subprocess.Popen[bytes]:
-    """A scripted quiz run in another process, one request at a time, each taking `latency_s`."""
-    spec = tmp_path / "quiz.yaml"
-    spec.write_text(yaml.safe_dump(quiz_spec(EPISODES), sort_keys=False), encoding="utf-8")
-    args = ["run", str(spec), "backend=scripted", f"backend.latency_s={latency_s}", "run.concurrency=1",
-            f"hydra.run.dir={run_dir}"]  # fmt: skip
-    return subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 @pytest.fixture
@@ -51,7 +40,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 def test_the_json_endpoint_follows_a_run_another_process_writes(served: tuple[str, Path], tmp_path: Path) -> None:
     url, run_dir = served
     assert httpx.get(f"{url}/data.json").json()["runs"] == []  # nothing written yet: no run, and no error
-    proc = start_run(tmp_path, run_dir, latency_s=0.15)
+    proc = start_run(tmp_path, run_dir, EPISODES, latency_s=0.15)
     seen: list[tuple[str, int, int]] = []  # (status, finished episodes, rows of metrics)
     versions = set()
     deadline = time.monotonic() + 120
@@ -116,3 +105,19 @@ def test_the_server_says_where_it_listens_and_stops_on_ctrl_c(tmp_path: Path) ->
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0 and "stopped" in out and "Traceback" not in err, err
+
+
+def test_it_follows_a_sweeps_new_runs(served: tuple[str, Path], tmp_path: Path) -> None:
+    """Served on a sweep's folder, the page lists each run as it begins (Hydra's `.hydra/config.yaml` is no run)."""
+    url, root = served
+    (root / ".hydra").mkdir()
+    (root / ".hydra" / "config.yaml").write_text("{}\n")
+    names = []
+    for arm in ("0", "1"):
+        proc = start_run(tmp_path, root / arm, 2, latency_s=0.05)
+        assert proc.wait(timeout=120) == 0
+        data = httpx.get(f"{url}/data.json").json()
+        assert data["kind"] == "sweep"
+        names.append([r["name"] for r in data["runs"]])
+    assert names == [["0"], ["0", "1"]]
+    assert data["sweep"]["arms"] == ["0", "1"] and data["sweep"]["plot"].startswith("data:image/png")
