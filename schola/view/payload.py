@@ -319,8 +319,10 @@ def episode_counts(planned: dict[str, Any], listed: dict[str, int]) -> dict[str,
 def live_runs(root: Path) -> list[Path]:
     """The runs below `root`, those still going included (a run writes config.yaml first, metrics.json last); not
     Hydra's own `.hydra/config.yaml`."""
-    hidden = lambda p: any(part.startswith(".") for part in p.relative_to(root).parts)  # noqa: E731
-    return sorted({p.parent for p in root.rglob("config.yaml") if not hidden(p)} | set(find_runs(root)))
+    begun = {
+        p.parent for p in root.rglob("config.yaml") if not any(s.startswith(".") for s in p.relative_to(root).parts)
+    }
+    return sorted(begun | set(find_runs(root)))
 
 
 def sweep_payload(root: Path, *, live: bool = False) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def test_the_live_page_shows_episodes_as_they_finish(
     try:
         browser.page("Page.navigate", url=url + "#episodes")
         browser.wait_for("document.body && document.body.dataset.ready === '1'", timeout=30)
-        counts = []
+        counts: list[int] = []
         while proc.poll() is None and len(counts) < 200:
             counts.append(browser.eval(f"{FINISHED}.length"))
             if counts[-1] >= 1:
@@ -57,7 +57,7 @@ def test_the_live_page_shows_episodes_as_they_finish(
         browser.wait_for("document.getElementById('live').textContent.startsWith('live · checked')")
         assert browser.texts("#episode-id") == [eid]
         browser.click("#back")
-        seen = []
+        seen: list[int] = []
         while proc.poll() is None:
             seen.append(browser.eval(f"{FINISHED}.length"))
             time.sleep(0.2)
