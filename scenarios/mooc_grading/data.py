@@ -82,13 +82,24 @@ def load_course(name: str, *, source: str | None) -> dict[str, Any]:
     path = bundled if bundled.exists() else files.path(name, key="scenario.data.courses")
     course = files.document(path, key="scenario.data.courses")
     try:
+        if "course" not in course:  # every field `generate` reads is checked here (a KeyError there was exit 1)
+            raise ConfigError("no 'course' (its name)", file=str(path), key="scenario.data.courses")
         for i, q in enumerate(course["questions"]):
+            for key in ("id", "question", "reference_answer", "rubric"):
+                if key not in q:
+                    raise ConfigError(f"questions[{i}] has no '{key}'", file=str(path), key="scenario.data.courses")
             for j, item in enumerate(q["rubric"]):
                 for key in ("criterion", "points", "hit"):
                     if key not in item:
                         raise ConfigError(
                             f"questions[{i}].rubric[{j}] has no '{key}'", file=str(path), key="scenario.data.courses"
                         )
+                if isinstance(item["points"], bool) or not isinstance(item["points"], (int, float)):
+                    raise ConfigError(
+                        f"questions[{i}].rubric[{j}].points: expected a number",
+                        file=str(path),
+                        key="scenario.data.courses",
+                    )
         return course  # type: ignore[no-any-return]
     except (KeyError, TypeError) as e:
         raise ConfigError(

@@ -11,8 +11,10 @@ import json
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -186,3 +188,23 @@ def test_mutated_data_files_check_cleanly(tmp_path: Path) -> None:
         assert bad is None, (
             f"{bad} from a mutated {name} data file (seed {seed}):\n{path.read_bytes()[:3000]!r}\n{out[-3000:]}"
         )
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.pop("course"), "no 'course'"),  # a KeyError in generate: exit 1
+        (lambda c: c["questions"][0].pop("reference_answer"), "questions[0] has no 'reference_answer'"),
+        (lambda c: c["questions"][0]["rubric"][0].update(points="five"), "points: expected a number"),
+    ],
+)
+def test_a_course_file_without_a_field_generate_reads_is_a_config_error(
+    tmp_path: Path, edit: Any, message: str
+) -> None:
+    """Found by the data fuzz (SCHOLA_FUZZ_CASES=1000): mooc_grading's course file was checked for its rubric only."""
+    course = yaml.safe_load((SCENARIOS / "mooc_grading" / "courses" / "astronomy.yaml").read_text(encoding="utf-8"))
+    edit(course)
+    path = tmp_path / "course.yaml"
+    path.write_text(yaml.safe_dump(course), encoding="utf-8")
+    code, out, _ = schola("check", "scenario=mooc_grading", *SCRIPTED, f"scenario.data.courses=['{path}']")
+    assert code == 2 and str(path) in out and message in out, out
