@@ -84,11 +84,26 @@ def test_every_override_is_parsed_by_hydras_grammar(cli: Any, tmp_path: Path) ->
     assert code == 2 and "command line" in out and "bad override" in out
 
 
-def test_the_four_entry_points_share_one_run_path() -> None:
-    import inspect
+def test_the_four_entry_points_share_one_run_path(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import schola.api
+    import schola.spec
 
-    from schola import api, cli
+    specs: list[RunSpec] = []
+    real = schola.spec.open_run
 
-    for fn in (cli.cmd_run, cli.run_job, api.arun):
-        assert "open_run" in inspect.getsource(fn)
-    assert not hasattr(cli, "split_args") and not hasattr(cli, "run_resume") and not hasattr(api, "_scenario_args")
+    def spy(spec: RunSpec) -> Any:
+        specs.append(spec)
+        return real(spec)
+
+    monkeypatch.setattr(schola.spec, "open_run", spy)
+    monkeypatch.setattr(schola.api, "open_run", spy)  # imported by name there
+    run = tmp_path / "r"
+    assert cli("run", *LBT, f"hydra.run.dir={run}")[0] == 0  # the CLI
+    assert cli("run", f"resume={run}", "budget.max_requests=900")[0] == 0  # resume
+    assert schola.run("lbt", [*SCRIPTED, "run.episodes=1"], run_dir=tmp_path / "api").ok  # the API
+    code, out = cli("run", "-m", *LBT, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}")  # a sweep's jobs
+    assert code == 0, out
+    assert len(specs) == 5, (specs, out)
+    assert [s.resume is not None for s in specs] == [False, True, False, False, False]
+    assert [s.job is not None for s in specs] == [False, False, False, True, True]
+    assert {s.scenario for s in specs} == {"lbt", None}
