@@ -58,7 +58,8 @@ def main() -> None:
         tokens, start = 0, time.perf_counter()
         for i, prompt in enumerate(prompts):
             out = await client.create(
-                [UserMessage(content=prompt, source="user")], extra_create_args={"schola": CallInfo(sample=i), **sampling}
+                [UserMessage(content=prompt, source="user")],
+                extra_create_args={"schola": CallInfo(sample=i), **sampling},
             )
             tokens += out.usage.completion_tokens
         return tokens, time.perf_counter() - start

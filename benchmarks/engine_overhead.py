@@ -78,6 +78,7 @@ async def run_graphflow(episodes: int) -> dict[str, Any]:
 
     messages, start = 0, time.perf_counter()
     for e in range(episodes):
+
         def client() -> ReplayChatCompletionClient:
             return ReplayChatCompletionClient(["An answer."] * 4)
 
@@ -109,14 +110,18 @@ async def run_bare(episodes: int) -> dict[str, Any]:
             nonlocal count
             key = hashlib.sha256(json.dumps([agent, prompt]).encode()).hexdigest()
             text = "An answer."
-            out.write(json.dumps({"episode": episode, "agent": agent, "prompt": prompt, "text": text, "key": key}) + "\n")
+            out.write(
+                json.dumps({"episode": episode, "agent": agent, "prompt": prompt, "text": text, "key": key}) + "\n"
+            )
             count += 1
             return text
 
         async def episode(i: int) -> None:
             q = f"What is {i} + {i}?"
             e = await reply(explain.render(question=q), i, "teacher")
-            await asyncio.gather(*(reply(answer.render(explanation=e, question=q), i, f"s{s}") for s in range(STUDENTS)))
+            await asyncio.gather(
+                *(reply(answer.render(explanation=e, question=q), i, f"s{s}") for s in range(STUDENTS))
+            )
 
         start = time.perf_counter()
         sem = asyncio.Semaphore(8)

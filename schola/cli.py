@@ -149,7 +149,8 @@ def cmd_check(ns: argparse.Namespace) -> int:
     out.print(
         f"ok: scenario '{sc.name}' ({sc.kind or 'yaml'}{', variant ' + sc.variant if sc.variant else ''}), "
         f"{len(plan.episodes)} episodes, {len(sc.graph)} steps, {len(plan.graphs)} more graphs, "
-        f"{len(sc.stages)} stages, roles {shown}, backends " + ", ".join(f"{n}={c.kind}" for n, (_, c) in plan.backends.items()),
+        f"{len(sc.stages)} stages, roles {shown}, backends "
+        + ", ".join(f"{n}={c.kind}" for n, (_, c) in plan.backends.items()),
         markup=False,
     )
     return 0
@@ -226,7 +227,9 @@ def job_codes(sweep: Path) -> list[int]:
     from schola.store import read_json_file
 
     codes = []
-    for job in sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) if sweep.is_dir() else []:
+    for job in (
+        sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) if sweep.is_dir() else []
+    ):
         try:
             code = (read_json_file(job / "status.json") or {}).get("exit_code", 1)
         except ConfigError:
@@ -355,7 +358,9 @@ def describe(kind: str, obj: Any) -> str:
 
 
 def scenario_parts(scorers: list[str], stages: list[str], data: list[str]) -> str:
-    return f" [scorers: {', '.join(scorers) or '-'}; stages: {', '.join(stages) or '-'}; data: {', '.join(data) or '-'}]"
+    return (
+        f" [scorers: {', '.join(scorers) or '-'}; stages: {', '.join(stages) or '-'}; data: {', '.join(data) or '-'}]"
+    )
 
 
 def cmd_list(ns: argparse.Namespace) -> int:

@@ -336,7 +336,9 @@ class Composition:
         """Every scenario this composition can choose: built-in, from config folders, from plugins."""
         from schola import plugins
 
-        return sorted(set(builtin_options("scenario")) | set(dir_options(self.dirs, "scenario")) | set(plugins.scenarios.names()))
+        return sorted(
+            set(builtin_options("scenario")) | set(dir_options(self.dirs, "scenario")) | set(plugins.scenarios.names())
+        )
 
     def hydra_overrides(self, *, sweep: bool = False) -> list[str]:
         """What Hydra composes: everything but the scenario (a sweep also gets the scenario overrides, forced, so
@@ -392,9 +394,13 @@ class Composition:
             bad = str(getattr(e, "full_key", "") or "") or None
             text = str(e).strip().splitlines()[0][:300]
             found = next((v for k, v in interpolated(scenario, "scenario") if k == bad), None)
-            raise ConfigError(f"cannot resolve: {text}", key=bad, file=where(found) if found else str(self.path)) from None
+            raise ConfigError(
+                f"cannot resolve: {text}", key=bad, file=where(found) if found else str(self.path)
+            ) from None
         except RecursionError:  # an interpolation that leads back to itself, or a value nested hundreds deep
-            raise ConfigError("an interpolation refers to itself (or is nested too deeply)", file=str(self.path)) from None
+            raise ConfigError(
+                "an interpolation refers to itself (or is nested too deeply)", file=str(self.path)
+            ) from None
         return dict(resolved["scenario"])
 
     @property
@@ -464,7 +470,9 @@ def apply_override(scenario: dict[str, Any], override: str, *, again: bool = Fal
         parent[last] = parsed.value()
     elif parsed.is_add():
         if last in parent and not again:
-            raise ConfigError(f"cannot add '{key}': it is there already (set it without '+')", key=key, file="command line")
+            raise ConfigError(
+                f"cannot add '{key}': it is there already (set it without '+')", key=key, file="command line"
+            )
         parent[last] = parsed.value()
     else:
         if last not in parent:
@@ -534,4 +542,6 @@ class hydra_errors:
         if isinstance(e, RecursionError):  # Hydra's parser recurses once per level of `{a: {a: ...}}`
             raise ConfigError("a value nested too deeply (hundreds of levels); refused", file="command line") from None
         if isinstance(e, ValueError) and "Config group override" in str(e):  # `backend=null`, `scenario=7`
-            raise ConfigError(f"bad override: {e} (a config group takes a name: backend=scripted)", file="command line") from None
+            raise ConfigError(
+                f"bad override: {e} (a config group takes a name: backend=scripted)", file="command line"
+            ) from None

@@ -154,7 +154,9 @@ class EpisodeEngine:
         }
         used = {role_config.backend for _, role_config in plan.roles.values()}
         self.roles: dict[str, Role] = {
-            name: cls(name, role_config, self.clients[role_config.backend] if role_config.backend else None, seed=self.seed)
+            name: cls(
+                name, role_config, self.clients[role_config.backend] if role_config.backend else None, seed=self.seed
+            )
             for name, (cls, role_config) in plan.roles.items()
         }
         self._used = [self.clients[n] for n in self.clients if n in used]

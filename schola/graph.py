@@ -107,7 +107,9 @@ class RouteNode(_Node):
     kind: Literal["route"]
     routes: list[Route]
     default: str | None = Field(None, description="where to go when no guard holds; null ends this branch")
-    max_iters: int | None = Field(None, ge=1, le=10_000, description="times a route back to an earlier step may be taken")
+    max_iters: int | None = Field(
+        None, ge=1, le=10_000, description="times a route back to an earlier step may be taken"
+    )
     init: dict[str, Any] = Field(default_factory=dict, description="initial values of the loop's accumulators")
 
 
@@ -290,15 +292,21 @@ class Graph:
             avail = known | GLOBALS | {o for a in self._reach(self.pred, nid) for o in outputs_of(self.nodes[a])}
             if isinstance(n, AgentNode):
                 if "{{" not in n.role and n.role not in roles:
-                    raise self._error(f"unknown role '{n.role}'; the scenario has: {', '.join(sorted(roles))}", i, "role")
+                    raise self._error(
+                        f"unknown role '{n.role}'; the scenario has: {', '.join(sorted(roles))}", i, "role"
+                    )
                 if (n.options is None) != (n.probs is None):
-                    raise self._error("options and probs go together: the options, and the output for their probabilities", i)
+                    raise self._error(
+                        "options and probs go together: the options, and the output for their probabilities", i
+                    )
                 if not n.generate and n.options is None:
                     raise self._error("generate: false needs options (the reply is then the most likely option)", i)
             elif isinstance(n, ScoreNode | CallNode) and n.scorer not in scorers:
                 raise self._error(f"unknown scorer '{n.scorer}'; registered: {', '.join(sorted(scorers))}", i, "scorer")
             for r in reads_of(n):
-                templates.check(r.source, is_expression=r.expression, key=f"{self.where}[{i}].{r.field}", file=self.file)
+                templates.check(
+                    r.source, is_expression=r.expression, key=f"{self.where}[{i}].{r.field}", file=self.file
+                )
                 missing = templates.variables(r.source, is_expression=r.expression) - avail
                 if missing:
                     raise self._error(
@@ -313,7 +321,9 @@ class Graph:
                 produced = {o for s in child.nodes.values() for o in outputs_of(s)}
                 for k, v in n.collect.items():
                     if v not in produced:
-                        raise self._error(f"map '{nid}' collects '{v}', which none of its steps outputs", i, f"collect.{k}")
+                        raise self._error(
+                            f"map '{nid}' collects '{v}', which none of its steps outputs", i, f"collect.{k}"
+                        )
 
     def outputs(self) -> set[str]:
         return {o for n in self.nodes.values() for o in outputs_of(n)}
@@ -345,7 +355,10 @@ class Graph:
     def reads(self) -> set[str]:
         """Every name a template or expression of this graph reads (for checks against the data)."""
         return {
-            name for n in self.walk() for r in reads_of(n) for name in templates.variables(r.source, is_expression=r.expression)
+            name
+            for n in self.walk()
+            for r in reads_of(n)
+            for name in templates.variables(r.source, is_expression=r.expression)
         }
 
     # -- running -----------------------------------------------------------------------------
@@ -422,7 +435,10 @@ class Graph:
             data = None if isinstance(reply, str) else reply.data
             state[n.output] = data if data is not None else text
             if n.probs:
-                state[n.probs] = {"p": getattr(reply, "option_probs", None), "source": getattr(reply, "probs_source", None)}
+                state[n.probs] = {
+                    "p": getattr(reply, "option_probs", None),
+                    "source": getattr(reply, "probs_source", None),
+                }
             state["dialogue"].append({"agent": role, "node": node, "text": text})
         elif isinstance(n, ScoreNode):
             args = {k: read[f"inputs.{k}"] for k in n.inputs}
@@ -437,7 +453,11 @@ class Graph:
                         "recorded as a score (a Score, a number, a boolean or null); use kind: call for a value",
                         key=f"{key}.record",
                     )
-                ctx.record(n.output, score if isinstance(score, Score) else Score(None if value is None else float(value)), labels or None)
+                ctx.record(
+                    n.output,
+                    score if isinstance(score, Score) else Score(None if value is None else float(value)),
+                    labels or None,
+                )
         elif isinstance(n, CallNode):
             out = await ctx.score(n.fn, {k: read[f"inputs.{k}"] for k in n.inputs}, n.params, node=path + nid)
             state[n.output] = out.value if isinstance(out, Score) else out
@@ -448,13 +468,21 @@ class Graph:
         return None
 
     async def _map(
-        self, n: MapNode, over: dict[str, Any], state: MutableMapping[str, Any], ctx: EpisodeContext, key: str, path: str
+        self,
+        n: MapNode,
+        over: dict[str, Any],
+        state: MutableMapping[str, Any],
+        ctx: EpisodeContext,
+        key: str,
+        path: str,
     ) -> None:
         lists = {}
         for k, value in over.items():
             v = n.over[k]
             if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
-                raise ConfigError(f"'{v}' must give a list to map over, got {type(value).__name__}", key=f"{key}.over.{k}")
+                raise ConfigError(
+                    f"'{v}' must give a list to map over, got {type(value).__name__}", key=f"{key}.over.{k}"
+                )
             lists[k] = list(itertools.islice(value, MAX_MAP_ITEMS + 1))
         size = 1
         for values in lists.values():

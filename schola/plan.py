@@ -107,7 +107,9 @@ def check_variant(scenario: dict[str, Any], files: Files) -> None:
         )
     for name, over in variants.items():
         if not isinstance(over, dict):
-            raise ConfigError("expected a mapping of scenario keys", key=f"scenario.variants.{name}", file=files.scenario)
+            raise ConfigError(
+                "expected a mapping of scenario keys", key=f"scenario.variants.{name}", file=files.scenario
+            )
         for forbidden in ("name", "kind", "variant", "variants", "source"):
             if forbidden in over:
                 raise ConfigError(f"a variant cannot set '{forbidden}'", key=f"scenario.variants.{name}.{forbidden}",
@@ -273,7 +275,9 @@ def _check_scorer_roles(plan: Plan, graph: Graph) -> None:
     for key, node in graph.score_steps():
         fn = find_scorer(plan.scenario, node.scorer)
         if clash := set(node.inputs) & set(node.params):
-            raise ConfigError(f"'{sorted(clash)[0]}' is given both as an input and a param", key=key, file=plan.files.scenario)
+            raise ConfigError(
+                f"'{sorted(clash)[0]}' is given both as an input and a param", key=key, file=plan.files.scenario
+            )
         given = set(node.inputs) | set(node.params)
         what = f"scorer '{node.scorer}'"
         plugins.check_arguments(fn, what, given, ctx=wants_context(fn), key=key, file=plan.files.scenario)

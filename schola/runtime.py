@@ -306,7 +306,11 @@ class RunDriver:
             status, code, message = "interrupted", 130, "interrupted"
         except Exception as e:  # a bug, in Schola or a plugin: still keep what finished
             log.debug("unexpected error", exc_info=True)
-            status, code, message = "error", 1, f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)"
+            status, code, message = (
+                "error",
+                1,
+                f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)",
+            )
             if self.debug:
                 raise
         finally:
@@ -369,8 +373,11 @@ class RunDriver:
             self.plan.config.scenario.name,
             metrics,
             status=status,
-            episodes={"finished": self.finished_count, "failed": len(self.failed),
-                      "total": max(self.total, self.finished_count + len(self.failed))},
+            episodes={
+                "finished": self.finished_count,
+                "failed": len(self.failed),
+                "total": max(self.total, self.finished_count + len(self.failed)),
+            },
             usage=usage,
             exports=self.stage.exports,
             **({"caption": self.plan.config.scenario.caption} if self.plan.config.scenario.caption else {}),
@@ -535,7 +542,9 @@ def stage_labels(fn: Any, args: dict[str, Any], context: Mapping[str, Any]) -> d
     return {str(k): templates.render(str(v), context, key="scenario.stages.labels") for k, v in labels.items()}
 
 
-def prepare(raw: dict[str, Any], run_dir: str | Path, files: Files, *, plan: Plan | None = None) -> tuple[Plan, RunStore]:
+def prepare(
+    raw: dict[str, Any], run_dir: str | Path, files: Files, *, plan: Plan | None = None
+) -> tuple[Plan, RunStore]:
     """Check everything before a run writes anything: the plan, the run directory, and for a resume that the
     saved run is this experiment; then save the config. A directory that holds a run is only ever resumed."""
     plan = plan or build_plan(raw, files)

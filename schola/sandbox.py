@@ -102,8 +102,7 @@ def _limit(size: Any, what: str) -> None:
 def _digits(count: float, what: str) -> None:
     if count > MAX_DIGITS:
         raise SecurityError(
-            f"{what} would have about {count:,.0f} digits, over the limit of {MAX_DIGITS:,} "
-            "(schola.sandbox.MAX_DIGITS)"
+            f"{what} would have about {count:,.0f} digits, over the limit of {MAX_DIGITS:,} (schola.sandbox.MAX_DIGITS)"
         )
 
 

@@ -24,7 +24,9 @@ class Strict(BaseModel):
 class RayConfig(Strict):
     """run.executor=ray: where the Ray cluster is and how many workers run episodes (schola/executors.py)."""
 
-    address: str | None = Field(None, description="auto, ray://host:10001, host:6379; null: $RAY_ADDRESS or a local Ray")
+    address: str | None = Field(
+        None, description="auto, ray://host:10001, host:6379; null: $RAY_ADDRESS or a local Ray"
+    )
     workers: int | None = Field(None, ge=1, le=100_000, description="Ray workers; null: one per cpus_per_worker CPUs")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each worker reserves")
 
@@ -43,7 +45,9 @@ class RunConfig(Strict):
     # 0 by default: failures are seldom random (an empty label, a field some rows lack), so metrics over the rest
     # would quietly measure another data set; the user decides to go on without them.
     max_failed: int | float = Field(
-        0, ge=0, description="episodes that may fail (a count, or a fraction below 1 of the run's episodes) before the run stops"
+        0,
+        ge=0,
+        description="episodes that may fail (a count, or a fraction below 1 of the run's episodes) before the run stops",
     )
     until: Literal["all", "decided"] = Field(
         "all", description="all: every episode; decided: stop once every finding is decided (schola/findings.py)"
@@ -146,11 +150,18 @@ class Files:
         return {"scenario": self.scenario, "backend": self.backend}.get(head, self.config)
 
     @classmethod
-    def from_choices(cls, choices: dict[str, Any], scenario_file: str | None, given: frozenset[str] = frozenset()) -> Files:
+    def from_choices(
+        cls, choices: dict[str, Any], scenario_file: str | None, given: frozenset[str] = frozenset()
+    ) -> Files:
         """Files of a composition: the scenario's YAML (a built-in's shown as conf/scenario/NAME.yaml); keys in
         `given` were typed on the command line."""
         builtin = f"conf/scenario/{choices.get('scenario')}.yaml"
-        shown = builtin if scenario_file and scenario_file.replace("\\", "/").endswith("schola/conf/scenario/" + builtin.split("/")[-1]) else scenario_file
+        shown = (
+            builtin
+            if scenario_file
+            and scenario_file.replace("\\", "/").endswith("schola/conf/scenario/" + builtin.split("/")[-1])
+            else scenario_file
+        )
         keys = frozenset(g for g in given if g not in ("backend", "scenario") and not g.startswith("hydra"))
         return cls(scenario=shown or builtin, backend=f"conf/backend/{choices.get('backend')}.yaml", given=keys)
 
@@ -196,7 +207,11 @@ def suggest_key(key: str) -> str:
 
     parts = key.split(".")
     if parts[0] in ("backend", "backends") and len(parts) > (1 if parts[0] == "backend" else 2):
-        fields = {f for name in plugins.backends.names() for f in getattr(plugins.backends.get(name), "Config", Strict).model_fields}
+        fields = {
+            f
+            for name in plugins.backends.names()
+            for f in getattr(plugins.backends.get(name), "Config", Strict).model_fields
+        }
         cut = 1 if parts[0] == "backend" else 2
         near = difflib_near(parts[-1], fields) if len(parts) == cut + 1 else None
         hint = f"did you mean {'.'.join(parts[:-1])}.{near}?" if near else None

@@ -85,7 +85,9 @@ def env_secrets(config: Any) -> list[str]:
 
 # Words that, as a part of an environment variable's name, say it holds a secret: OPENAI_API_KEY,
 # AWS_SECRET_ACCESS_KEY, HF_TOKEN, PGPASSWORD's kin (DB_PASSWORD), GOOGLE_APPLICATION_CREDENTIALS.
-_SECRET_ENV_PARTS = frozenset({"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "CREDENTIALS"})
+_SECRET_ENV_PARTS = frozenset(
+    {"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASSPHRASE", "CREDENTIAL", "CREDENTIALS"}
+)
 MIN_SECRET_LEN = 8  # shorter values ("1", "true") would mask ordinary text
 
 

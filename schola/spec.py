@@ -86,7 +86,9 @@ class RunSpec:
             if a.lower().endswith(YAML_SUFFIXES) and ("=" not in a or Path(a).is_file()) and scenario is None:
                 scenario = a
             elif "=" not in a and not a.startswith(("+", "~")):
-                raise ConfigError(f"'{a}' is neither a scenario .yaml file nor a KEY=VALUE override", file="command line")
+                raise ConfigError(
+                    f"'{a}' is neither a scenario .yaml file nor a KEY=VALUE override", file="command line"
+                )
             else:
                 overrides.append(a)
         for o, parsed in zip(list(overrides), parse_overrides(overrides), strict=True):
@@ -155,7 +157,9 @@ def plan_of(spec: RunSpec) -> tuple[Plan, str]:
     return build_plan(raw, files), spec.run_dir or run_dir
 
 
-def composed_job(cfg: Any, composition: Composition, overrides: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any], str]:
+def composed_job(
+    cfg: Any, composition: Composition, overrides: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, Any], str]:
     """(config, group choices, run directory) of a sweep's job, from the config Hydra composed for it."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf

@@ -158,7 +158,9 @@ def error(
             rows += _undefined(stage, [_name(name, "mae"), _name(name, "rmse")], labels, 0, "no item has both values")
         else:
             low, high = bootstrap_ci(err, seed=ctx.seed)
-            rows.append(_row(name, "mae", _sklearn_metrics().mean_absolute_error(ref, pred), (low, high), len(err), labels))
+            rows.append(
+                _row(name, "mae", _sklearn_metrics().mean_absolute_error(ref, pred), (low, high), len(err), labels)
+            )
             low, high = bootstrap_ci(err**2, seed=ctx.seed)
             rmse = _sklearn_metrics().root_mean_squared_error(ref, pred)
             rows.append(_row(name, "rmse", rmse, (math.sqrt(low), math.sqrt(high)), len(err), labels))
@@ -368,7 +370,9 @@ def _alpha(
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
                 data = np.vstack(rows)
-                return float(_krippendorff().alpha(data, value_domain=value_domain, level_of_measurement=cast(Any, level)))
+                return float(
+                    _krippendorff().alpha(data, value_domain=value_domain, level_of_measurement=cast(Any, level))
+                )
         except ValueError:  # one value only: undefined
             return math.nan
 

@@ -102,7 +102,9 @@ def read_export(path: Path, method: str) -> list[dict[str, Any]]:
         fields = next((f for f in FORMATS[method] if set(f) <= record.keys()), None)
         if fields is None:
             missing = [k for k in FORMATS[method][0] if k not in record]
-            raise ConfigError(f"{where}: record has no field '{missing[0]}' (a {method} record needs {wanted})", key="data")
+            raise ConfigError(
+                f"{where}: record has no field '{missing[0]}' (a {method} record needs {wanted})", key="data"
+            )
         form = record_form(where, record, fields)
         first = first or (where, fields, form)
         if (fields, form) != first[1:]:

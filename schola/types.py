@@ -97,7 +97,9 @@ class Ledger:
         if b.max_requests is not None and s.requests + self._inflight >= b.max_requests:
             raise BudgetExceeded(f"budget.max_requests={b.max_requests} reached", key="budget.max_requests")
         if b.max_tokens is not None and s.tokens >= b.max_tokens:
-            raise BudgetExceeded(f"budget.max_tokens={b.max_tokens} reached ({s.tokens} tokens used)", key="budget.max_tokens")
+            raise BudgetExceeded(
+                f"budget.max_tokens={b.max_tokens} reached ({s.tokens} tokens used)", key="budget.max_tokens"
+            )
         if b.max_cost_usd is not None and s.cost_usd >= b.max_cost_usd:
             raise BudgetExceeded(
                 f"budget.max_cost_usd={b.max_cost_usd} reached (${s.cost_usd:.4f} spent)", key="budget.max_cost_usd"

@@ -34,7 +34,9 @@ class ArteData(BaseModel):
     tasks: list[str] = Field(default_factory=lambda: list(GENERATORS), description="procedural tasks")
     paths: list[str] = Field(default_factory=list, description="BBH json files (task = file stem) instead")
     seeds: int = Field(3, ge=1, le=64, description="seed questions shown to the teacher per task (at most 64)")
-    questions: int = Field(2, ge=1, le=10_000, description="questions the teacher drafts per task (episodes; at most 10,000)")
+    questions: int = Field(
+        2, ge=1, le=10_000, description="questions the teacher drafts per task (episodes; at most 10,000)"
+    )
     preference: int = Field(3, ge=1, le=2_000, description="held preference items per task (at most 2,000)")
     test: int = Field(3, ge=1, le=2_000, description="test items per task (at most 2,000)")
 

@@ -38,7 +38,9 @@ class InstructData(BaseModel):
     )  # fmt: skip
     path: str | None = Field(None, description="instances, JSONL of {task, input, output}; output a string or a list")
     tasks: list[str] | None = Field(None, description="run only these tasks of the instruction file")
-    instances: int = Field(3, ge=1, le=2_000, description="generated instances per bundled task (when there is no path; at most 2,000)")
+    instances: int = Field(
+        3, ge=1, le=2_000, description="generated instances per bundled task (when there is no path; at most 2,000)"
+    )
 
 
 class InstructParams(BaseModel):

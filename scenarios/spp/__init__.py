@@ -46,7 +46,8 @@ class SppParams(BaseModel):
     max_turns: int = Field(4, ge=1, le=12, description="spp_multi: persona turns per collaboration (loop bound 12)")
     max_personas: int = Field(3, ge=1, le=8, description="spp_multi: participants besides the AI Assistant")
     answer_cue: bool = Field(
-        False, description="spp, spp_profile, spp_fixed_persona: end the prompt with the format reminder and 'Final answer:'"
+        False,
+        description="spp, spp_profile, spp_fixed_persona: end the prompt with the format reminder and 'Final answer:'",
     )
 
 

@@ -445,7 +445,9 @@ class ScholaClient(ChatCompletionClient):
 
     has_logprobs: bool = False  # set by backends that implement _top_logprobs (cleared when a server lacks them)
 
-    async def _top_logprobs(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+    async def _top_logprobs(
+        self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
+    ) -> Completion:
         """One request for the first token's top log-probabilities (`Completion.top_logprobs`); backends that
         have them set `has_logprobs` and override this."""
         raise NoLogprobs(f"backend '{self.name}' has no token log-probabilities")
@@ -555,9 +557,7 @@ class ScholaClient(ChatCompletionClient):
         usage = RequestUsage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens)
         cost = None if done.cost_usd is None else 0.0 if cached else done.cost_usd
         # Every field is built here with its declared type, so pydantic's validation would only cost time.
-        return Result.built(
-            finish_reason=reason, content=done.text, usage=usage, cached=cached, cost_usd=cost
-        )
+        return Result.built(finish_reason=reason, content=done.text, usage=usage, cached=cached, cost_usd=cost)
 
     # -- the rest of AutoGen's ChatCompletionClient --------------------------------------------
     async def create_stream(

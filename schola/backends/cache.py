@@ -170,7 +170,9 @@ class Cache:
             budget = max_mb * 1e6
             total = self._db.execute("SELECT coalesce(sum(length(key) + length(value)), 0) FROM replies").fetchone()[0]
             if total > budget:
-                rows = self._db.execute("SELECT key, length(key) + length(value) FROM replies ORDER BY created").fetchall()
+                rows = self._db.execute(
+                    "SELECT key, length(key) + length(value) FROM replies ORDER BY created"
+                ).fetchall()
                 drop = []
                 for key, size in rows:
                     if total <= budget:

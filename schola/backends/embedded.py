@@ -132,7 +132,9 @@ class EmbeddedClient(ScholaClient):
 
     has_logprobs = True
 
-    async def _top_logprobs(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+    async def _top_logprobs(
+        self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
+    ) -> Completion:
         """The first answer token's distribution, read from the model's logits after the chat prompt (llama.cpp
         keeps the last position's logits; asking for logprobs the usual way needs logits for every position)."""
         llama = self.llama

@@ -170,5 +170,7 @@ class ScriptedClient(ScholaClient):
                     return None
                 mass = {o: max(0.0, float(probs.get(o, 0.0))) for o in options}
                 total = sum(mass.values())
-                return ({o: m / total for o, m in mass.items()} if total else {o: 1 / len(options) for o in options}), "scripted"
+                return (
+                    {o: m / total for o, m in mass.items()} if total else {o: 1 / len(options) for o in options}
+                ), "scripted"
         return None

@@ -123,7 +123,11 @@ def test_loop_iterations_are_numbered(browser: Chromium, runs: Path, tmp_path: P
     assert nodes.count("tutor_says") == 3 and nodes.count("learner_says") == 3 and nodes[-1] == "wrap"  # max_iters=2
     badges = browser.eval("[...document.querySelectorAll('#conversation .step')].map((s) => "
                           "[s.querySelector('.node').textContent, (s.querySelector('.iteration') || {}).textContent || ''])")  # fmt: skip
-    assert [b for n, b in badges if n == "tutor_says"] == ["iteration 0", "iteration 1", "iteration 2"]  # as `{{ iteration }}`
+    assert [b for n, b in badges if n == "tutor_says"] == [
+        "iteration 0",
+        "iteration 1",
+        "iteration 2",
+    ]  # as `{{ iteration }}`
     assert dict(badges)["wrap"] == ""
     shot(browser, tmp_path / "loop.png")
 

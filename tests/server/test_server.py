@@ -18,7 +18,13 @@ from schola.types import CallInfo
 
 pytestmark = pytest.mark.server
 MSG = [UserMessage(content="Say hello.", source="user")]
-MODEL_INFO = {"vision": False, "function_calling": False, "json_output": False, "family": "unknown", "structured_output": False}
+MODEL_INFO = {
+    "vision": False,
+    "function_calling": False,
+    "json_output": False,
+    "family": "unknown",
+    "structured_output": False,
+}
 SENTINEL = "sk-SENTINEL-server-0123456789abcdef"
 
 
@@ -45,7 +51,15 @@ async def test_vllm_backend_manages_a_server_through_the_same_launcher() -> None
         {
             "model": "smollm2",
             "serve": {
-                "command": ["python", "-m", "llama_cpp.server", "--model", str(default_model_path()), "--model_alias", "smollm2"],
+                "command": [
+                    "python",
+                    "-m",
+                    "llama_cpp.server",
+                    "--model",
+                    str(default_model_path()),
+                    "--model_alias",
+                    "smollm2",
+                ],
                 "ready_path": "/v1/models",
                 "startup_timeout_s": 60,
             },
@@ -72,7 +86,9 @@ async def test_a_schola_role_runs_on_an_autogen_client_pointed_at_the_server(lla
     from autogen_ext.models.openai import OpenAIChatCompletionClient
 
     client = OpenAIChatCompletionClient(model="smollm2", base_url=llama_server, api_key="none", model_info=MODEL_INFO)
-    teacher = Role("teacher", RoleConfig(role="teacher", persona="a patient tutor", sampling={"max_tokens": 12}), client)
+    teacher = Role(
+        "teacher", RoleConfig(role="teacher", persona="a patient tutor", sampling={"max_tokens": 12}), client
+    )
     reply = await teacher.act("What is 2 + 2?")
     assert reply.text and reply.completion_tokens > 0
     await client.close()

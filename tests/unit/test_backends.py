@@ -242,7 +242,9 @@ async def test_every_request_gets_the_backends_max_tokens_unless_the_role_sets_o
     seen: list[dict[str, Any]] = []
 
     class Recording(Flaky):
-        async def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+        async def _complete(
+            self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
+        ) -> Completion:
             seen.append(sampling)
             return await super()._complete(messages, sampling, info)
 

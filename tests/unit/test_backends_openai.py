@@ -170,7 +170,10 @@ async def test_a_serial_server_gets_one_request_at_a_time_and_no_request_times_o
 
 
 async def test_slots_bound_the_requests_in_flight_over_every_endpoint(stubs: Any) -> None:
-    (url_a, a), (url_b, b) = await stubs(delay_ms=50, slots=2, props=True), await stubs(delay_ms=50, slots=3, props=True)
+    (url_a, a), (url_b, b) = (
+        await stubs(delay_ms=50, slots=2, props=True),
+        await stubs(delay_ms=50, slots=3, props=True),
+    )
     client = OpenAIClient({**SERIAL, "base_url": url_a, "base_urls": [url_b]})
     await client.preflight()
     await asyncio.gather(*(ask(client, sample=i) for i in range(30)))

@@ -135,7 +135,9 @@ def test_resume_refuses_a_different_experiment(cli: Any, tmp_path: Path) -> None
 
 def test_resume_refuses_changed_data(cli: Any, tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
-    data.write_text('{"question": "What is 2+3?", "answer": "5", "unique_id": "a"}\n{"question": "4+1?", "answer": "5", "unique_id": "a#1"}\n')
+    data.write_text(
+        '{"question": "What is 2+3?", "answer": "5", "unique_id": "a"}\n{"question": "4+1?", "answer": "5", "unique_id": "a#1"}\n'
+    )
     run = tmp_path / "r"
     assert cli(*LBT, f"scenario.data.path={data}", f"hydra.run.dir={run}")[0] == 0
     data.write_text(data.read_text().replace("2+3", "2+4"))
@@ -175,7 +177,18 @@ def test_check_validates_without_calling_a_model(cli: Any, tmp_path: Path) -> No
 def test_list_shows_every_plugin_and_its_package(cli: Any) -> None:
     code, out = cli("list")
     assert code == 0
-    for name in ("teacher", "student", "judge", "lbt", "numeric_match", "llm_judge", "embedded", "litellm", "scripted", "vllm"):
+    for name in (
+        "teacher",
+        "student",
+        "judge",
+        "lbt",
+        "numeric_match",
+        "llm_judge",
+        "embedded",
+        "litellm",
+        "scripted",
+        "vllm",
+    ):
         assert name in out
     assert "schola 0.1.0" in out
 
@@ -190,10 +203,16 @@ def test_list_shows_every_plugin_and_its_package(cli: Any) -> None:
         (["run", *SCRIPTED, "sed=1"], "sed"),
         (["run", *SCRIPTED, "seed=[1"], "bad override"),
         (["run", "-m", *SCRIPTED, "seed=[1,2"], "bad override"),
-        (["run", *SCRIPTED, "scenario.roles.teacher.role=dean"], "conf/scenario/lbt.yaml, key 'scenario.roles.teacher.role': unknown role 'dean'"),
+        (
+            ["run", *SCRIPTED, "scenario.roles.teacher.role=dean"],
+            "conf/scenario/lbt.yaml, key 'scenario.roles.teacher.role': unknown role 'dean'",
+        ),
         (["run", *SCRIPTED, "scenario.roles.teacher.backend=strong"], "unknown backend 'strong'"),
         (["check", *SCRIPTED, "scenario.data.problems=0"], "key 'scenario.data.problems'"),
-        (["check", *SCRIPTED, "+backend.latency=1"], "command line, key 'backend.latency': unknown key backend.latency; did you mean backend.latency_s?"),
+        (
+            ["check", *SCRIPTED, "+backend.latency=1"],
+            "command line, key 'backend.latency': unknown key backend.latency; did you mean backend.latency_s?",
+        ),
         (["run", *SCRIPTED, "scenario.data.path=missing.jsonl"], "data file not found: missing.jsonl"),
         (["run", "nonsense"], "neither a scenario .yaml file"),
     ],
@@ -212,7 +231,12 @@ def test_debug_shows_the_traceback(cli: Any) -> None:
 
 def test_unreachable_endpoint_fails_in_seconds_with_exit_3(cli: Any, tmp_path: Path) -> None:
     start = time.monotonic()
-    code, out = cli("run", "backend=litellm", f"backend.base_url=http://127.0.0.1:{free_port()}/v1", f"hydra.run.dir={tmp_path / 'r'}")
+    code, out = cli(
+        "run",
+        "backend=litellm",
+        f"backend.base_url=http://127.0.0.1:{free_port()}/v1",
+        f"hydra.run.dir={tmp_path / 'r'}",
+    )
     assert code == 3, out
     assert "cannot reach http://127.0.0.1" in out
     assert time.monotonic() - start < 15
@@ -273,7 +297,7 @@ def test_a_scenario_yaml_outside_the_package_runs_from_yaml_alone(cli: Any, tmp_
 
 def test_errors_in_a_users_scenario_name_the_file(cli: Any, tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text(PEER_REVIEW.replace("{{ b_answer }}\", output: a_critique", "{{ c_answer }}\", output: a_critique"))
+    path.write_text(PEER_REVIEW.replace('{{ b_answer }}", output: a_critique', '{{ c_answer }}", output: a_critique'))
     code, out = cli("check", str(path), *SCRIPTED)
     assert code == 2 and str(path) in out and "reads c_answer" in out
     assert "key 'scenario.graph[2].prompt'" in out  # brackets in keys print as they are

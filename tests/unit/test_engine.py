@@ -161,13 +161,17 @@ class Tutor(Role):
         assert state is not None
         with pytest.raises(TypeError):
             state["answer"] = "changed"  # type: ignore[index]  # read-only
-        return Reply(text="right" if state["answer"] in request.prompt else f"no, think again about {state['question']}")
+        return Reply(
+            text="right" if state["answer"] in request.prompt else f"no, think again about {state['question']}"
+        )
 
 
 def test_a_role_that_declares_it_sees_the_episode_state_read_only(tmp_path: Path) -> None:
     spec = qa()
     spec["roles"] = {"student": {"role": "student"}, "tutor": {"role": "tutor_test"}}
-    spec["graph"].insert(1, {"id": "check", "kind": "agent", "role": "tutor", "prompt": "{{ reply }}", "output": "verdict"})
+    spec["graph"].insert(
+        1, {"id": "check", "kind": "agent", "role": "tutor", "prompt": "{{ reply }}", "output": "verdict"}
+    )
     with plugins.roles.registered("tutor_test", Tutor):
         result = schola.run(write(tmp_path, spec), [*ECHO, "backend.default=The answer is 2"], run_dir=tmp_path / "r")
     assert result.ok, result.message
@@ -211,7 +215,9 @@ def test_a_stage_asking_an_unknown_role_names_the_step(tmp_path: Path) -> None:
     spec = qa()
     spec["graph"][0]["role"] = "{{ 'stu' + 'dent2' }}"
     result = schola.run(write(tmp_path, spec), ECHO, run_dir=tmp_path / "r")
-    assert result.status == "config_error" and "step 'ask' of episode 'q0' names unknown role 'student2'" in result.message
+    assert (
+        result.status == "config_error" and "step 'ask' of episode 'q0' names unknown role 'student2'" in result.message
+    )
 
 
 def test_option_probabilities_from_a_scripted_backend_and_from_samples(tmp_path: Path) -> None:
@@ -233,8 +239,24 @@ def test_option_probabilities_from_a_scripted_backend_and_from_samples(tmp_path:
 
 
 def test_variants_merge_over_the_scenario_and_an_unknown_one_is_refused(tmp_path: Path, cli: Any) -> None:
-    spec = qa(1, variant="plain", variants={"plain": {}, "polite": {"graph": [
-        {"id": "ask", "kind": "agent", "role": "student", "prompt": "Please: {{ question }}", "output": "reply"}]}})
+    spec = qa(
+        1,
+        variant="plain",
+        variants={
+            "plain": {},
+            "polite": {
+                "graph": [
+                    {
+                        "id": "ask",
+                        "kind": "agent",
+                        "role": "student",
+                        "prompt": "Please: {{ question }}",
+                        "output": "reply",
+                    }
+                ]
+            },
+        },
+    )
     path = write(tmp_path, spec)
     result = schola.run(path, [*ECHO, "scenario.variant=polite"], run_dir=tmp_path / "r")
     assert [t["prompt"] for t in read_jsonl(tmp_path / "r" / "transcript.jsonl")] == ["Please: What is 0 + 1?"]
@@ -314,8 +336,25 @@ def test_a_stage_takes_labels_that_mark_every_row_it_returns(tmp_path: Path) -> 
 
 
 def test_the_command_line_wins_over_a_variant(tmp_path: Path) -> None:
-    spec = qa(1, variant="plain", variants={"plain": {}, "polite": {"params": {"greeting": "Please"}, "graph": [
-        {"id": "ask", "kind": "agent", "role": "student", "prompt": "{{ params.greeting }}: {{ question }}", "output": "reply"}]}})
+    spec = qa(
+        1,
+        variant="plain",
+        variants={
+            "plain": {},
+            "polite": {
+                "params": {"greeting": "Please"},
+                "graph": [
+                    {
+                        "id": "ask",
+                        "kind": "agent",
+                        "role": "student",
+                        "prompt": "{{ params.greeting }}: {{ question }}",
+                        "output": "reply",
+                    }
+                ],
+            },
+        },
+    )
     path = write(tmp_path, spec)
     schola.run(path, [*ECHO, "scenario.variant=polite", "+scenario.params.greeting=Kindly"], run_dir=tmp_path / "r")
     assert [t["prompt"] for t in read_jsonl(tmp_path / "r" / "transcript.jsonl")] == ["Kindly: What is 0 + 1?"]

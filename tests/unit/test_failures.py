@@ -136,7 +136,10 @@ def test_resume_runs_the_failed_episodes_again(tmp_path: Path, cli: Any) -> None
 
 def test_show_and_the_viewer_list_the_failed_episodes(tmp_path: Path, cli: Any) -> None:
     run = tmp_path / "r"
-    assert cli("run", str(write(tmp_path, labelled(empty=(1, 4)))), *ECHO, "run.max_failed=2", f"hydra.run.dir={run}")[0] == 0
+    assert (
+        cli("run", str(write(tmp_path, labelled(empty=(1, 4)))), *ECHO, "run.max_failed=2", f"hydra.run.dir={run}")[0]
+        == 0
+    )
     code, out = cli("show", str(run))
     assert code == 0 and "4/6 episodes, 2 failed" in out
     assert "failed: episode 'c1' at step 'agree'" in out and "failed: episode 'c4' at step 'agree'" in out
@@ -164,7 +167,9 @@ def test_a_backend_failure_stops_the_run_naming_the_episode_and_step(tmp_path: P
     spec["roles"]["annotator"] = {"role": "unreachable_test"}
     run = tmp_path / "r"
     with plugins.roles.registered("unreachable_test", Unreachable):
-        code, out = cli("run", str(write(tmp_path, spec)), *ECHO, "run.max_failed=5", "run.concurrency=1", f"hydra.run.dir={run}")
+        code, out = cli(
+            "run", str(write(tmp_path, spec)), *ECHO, "run.max_failed=5", "run.concurrency=1", f"hydra.run.dir={run}"
+        )
     assert code == 3, out  # run.max_failed does not count it: every other episode would fail the same way
     assert "episode 'c0', step 'annotate': cannot reach http://127.0.0.1:9/v1" in out
     assert read_jsonl(run / "results.jsonl") == []

@@ -47,7 +47,10 @@ class Ctx:
     ("steps", "message"),
     [
         ([{"id": "a", "kind": "agent", "role": "teacher", "prompt": "x", "output": "o"}] * 2, "duplicate step id"),
-        ([{"id": "a", "kind": "agent", "role": "teacher", "prompt": "x", "output": "o", "after": ["zz"]}], "unknown step 'zz'"),
+        (
+            [{"id": "a", "kind": "agent", "role": "teacher", "prompt": "x", "output": "o", "after": ["zz"]}],
+            "unknown step 'zz'",
+        ),
         ([{"id": "a", "kind": "agent", "role": "dean", "prompt": "x", "output": "o"}], "unknown role 'dean'"),
         ([{"id": "a", "kind": "score", "scorer": "bleu", "output": "o"}], "unknown scorer 'bleu'"),
         ([{"id": "a", "kind": "agent", "role": "teacher", "prompt": "{{ answer }}", "output": "o"}], "reads answer"),
@@ -68,7 +71,15 @@ class Ctx:
             "cycle",
         ),
         (
-            [{"id": "m", "kind": "map", "over": {"x": "[1]"}, "steps": [{"id": "s", "kind": "agent", "role": "teacher", "prompt": "{{ x }}", "output": "o"}], "collect": {"os": "nope"}}],
+            [
+                {
+                    "id": "m",
+                    "kind": "map",
+                    "over": {"x": "[1]"},
+                    "steps": [{"id": "s", "kind": "agent", "role": "teacher", "prompt": "{{ x }}", "output": "o"}],
+                    "collect": {"os": "nope"},
+                }
+            ],
             "collects 'nope'",
         ),
     ],

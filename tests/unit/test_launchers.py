@@ -39,7 +39,10 @@ def test_a_sweep_runs_through_the_submitit_launcher_and_report_compares_its_jobs
     assert code == 0, out
     rows = list(csv.DictReader((sweep / "report.csv").open()))
     assert {r["seed"] for r in rows} == {"0", "1", "pooled"}
-    assert {r["run"] for r in rows} == {"0", "1", "pooled over 2 seeds"} and {r["metric"] for r in rows} >= {"accuracy", "exam_accuracy"}
+    assert {r["run"] for r in rows} == {"0", "1", "pooled over 2 seeds"} and {r["metric"] for r in rows} >= {
+        "accuracy",
+        "exam_accuracy",
+    }
 
 
 def test_a_job_that_fails_elsewhere_fails_the_sweep(cli: Any, tmp_path: Path) -> None:

@@ -12,7 +12,11 @@ ROOT = Path(__file__).parents[2]
 def test_wheel_maps_the_design_card_layout_and_carries_configs_and_data(tmp_path: Path) -> None:
     # built from a copy of the sources: a build never writes into the checkout (build/, *.egg-info)
     source = tmp_path / "src"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "runs", "*.egg-info", ".*cache*", "__pycache__"))
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".venv", ".git", "build", "runs", "*.egg-info", ".*cache*", "__pycache__"),
+    )
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
         check=True, capture_output=True,

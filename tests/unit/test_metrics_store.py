@@ -44,7 +44,10 @@ def test_saved_config_has_no_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("MY_KEY", "sk-abcdefgh12345678")
     store = RunStore(tmp_path)
     store.write_config(
-        {"backend": {"api_key_env": "MY_KEY", "config": {"api_key": "sk-abcdefgh12345678"}}, "note": "x sk-abcdefgh12345678"}
+        {
+            "backend": {"api_key_env": "MY_KEY", "config": {"api_key": "sk-abcdefgh12345678"}},
+            "note": "x sk-abcdefgh12345678",
+        }
     )
     text = store.config_path.read_text()
     assert "sk-abcdefgh" not in text and "MY_KEY" in text

@@ -75,9 +75,7 @@ def test_a_prompt_with_a_resolver_is_refused_before_anything_is_sent(cli: Any, t
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.parametrize(
-    "value", ["\\${oc.env:OPENAI_API_KEY}", "a \\${oc.env:PLAIN_VAR} b \\${hydra:runtime.cwd}"]
-)
+@pytest.mark.parametrize("value", ["\\${oc.env:OPENAI_API_KEY}", "a \\${oc.env:PLAIN_VAR} b \\${hydra:runtime.cwd}"])
 def test_an_escaped_interpolation_stays_literal_to_the_end(cli: Any, tmp_path: Path, value: str) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(with_description(value))
@@ -91,7 +89,9 @@ def test_an_escaped_interpolation_stays_literal_to_the_end(cli: Any, tmp_path: P
     assert SECRET not in everything_written(run) + out and AWS not in everything_written(run)
 
 
-def test_an_escaped_name_cannot_reach_hydras_run_directory(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_escaped_name_cannot_reach_hydras_run_directory(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "s.yaml"
     path.write_text(PEER_REVIEW.replace("name: peer_review", 'name: "\\\\${oc.env:PLAIN_VAR}"'))
@@ -134,4 +134,6 @@ def test_a_key_set_twice_in_a_scenario_file_names_both_lines(cli: Any, tmp_path:
     first = text.splitlines().index("  alice: {role: teacher}") + 1
     second = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("  alice:") and i != first)
     code, out = cli("check", str(path), *SCRIPTED)
-    assert code == 2 and str(path) in out and f"'alice' is set twice in one mapping, at lines {first} and {second}" in out, out
+    assert (
+        code == 2 and str(path) in out and f"'alice' is set twice in one mapping, at lines {first} and {second}" in out
+    ), out

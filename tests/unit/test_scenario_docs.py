@@ -64,5 +64,7 @@ def test_the_readme_compares_the_trained_teacher_with_the_untrained_one_like_for
     compared = {m.group(1): r for r in runs if (m := re.search(r"hydra\.run\.dir=\S*/(before|after)\b", r))}
     assert compared.keys() == {"before", "after"}, runs
     assert all("backend=transformers " in r and "backend.model=" not in r for r in compared.values())
-    assert "out/teacher/checkpoint" in compared["after"] and "scenario.roles.teacher.backend=trained" in compared["after"]
+    assert (
+        "out/teacher/checkpoint" in compared["after"] and "scenario.roles.teacher.backend=trained" in compared["after"]
+    )
     assert "students" not in compared["after"] and "checkpoint" not in compared["before"]

@@ -50,7 +50,9 @@ def test_a_scenario_file_can_set_scenario_keys_only(
 
 
 def test_a_record_may_have_a_field_named_class(cli: Any, tmp_path: Path) -> None:
-    text = PEER_REVIEW.replace('{question: "What is 7 * 6?", answer: "42"}', '{question: "What is 7 * 6?", answer: "42", class: math}')
+    text = PEER_REVIEW.replace(
+        '{question: "What is 7 * 6?", answer: "42"}', '{question: "What is 7 * 6?", answer: "42", class: math}'
+    )
     assert cli("check", str(scenario(tmp_path, text)), *SCRIPTED)[0] == 0
 
 
@@ -68,7 +70,10 @@ def test_keys_typed_on_the_command_line_are_never_echoed_or_saved(cli: Any, tmp_
     run = tmp_path / "r"
     for backend in ("litellm", "openai"):
         code, out = cli(
-            "run", f"backend={backend}", f"backend.base_url=http://user:{SENTINEL}@127.0.0.1:9/v1", f"hydra.run.dir={run}"
+            "run",
+            f"backend={backend}",
+            f"backend.base_url=http://user:{SENTINEL}@127.0.0.1:9/v1",
+            f"hydra.run.dir={run}",
         )
         assert code == 2 and "holds credentials" in out and SENTINEL not in out, out
         code, out = cli("check", f"backend={backend}", f"+backend.base_urls=['http://u:{SENTINEL}@127.0.0.1:9/v1']")
@@ -131,8 +136,13 @@ def test_duplicate_role_names_are_refused(cli: Any, tmp_path: Path) -> None:
 
 
 def test_a_map_over_a_huge_product_is_refused_not_allocated(cli: Any, tmp_path: Path) -> None:
-    text = PEER_REVIEW + "  - {id: big, kind: map, over: {a: 'range(99999)', b: 'range(99999)'}, steps: [{id: s, kind: join, inputs: [a], output: o}], collect: {os: o}}\n"
-    code, out = cli("run", str(scenario(tmp_path, text)), *SCRIPTED, "backend.default='Score: 7'", f"hydra.run.dir={tmp_path / 'r'}")
+    text = (
+        PEER_REVIEW
+        + "  - {id: big, kind: map, over: {a: 'range(99999)', b: 'range(99999)'}, steps: [{id: s, kind: join, inputs: [a], output: o}], collect: {os: o}}\n"
+    )
+    code, out = cli(
+        "run", str(scenario(tmp_path, text)), *SCRIPTED, "backend.default='Score: 7'", f"hydra.run.dir={tmp_path / 'r'}"
+    )
     assert code == 2 and "items; at most" in out, out
 
 
@@ -153,7 +163,9 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_it_resumes(tmp_path: Path) -> None:
     proc = subprocess.Popen([*cmd[:4], str(scenario(tmp_path, PEER_REVIEW)), *cmd[4:]], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=env)  # fmt: skip
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not ((run / "results.jsonl").is_file() and (run / "results.jsonl").read_text()):
+    while time.monotonic() < deadline and not (
+        (run / "results.jsonl").is_file() and (run / "results.jsonl").read_text()
+    ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=60)[0].decode()

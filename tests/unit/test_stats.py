@@ -294,7 +294,12 @@ def test_compare_gives_the_paired_bootstrap_p_value_on_small_cases() -> None:
     assert named["llm_vs_peer.mae_difference_p_value"].value == pytest.approx(1 / 10_001)
     # differences +2 and 0: a resample's mean is 0, 1 or 2 with chances 1/4, 1/2, 1/4; shifted by the observed 1,
     # |m - 1| >= 1 for 0 and 2: about half the resamples, p about 0.5
-    two = context([episode(0, inputs={"ref": 0}, outputs={"a": 2, "b": 0}), episode(1, inputs={"ref": 0}, outputs={"a": 0, "b": 0})])
+    two = context(
+        [
+            episode(0, inputs={"ref": 0}, outputs={"a": 2, "b": 0}),
+            episode(1, inputs={"ref": 0}, outputs={"a": 0, "b": 0}),
+        ]
+    )
     p = by_name(compare(two, reference="inputs.ref", a="outputs.a", b="outputs.b"))["mae_difference_p_value"].value
     assert 0.45 < p < 0.55
     assert named["llm_vs_peer.mae_difference"].labels == {"reference": "inputs.ref", "a": "outputs.a", "b": "outputs.b"}
@@ -376,7 +381,10 @@ def test_a_column_found_in_no_episode_is_a_config_error_naming_stage_argument_an
         error(ctx, prediction="outputs.h1", reference="outputs.h2", by="inputs.course")
     # no episode recorded the metric at all (none reached the step): undefined rows, not an error
     undefined = paired_difference(ctx, metric="acc", label="phase", a="before", b="after")
-    assert [(r.name, r.value, r.n) for r in undefined] == [("acc.difference", None, 0), ("acc.difference_p_value", None, 0)]
+    assert [(r.name, r.value, r.n) for r in undefined] == [
+        ("acc.difference", None, 0),
+        ("acc.difference_p_value", None, 0),
+    ]
     with pytest.raises(ConfigError, match=r"b: no score 'acc' has phase=aftr"):
         paired_difference(
             context([episode(0, scores=scores("s", 0.1, 0.2))]), metric="acc", label="phase", a="before", b="aftr"

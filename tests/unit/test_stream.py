@@ -28,7 +28,9 @@ SCENARIO = {
 
 def scenario(folder: Path, n: int) -> Path:
     data = folder / "records.jsonl"
-    data.write_text("".join(json.dumps({"id": f"q{i}", "question": f"q {i}", "grade": i % 7 / 6}) + "\n" for i in range(n)))
+    data.write_text(
+        "".join(json.dumps({"id": f"q{i}", "question": f"q {i}", "grade": i % 7 / 6}) + "\n" for i in range(n))
+    )
     path = folder / "stream.yaml"
     path.write_text(yaml.safe_dump({**SCENARIO, "data": {"path": str(data)}}, sort_keys=False))
     return path

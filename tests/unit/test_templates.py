@@ -227,7 +227,11 @@ def test_render_of_plain_lookups_equals_jinja(source: str, ctx: dict[str, Any]) 
 @given(
     st.dictionaries(
         st.sampled_from(["a", "b", "items", "keys", "x_1"]),
-        st.one_of(st.integers(), st.text(max_size=5), st.dictionaries(st.sampled_from(["c", "get", "d"]), st.integers(), max_size=3)),
+        st.one_of(
+            st.integers(),
+            st.text(max_size=5),
+            st.dictionaries(st.sampled_from(["c", "get", "d"]), st.integers(), max_size=3),
+        ),
         max_size=4,
     ),
     st.sampled_from(["s.a", "s.b.c", "s.items", "s.x_1.d", "s.a.get"]),

@@ -236,7 +236,11 @@ def test_view_of_a_sweep_compares_its_runs(tmp_path: Path, cli_out: Any) -> None
     page = payload((tmp_path / "s.html").read_text(encoding="utf-8"))
     assert page["kind"] == "sweep" and [r["name"] for r in page["runs"]] == ["0", "1"]
     assert page["sweep"]["varying"] == ["seed"]
-    assert {(r["run"], r["seed"]) for r in page["sweep"]["rows"]} == {("0", 0), ("1", 1), ("pooled over 2 seeds", "pooled")}
+    assert {(r["run"], r["seed"]) for r in page["sweep"]["rows"]} == {
+        ("0", 0),
+        ("1", 1),
+        ("pooled over 2 seeds", "pooled"),
+    }
     assert page["sweep"]["plot"].startswith("data:image/png;base64,iVBOR")
 
 
@@ -276,4 +280,7 @@ def test_calls_made_by_run_level_stages_are_listed_apart(tmp_path: Path) -> None
     run_page = payload(build_html(run_dir))["runs"][0]
     index = unpack(run_page["episodes"]["index"])
     assert [(e["id"], e["status"], e["tokens"]) for e in index][-1] == ("-stage-", "stage", 8)
-    assert run_page["graphs"][-1] == {"name": "outside the graph", "calls": {"-": {"calls": 1, "mean_latency_s": 0.5, "mean_queue_s": 0.0}}}
+    assert run_page["graphs"][-1] == {
+        "name": "outside the graph",
+        "calls": {"-": {"calls": 1, "mean_latency_s": 0.5, "mean_queue_s": 0.0}},
+    }

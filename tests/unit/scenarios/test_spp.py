@@ -294,7 +294,9 @@ def test_the_prompts_keep_the_authors_shape(tmp_path: Path) -> None:
     prompts = {}
     for variant in ("spp", "standard", "cot"):
         result = scripted_run(
-            tmp_path / variant, f"scenario.variant={variant}", f"scenario.data.path={tmp_path / 'stories.jsonl'}",
+            tmp_path / variant,
+            f"scenario.variant={variant}",
+            f"scenario.data.path={tmp_path / 'stories.jsonl'}",
             "scenario.params.answer_cue=false",  # the authors' prompt; the default's cue is checked below
         )
         [line] = read_jsonl(result.run_dir / "transcript.jsonl")
