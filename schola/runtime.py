@@ -91,11 +91,33 @@ class RunResult:
                               "ci_high": r.ci_high, "n": r.n} for r in self.metrics])  # fmt: skip
 
     def episodes_frame(self) -> pandas.DataFrame:
-        """One row per episode: id, round, and every score; needs pandas."""
+        """One row per episode: `episode`, `round` and a column per input, output and score, named by the paths
+        the statistics stages read (`inputs.question`, `outputs.answers`, `scores.correct`; a list stays one
+        cell), plus `error.step`, `error.type`, `error.message` where an episode failed; needs pandas."""
         import pandas as pd
 
-        return pd.DataFrame([{"episode": e["episode"], "round": e.get("round", 0), **e.get("scores", {})}
-                             for e in self.episodes])  # fmt: skip
+        return pd.DataFrame([{"episode": e["episode"], "round": e.get("round", 0),
+                              **{f"{part}.{k}": v for part in ("inputs", "outputs", "scores", "error")
+                                 for k, v in (e.get(part) or {}).items()}} for e in self.episodes])  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        """What Jupyter shows for a result: its status and its metrics table, every text escaped (labels and
+        messages may carry data or model output)."""
+        from html import escape
+
+        def num(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f}"
+
+        why = "".join(f"<br>{escape(t)}" for t in (self.message, self.hint) if t)
+        head = "".join(f"<th>{h}</th>" for h in ("metric", "labels", "value", "95% CI", "n"))
+        rows = "".join(
+            f"<tr><td>{escape(r.name)}</td><td>{escape(', '.join(f'{k}={v}' for k, v in r.labels.items()))}</td>"
+            f"<td>{num(r.value)}</td><td>{'' if r.ci_low is None else f'[{num(r.ci_low)}, {num(r.ci_high)}]'}</td>"
+            f"<td>{r.n}</td></tr>"
+            for r in self.metrics
+        )
+        return (f"<p><b>{escape(self.status)}</b> {escape(str(self.run_dir))}{why}</p>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")  # fmt: skip
 
 
 class RunDriver:
