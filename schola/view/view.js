@@ -8,8 +8,20 @@
     "data-key", "data-episode", "aria-label"]);
   const tabsOf = (data) => (data.kind === "sweep" ? ["sweep"] : []).concat(["run", "episodes", "graph"]);
   let TABS = tabsOf(DATA);
-  const wanted = location.hash.slice(1);  // report.html#episodes opens that tab
-  const state = { run: 0, tab: TABS.includes(wanted) ? wanted : TABS[0], episode: null };
+  // report.html#episodes opens that tab; #episode=<id> (in a sweep #run=<name>&episode=<id>) opens that episode,
+  // on a live page as soon as it is written (`want` waits for it)
+  function fromHash(hash) {
+    const h = hash.replace(/^#/, ""), want = { run: null, episode: null };
+    for (const part of h.split("&")) {
+      const at = part.indexOf("="), key = at < 0 ? part : part.slice(0, at);
+      let value = at < 0 ? "" : part.slice(at + 1);
+      try { value = decodeURIComponent(value); } catch (e) { /* a hand-typed % stays as written */ }
+      if (key === "run" || key === "episode") want[key] = value;
+    }
+    return want.episode != null ? { tab: "episodes", want } : { tab: TABS.includes(h) ? h : TABS[0], want: null };
+  }
+  const opened = fromHash(location.hash);
+  const state = { run: 0, tab: opened.tab, episode: null, want: opened.want };
   let runs = DATA.runs;
   const freshUi = () => ({ sort: { key: "index", dir: 1 }, page: 0, text: "", scoreKey: "", min: "", max: "" });
   let ui = runs.map(freshUi);
@@ -119,22 +131,56 @@
     const picker = document.getElementById("run-picker");
     if (runs.length > 1) {
       const sel = el("select", { id: "run-select", "aria-label": "run",
-        onchange: (e) => { state.run = Number(e.target.value); state.episode = null; if (state.tab === "sweep") state.tab = "run"; render(); } },
+        onchange: (e) => { state.run = Number(e.target.value); state.episode = null; state.want = null; if (state.tab === "sweep") state.tab = "run"; render(); } },
         runs.map((r, i) => { const o = el("option", { value: i }, r.name + " — " + r.scenario); o.selected = i === state.run; return o; }));
       picker.replaceChildren(sel);
     }
   }
-  function go(tab) { state.tab = tab; state.episode = null; try { history.replaceState(null, "", "#" + tab); } catch (e) { /* some file:// hosts refuse */ } render(); }
+  function setHash(hash) { try { history.replaceState(null, "", hash); } catch (e) { /* some file:// hosts refuse */ } }
+  function go(tab) { state.tab = tab; state.episode = null; state.want = null; setHash("#" + tab); render(); }
+  // The link to one episode: this page's address with #episode=<id> (and the run, where the page holds several).
+  function linkTo(r, id) {
+    const hash = (runs.length > 1 ? "run=" + encodeURIComponent(runs[r].name) + "&" : "") + "episode=" + encodeURIComponent(id);
+    return location.href.replace(/#.*$/, "") + "#" + hash;
+  }
+  function copyLink(r, id) {
+    const link = linkTo(r, id);
+    return el("button", { class: "copy-link", title: link, "aria-label": "copy a link to episode " + id, onclick: (ev) => {
+      ev.stopPropagation();
+      const b = ev.currentTarget, said = (text) => { b.textContent = text; setTimeout(() => { b.textContent = "copy link"; }, 1500); };
+      const clip = navigator.clipboard;  // absent where the page is not a secure context: the link stays in the title
+      if (clip) clip.writeText(link).then(() => said("copied"), () => said("see title"));
+      else said("see title");
+    } }, "copy link");
+  }
+  function openEpisode(r, i, id) { state.run = r; state.episode = i; state.want = null; setHash(linkTo(r, id).replace(/^[^#]*/, "")); }
+  // The episode a link asked for, once its run holds it (a live run may not have written it yet): true when open.
+  async function openWanted() {
+    const w = state.want;
+    if (w.run != null) {
+      const r = runs.findIndex((x) => x.name === w.run);
+      if (r < 0) return false;
+      state.run = r;
+    }
+    const i = (await indexOf(state.run)).findIndex((e) => e.id === w.episode);
+    if (i >= 0) openEpisode(state.run, i, w.episode);
+    return i >= 0;
+  }
   async function render() {
-    frame();
     busy(true);
     try {
+      if (state.want && runs.length) await openWanted();  // before the frame: the link may pick another run
+      frame();
       if (!runs.length && state.tab !== "sweep") main.replaceChildren(el("p", { class: "muted", id: "waiting" }, "no run below this folder yet"));
       else if (state.tab === "sweep") main.replaceChildren(sweepPage());
       else if (state.tab === "run") main.replaceChildren(runPage(runs[state.run]));
       else if (state.tab === "graph") main.replaceChildren(graphPage(runs[state.run]));
       else if (state.episode != null) main.replaceChildren(await episodePage(state.run, state.episode));
-      else main.replaceChildren(await episodesPage(state.run));
+      else if (state.want) {
+        const w = state.want, where = w.run != null ? "run '" + w.run + "'" : "this run";
+        main.replaceChildren(el("p", { class: "error", id: "episode-missing" }, "no episode '" + w.episode + "' in " + where + (DATA.live ? " yet: it opens when written" : "")),
+          await episodesPage(state.run));
+      } else main.replaceChildren(await episodesPage(state.run));
     } catch (e) {
       main.replaceChildren(el("p", { class: "error" }, "cannot show this page: " + e.message));
     } finally {
@@ -217,11 +263,11 @@
     const head = el("tr", {}, cols.map(([k, label, isNum]) => el("th", {
       class: (isNum ? "num " : "") + (k === key ? (dir > 0 ? "asc" : "desc") : ""), "data-key": k,
       onclick: () => { s.sort = { key: k, dir: k === key ? -dir : 1 }; render(); },
-    }, label)));
+    }, label)), el("th", {}, "link"));
     const body = rows.slice(s.page * PAGE, (s.page + 1) * PAGE).map((e) => el("tr", {
-      class: "clickable", "data-episode": e.id, onclick: () => { state.episode = e.index; render(); },
+      class: "clickable", "data-episode": e.id, onclick: () => { openEpisode(r, e.index, e.id); render(); },
     }, el("td", {}, e.id), cell(e.round, 1), el("td", {}, el("span", { class: statusClass(e.status) }, e.status)),
-      shown.map((k) => cell(e.scores[k], 1)), others ? cell(e.other_scores) : null, cell(e.tokens, 1), cell(e.steps, 1), el("td", { class: "num" }, ms(e.latency_s)), el("td", { class: "num" }, ms(e.queue_s)), cell(e.cached, 1)));
+      shown.map((k) => cell(e.scores[k], 1)), others ? cell(e.other_scores) : null, cell(e.tokens, 1), cell(e.steps, 1), el("td", { class: "num" }, ms(e.latency_s)), el("td", { class: "num" }, ms(e.queue_s)), cell(e.cached, 1), el("td", {}, copyLink(r, e.id))));
     const apply = (patch) => { Object.assign(s, patch, { page: 0 }); render(); };
     let timer = null;
     const search = el("input", { type: "search", id: "filter-text", placeholder: "text in ids, inputs, prompts, replies",
@@ -291,8 +337,8 @@
   async function episodePage(r, i) {
     const run = runs[r], e = (await indexOf(r))[i], ep = (await chunk(r, e.chunk))[e.id] || { steps: [] };
     return el("div", { id: "episode-page" },
-      el("button", { id: "back", onclick: () => { state.episode = null; render(); } }, "‹ episodes"),
-      el("h1", {}, "Episode ", el("span", { id: "episode-id" }, e.id), " ", el("span", { class: statusClass(e.status) }, e.status)),
+      el("button", { id: "back", onclick: () => { state.episode = null; setHash("#episodes"); render(); } }, "‹ episodes"),
+      el("h1", {}, "Episode ", el("span", { id: "episode-id" }, e.id), " ", el("span", { class: statusClass(e.status) }, e.status), " ", copyLink(r, e.id)),
       el("p", { class: "muted" }, "round " + fmt(e.round) + " · " + e.steps + " replies · " + e.tokens + " tokens · " + timing(e.latency_s, e.queue_s) + " · " + e.cached + " cache hits"),
       ep.error ? el("p", { id: "episode-error", class: "error" }, "failed at step " + ep.error.step + ": " + ep.error.message) : null,
       Object.keys(e.scores).length ? table(["score", { label: "value", num: 1 }],
@@ -417,6 +463,11 @@
     setTimeout(poll, DATA.live.poll_ms || 1500);
   }
 
+  window.addEventListener("hashchange", () => {  // a link pasted into this page's address bar
+    const o = fromHash(location.hash);
+    Object.assign(state, { tab: o.tab, want: o.want, episode: null });
+    render();
+  });
   render();
   if (DATA.live) { liveNote("live", false); setTimeout(poll, DATA.live.poll_ms || 1500); }
 })();
