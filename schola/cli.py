@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 USAGE = """\
 schola run [SCENARIO.yaml] [-m] [--config-dir DIR] [KEY=VALUE ...]   run a scenario (or a Hydra sweep with -m)
-schola check [SCENARIO.yaml] [--config-dir DIR] [KEY=VALUE ...]      validate config, graph, plugins, data; no model call
+schola check [SCENARIO.yaml] [--config-dir DIR] [--cfg] [KEY=VALUE ...]  validate config, graph, plugins, data (--cfg: print it)
 schola list                                                          registered roles, scenarios, scorers, stages, backends
-schola show RUN_DIR                                                  metrics of a finished or stopped run
+schola show RUN_DIR [--episode ID]                                   metrics of a finished or stopped run; one episode's transcript
 schola report DIR                                                    one table (+ CSV, PNG) over every run under DIR
 schola view RUN_OR_SWEEP_DIR [--out FILE.html] [--open]              a self-contained HTML report and transcript viewer
 schola view RUN_OR_SWEEP_DIR --serve [--port N]                      the viewer live on 127.0.0.1 while the run goes
@@ -44,6 +44,7 @@ examples:
   schola run my_scenario.yaml -m seed=0,1,2 && schola report runs/multirun
   schola run resume=runs/2026-11-25/10-00-00-lbt     # continue a stopped run
 
+the config groups and keys, with their defaults: schola run --help
 global flags: --debug (show tracebacks)
 exit codes: 0 ok, 1 bug (please report), 2 configuration, 3 backend, 4 budget reached, 130 interrupted
 """
@@ -64,20 +65,81 @@ COMMANDS = ("run", "check", "list", "show", "report", "view", "train", "cache")
 
 def parser(command: str) -> argparse.ArgumentParser:
     """The argument parser of one command (options may come anywhere among its arguments)."""
-    s = argparse.ArgumentParser(prog=f"schola {command}", usage=USAGE)
+    s = argparse.ArgumentParser(prog=f"schola {command}", usage=USAGE, add_help=command not in ("run", "check"))
     s.add_argument("--debug", action="store_true", help="show tracebacks")
     if command in ("run", "check"):
+        s.add_argument("-h", "--help", action=ConfigHelp, help="this help, the config groups and keys")
         s.add_argument("args", nargs="*", help="[SCENARIO.yaml] KEY=VALUE overrides")
         s.add_argument("-m", "--multirun", action="store_true", help="a Hydra sweep (seed=0,1,2)")
         s.add_argument("--config-dir", "-cd", action="append", default=[], help="another folder of configs")
+    if command == "check":
+        s.add_argument("--cfg", action="store_true", help="print the composed config (YAML, secrets redacted)")
     elif command in ("show", "report"):
         s.add_argument("path")
+    if command == "show":
+        s.add_argument("--episode", metavar="ID", help="print this episode's transcript (report.html#episode=ID)")
     elif command == "cache":
         s.add_argument("action", choices=["info", "prune"])
         s.add_argument("--older-than-days", type=non_negative, default=None, help="prune replies older than this")
         s.add_argument("--max-mb", type=non_negative, default=None, help="prune the oldest replies down to this size")
         s.add_argument("--dir", default=None, help="the cache folder (default: $SCHOLA_CACHE_DIR or ~/.cache/schola)")
     return s
+
+
+class ConfigHelp(argparse.Action):
+    """`schola run --help`: the command's options, then the config groups and keys with their defaults."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        out.print(parser.format_help() + "\n" + config_help(), markup=False, highlight=False)
+        parser.exit()
+
+
+def config_help() -> str:
+    """The config groups (their options and the default) and every top-level key with its default and one line,
+    read from conf/config.yaml and the schema (`schola.schema.Config`): what the help says is what is checked."""
+    from importlib.resources import files
+
+    import yaml
+
+    from schola.schema import Config
+
+    conf = files("schola.conf")
+    chosen = {k: v for d in yaml.safe_load(conf.joinpath("config.yaml").read_text())["defaults"] if isinstance(d, dict)
+              for k, v in d.items()}  # fmt: skip
+    groups = {
+        "scenario": "the scenario (a SCENARIO.yaml given first replaces it); its keys: scenario.*",
+        "backend": "the default model client; its keys: backend.* (conf/backend/NAME.yaml lists them)",
+    }
+    lines = ["config groups (GROUP=NAME, or DIR/GROUP/NAME.yaml with --config-dir DIR):"]
+    for group, line in groups.items():
+        names = sorted(p.name.removesuffix(".yaml") for p in conf.joinpath(group).iterdir() if p.name.endswith(".yaml"))
+        lines += [f"  {group}={chosen.get(group, '?')}  {line}", f"      one of: {', '.join(names)}"]
+    keys = [(f"{k}={v}", about) for k, v, about in config_keys(Config) if k.split(".")[0] not in groups]
+    width = max(len(k) for k, _ in keys)
+    lines.append("keys (KEY=VALUE, shown with the default; schola check --cfg prints the composed config):")
+    lines += [f"  {k.ljust(width)}  {about}" for k, about in keys]
+    return "\n".join(lines)
+
+
+def config_keys(model: Any, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default as it is typed, description) of every field of a schema model, nested ones flat."""
+    import json
+
+    from pydantic import BaseModel
+
+    rows = []
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            rows += config_keys(kind, f"{prefix}{name}.")
+            continue
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        shown = "(required)" if field.is_required() else default if isinstance(default, str) else json.dumps(default)
+        rows.append((prefix + name, shown, field.description or ""))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,6 +205,14 @@ def cmd_check(ns: argparse.Namespace) -> int:
     from schola.spec import RunSpec, plan_of
 
     plan, _ = plan_of(RunSpec.from_args(ns.args, ns.config_dir))
+    if ns.cfg:  # what Hydra's `--cfg job` prints, once checked: the config a run would save, secrets redacted
+        import yaml
+
+        from schola.secrets import known_secrets, redact_config
+
+        safe = redact_config(plan.raw, [*known_secrets(plan.raw), *_SECRETS])
+        out.print(yaml.safe_dump(safe, sort_keys=False, allow_unicode=True), markup=False, highlight=False, end="")
+        return 0
     sc = plan.config.scenario
     roles = list(plan.roles)
     shown = ", ".join(roles[:8]) + (f", ... ({len(roles)} in all)" if len(roles) > 8 else "")
@@ -349,8 +419,9 @@ class Progress:
 # -- list / show / report / train / cache --------------------------------------------------------
 def describe(kind: str, obj: Any) -> str:
     """One line about a loaded plugin; a scenario also lists its scorers, stages and data keys."""
-    doc = getattr(obj, "description", None) or obj.__doc__ or ""
-    line = doc.strip().split("\n")[0]
+    from schola.plugins import summary
+
+    line = summary(getattr(obj, "description", None) or obj.__doc__)
     if kind == "scenarios":
         data = getattr(getattr(obj, "data", None), "model_fields", {})
         line += scenario_parts(list(obj.scorers), list(obj.stages), list(data))
@@ -390,9 +461,68 @@ def cmd_list(ns: argparse.Namespace) -> int:
 def cmd_show(ns: argparse.Namespace) -> int:
     from schola.report import metrics_table
 
+    if ns.episode is not None:
+        print_episode(Path(ns.path), ns.episode)
+        return 0
     out.print(metrics_table(Path(ns.path)))
     print_findings(Path(ns.path))
     return 0
+
+
+def print_episode(run_dir: Path, episode: str) -> None:
+    """One episode as the viewer's page shows it (report.html#episode=ID): its scores and inputs, every reply in
+    order with its node path, role, prompt and text, then its outputs. Read from results.jsonl and transcript.jsonl
+    only (a running run's finished episodes too); stored text is printed as text, never as markup."""
+    import json
+
+    from schola.store import episode_record, iter_jsonl
+
+    if not (run_dir / "transcript.jsonl").is_file() and not (run_dir / "results.jsonl").is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no transcript.jsonl, no results.jsonl)")
+    result, ids = None, []
+    for r in iter_jsonl(run_dir / "results.jsonl"):
+        if episode_record(r):
+            if str(r.get("episode")) == episode:
+                result = r
+                break
+            ids.append(str(r.get("episode")))
+    steps = [t for t in iter_jsonl(run_dir / "transcript.jsonl") if str(t.get("episode")) == episode]
+    if result is None and not steps:
+        known = ", ".join(ids[:10]) + (", ..." if len(ids) > 10 else "") if ids else "none finished"
+        raise ConfigError(f"no episode {episode!r} in {run_dir}; episodes: {known}", key="--episode")
+
+    def show(text: str, style: str = "") -> None:
+        out.print(text, markup=False, highlight=False, style=style or None)
+
+    def indented(value: Any) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False, default=str)
+        return "\n".join("    " + line for line in text.splitlines()) or "    (empty)"
+
+    status = "unfinished" if result is None else "failed" if "error" in result else "finished"
+    tokens = sum(int(t.get("prompt_tokens") or 0) + int(t.get("completion_tokens") or 0) for t in steps)
+    show(f"episode {episode} · round {(result or steps[0]).get('round', 0)} · {status} · {len(steps)} replies · "
+         f"{tokens} tokens", "bold")  # fmt: skip
+    if result is not None and isinstance(result.get("error"), dict):
+        show(f"failed at step {result['error'].get('step')}: {result['error'].get('message')}", "red")
+    for key, value in ((result or {}).get("scores") or {}).items():
+        show(f"  {key} = {value}")
+    if result is not None:
+        show("inputs")
+        show(indented(result.get("inputs")))
+    for t in steps:
+        timing = f"service {float(t.get('latency_s') or 0) * 1000:.1f} ms"
+        if t.get("queue_s"):
+            timing += f" · queued {float(t['queue_s']) * 1000:.1f} ms"
+        show(f"── {t.get('node')} · {t.get('agent')} · iteration {t.get('iteration', 0)} · sample {t.get('sample', 0)} · "
+             f"{t.get('prompt_tokens')} + {t.get('completion_tokens')} tokens · {timing}"
+             + (" · cache hit" if t.get("cached") else ""), "bold")  # fmt: skip
+        show("  prompt")
+        show(indented(t.get("prompt")))
+        show("  reply")
+        show(indented(t.get("text")))
+    if result is not None:
+        show("outputs")
+        show(indented(result.get("outputs")))
 
 
 def print_findings(run_dir: Path) -> None:

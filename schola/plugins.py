@@ -212,8 +212,27 @@ def _origin(module: str) -> str:
     return (spec.origin or "") if spec is not None else ""
 
 
-def _first_line(doc: str | None) -> str:
-    return (doc or "").strip().split("\n")[0]
+LONG = 160  # a first sentence longer than this is cut at its first clause
+
+
+def summary(doc: str | None) -> str:
+    """The one line `schola list` says of a plugin: its docstring's first sentence, whole (a docstring wraps its
+    lines; "e.g." and "et al." end none). A long one ends at its first top-level `: ` or `; ` (outside brackets and
+    code), as a sentence."""
+    import re
+
+    text = " ".join((doc or "").strip().split("\n\n")[0].split())
+    end = re.search(r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)(?<!\bvs)(?<!\bcf)\.(?=\s)", text)
+    text = text[: end.end()] if end else text
+    if len(text) <= LONG:
+        return text
+    depth, code = 0, False
+    for i, ch in enumerate(text):
+        code ^= ch == "`"
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch in ":;" and not depth and not code and text[i + 1 : i + 2] == " " and i >= 20:
+            return text[:i] + "."
+    return text
 
 
 def _about(module: str, name: str, *, depth: int) -> About | None:
@@ -225,7 +244,7 @@ def _about(module: str, name: str, *, depth: int) -> About | None:
     tree, module_doc = found
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
-            return About(_first_line(ast.get_docstring(node)))
+            return About(summary(ast.get_docstring(node)))
         if isinstance(node, ast.ClassDef) and node.name == name:
             for item in node.body:  # a `description` class attribute comes first, as describe() reads it
                 target = item.targets[0] if isinstance(item, ast.Assign) and len(item.targets) == 1 else (
@@ -233,9 +252,9 @@ def _about(module: str, name: str, *, depth: int) -> About | None:
                 if isinstance(target, ast.Name) and target.id == "description":
                     value = getattr(item, "value", None)
                     if isinstance(value, ast.Constant) and isinstance(value.value, str):
-                        return About(_first_line(value.value))
+                        return About(summary(value.value))
                     return None
-            return About(_first_line(ast.get_docstring(node)))
+            return About(summary(ast.get_docstring(node)))
         if isinstance(node, ast.ImportFrom):
             for alias in node.names:
                 if (alias.asname or alias.name) == name:
@@ -270,9 +289,9 @@ def _scenario(call: Any, module: str, tree: Any, module_doc: str, depth: int) ->
     if desc is None:
         line = ""
     elif isinstance(desc, ast.Constant) and isinstance(desc.value, str):
-        line = _first_line(desc.value)
+        line = summary(desc.value)
     elif any(isinstance(n, ast.Name) and n.id == "__doc__" for n in ast.walk(desc)):
-        line = _first_line(module_doc)  # description=__doc__.splitlines()[0] and the like
+        line = summary(module_doc)  # description=__doc__.splitlines()[0] and the like
     else:
         return None
     keys: dict[str, list[str]] = {}

@@ -73,14 +73,14 @@ class RunConfig(Strict):
 class BudgetConfig(Strict):
     """Limits for the whole run, across every resume of it."""
 
-    max_tokens: int | None = Field(None, ge=1)
-    max_cost_usd: float | None = Field(None, gt=0)
-    max_requests: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, description="stop (exit 4) once the run used this many tokens")
+    max_cost_usd: float | None = Field(None, gt=0, description="stop (exit 4) once the run cost this many dollars")
+    max_requests: int | None = Field(None, ge=1, description="stop (exit 4) after this many model requests")
 
 
 class CacheConfig(Strict):
-    enabled: bool = True
-    dir: str | None = Field(None, description="null: $SCHOLA_CACHE_DIR or ~/.cache/schola")
+    enabled: bool = Field(True, description="answer a request seen before from the response cache")
+    dir: str | None = Field(None, description="the cache folder; null: $SCHOLA_CACHE_DIR or ~/.cache/schola")
 
 
 class StageConfig(BaseModel):
@@ -123,12 +123,14 @@ class ScenarioConfig(Strict):
 
 
 class Config(Strict):
-    seed: int = Field(0, ge=0, le=2**63 - 1)
-    resume: str | None = None
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="the run seed: data generators, sampling seeds, cache keys")
+    resume: str | None = Field(None, description="a run directory to continue (its saved config, your changes)")
     run: RunConfig = Field(default_factory=RunConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     backend: dict[str, Any]
-    backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    backends: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="more named backends: +backends.strong={kind: litellm, model: ...}"
+    )
     cache: CacheConfig = Field(default_factory=CacheConfig)
     scenario: ScenarioConfig
 

@@ -1,5 +1,4 @@
-"""Large Language Models As MOOCs Graders (Golchin, Garuda, Impey, Wenger; COLING 2025) — can an LLM replace
-peer grading?
+"""Large Language Models As MOOCs Graders (Golchin, Garuda, Impey, Wenger; COLING 2025): can LLMs replace peers?
 
 Protocol (no public code; SCENARIOS.md section 4):
   1. Per course and question, the instructor gives a reference answer, a rubric and a grade for every student

@@ -1,5 +1,4 @@
-"""SIGHT: student insights from lecture comments (Wang, Wirawarn, Goodman, Demszky; BEA 2023) — how far an LLM
-annotator agrees with humans, category by category.
+"""SIGHT (Wang, Wirawarn, Goodman, Demszky; BEA 2023): does an LLM label lecture comments as human annotators do?
 
 Protocol (authors' code: rosewang2008/sight, `prompts/` and `scripts/run_irr.py`):
   1. Comments on MIT OCW math lectures; nine categories: general, confusion, pedagogy, setup, gratitude,

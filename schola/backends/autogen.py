@@ -56,6 +56,8 @@ class AutoGenConfig(BackendConfig):
 
 
 class AutoGenClient(ScholaClient):
+    """Any AutoGen model client (autogen_core, autogen_ext) with Schola's cache, retries, limits and ledger."""
+
     Config = AutoGenConfig
     config: AutoGenConfig
 

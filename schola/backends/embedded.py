@@ -82,6 +82,8 @@ def _close_models() -> None:
 
 
 class EmbeddedClient(ScholaClient):
+    """A small GGUF model run by llama.cpp in this process (SmolLM2-135M-Instruct by default); no server, no key."""
+
     Config = EmbeddedConfig
     config: EmbeddedConfig
 

@@ -64,6 +64,8 @@ def import_litellm() -> Any:
 
 
 class LiteLLMClient(ScholaClient):
+    """Any provider LiteLLM supports (anthropic/..., gemini/..., openai/...), and its Router over several endpoints."""
+
     Config = LiteLLMConfig
     config: LiteLLMConfig
 

@@ -140,6 +140,8 @@ class Endpoints:
 
 
 class OpenAIClient(ScholaClient):
+    """Any OpenAI-compatible endpoint (vLLM, llama.cpp's server, SGLang, OpenAI) through a lean aiohttp client."""
+
     Config = OpenAIConfig
     config: OpenAIConfig
     has_logprobs = True

@@ -153,6 +153,8 @@ def _stop_leftovers() -> None:
 
 
 class VLLMClient(OpenAIClient):
+    """vLLM servers, attached to (base_url) or started and stopped by Schola (serve:), through the OpenAI client."""
+
     Config = VLLMConfig
     config: VLLMConfig
 
