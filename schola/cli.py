@@ -34,7 +34,7 @@ schola show RUN_DIR [--episode ID]                                   metrics of 
 schola report DIR                                                    one table (+ CSV, PNG) over every run under DIR
 schola view RUN_OR_SWEEP_DIR [--out FILE.html] [--open]              a self-contained HTML report and transcript viewer
 schola view RUN_OR_SWEEP_DIR --serve [--port N]                      the viewer live on 127.0.0.1 while the run goes
-schola train sft|dpo EXPORT.jsonl --model MODEL [--out DIR] [...]    fine-tune a model on a run's export (schola[train])
+schola train sft|dpo EXPORT.jsonl [--model MODEL] [--out DIR] [...]  fine-tune a model on a run's export (schola[train])
 schola cache info|prune [--older-than-days N] [--max-mb N]           the response cache
 
 examples:
