@@ -17,6 +17,7 @@ from autogen_core.models import UserMessage
 from schola.backends.embedded import default_model_path
 from schola.backends.vllm import VLLMClient
 from schola.types import CallInfo, Ledger
+from tests.conftest import read_jsonl
 
 pytestmark = pytest.mark.server
 
@@ -58,7 +59,9 @@ async def test_a_run_over_two_servers_completes_when_one_is_killed_mid_run(
     outcome = await runner.execute()
     assert outcome.status == "finished", outcome.message
     assert killed_at and killed_at[0] < 16 and spare.poll() is not None  # killed while episodes were left
-    assert sorted(r["episode"] for r in runner.results) == sorted(f"q{i}" for i in range(16))
+    assert sorted(r["episode"] for r in read_jsonl(tmp_path / "r" / "results.jsonl")) == sorted(
+        f"q{i}" for i in range(16)
+    )
     alive, dead = runner.engine.clients["default"].endpoints.all  # type: ignore[attr-defined]
     assert dead.served > 0 and dead.failures >= 1  # it answered before it died, then was taken out
     assert alive.served + dead.served == 16  # one answer per episode, retries included

@@ -13,7 +13,7 @@ from autogen_core.models import UserMessage
 from schola.backends.autogen import AutoGenClient
 from schola.backends.embedded import default_model_path
 from schola.backends.vllm import VLLMClient
-from schola.roles import Role, RoleConfig
+from schola.roles import ActRequest, Role, RoleConfig
 from schola.types import CallInfo
 
 pytestmark = pytest.mark.server
@@ -89,6 +89,6 @@ async def test_a_schola_role_runs_on_an_autogen_client_pointed_at_the_server(lla
     teacher = Role(
         "teacher", RoleConfig(role="teacher", persona="a patient tutor", sampling={"max_tokens": 12}), client
     )
-    reply = await teacher.act("What is 2 + 2?")
+    reply = await teacher.act(ActRequest(prompt="What is 2 + 2?"))
     assert reply.text and reply.completion_tokens > 0
     await client.close()
