@@ -36,6 +36,7 @@ schola view RUN_OR_SWEEP_DIR [--out FILE.html] [--open]              a self-cont
 schola view RUN_OR_SWEEP_DIR --serve [--port N]                      the viewer live on 127.0.0.1 while the run goes
 schola train sft|dpo EXPORT.jsonl [--model MODEL] [--out DIR] [...]  fine-tune a model on a run's export (schola[train])
 schola cache info|prune [--older-than-days N] [--max-mb N]           the response cache
+schola completion bash|zsh                                           shell completion: eval "$(schola completion bash)"
 
 examples:
   schola run                                         # lbt on the embedded model
@@ -104,7 +105,7 @@ def config_help() -> str:
 
     import yaml
 
-    from schola.schema import Config
+    from schola.schema import Config, config_keys
 
     conf = files("schola.conf")
     chosen = {k: v for d in yaml.safe_load(conf.joinpath("config.yaml").read_text())["defaults"] if isinstance(d, dict)
@@ -124,24 +125,6 @@ def config_help() -> str:
     return "\n".join(lines)
 
 
-def config_keys(model: Any, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, default as it is typed, description) of every field of a schema model, nested ones flat."""
-    import json
-
-    from pydantic import BaseModel
-
-    rows = []
-    for name, field in model.model_fields.items():
-        kind = field.annotation
-        if isinstance(kind, type) and issubclass(kind, BaseModel):
-            rows += config_keys(kind, f"{prefix}{name}.")
-            continue
-        default = None if field.is_required() else field.get_default(call_default_factory=True)
-        shown = "(required)" if field.is_required() else default if isinstance(default, str) else json.dumps(default)
-        rows.append((prefix + name, shown, field.description or ""))
-    return rows
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI in-process; returns the exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -152,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         out.print(USAGE, markup=False, highlight=False)
         return 0
     command, rest = words[0], words[1:]
+    if command in ("completion", "complete"):  # the shell's: plain text, no rich, nothing else imported
+        return cmd_completion(command, rest)
     if command not in COMMANDS:
         fail("error", f"unknown command '{command}'; expected one of {', '.join(COMMANDS)} (schola --help)")
         return 2
@@ -186,6 +171,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+
+
+def cmd_completion(command: str, rest: list[str]) -> int:
+    """`schola completion bash|zsh` prints the completion script; `schola complete WORDS...` (what the script
+    runs) prints what may follow, one candidate a line."""
+    from schola import completion
+
+    if command == "complete":
+        print("\n".join(completion.candidates(rest)))
+        return 0
+    if len(rest) != 1 or rest[0] not in completion.SCRIPT:
+        fail("error", f"schola completion SHELL: expected one of {', '.join(completion.SCRIPT)}")
+        return 2
+    print(completion.script(rest[0]), end="")
+    return 0
 
 
 def fail(status: str, message: str) -> None:

@@ -264,3 +264,19 @@ def validate(model: type[BaseModel], value: Any, key: str, files: Files) -> Any:
         return model.model_validate(value)
     except ValidationError as e:
         raise validation_error(e, prefix=key, files=files, model=model) from None
+
+
+def config_keys(model: Any, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default as it is typed, description) of every field of a schema model, nested ones flat."""
+    import json
+
+    rows = []
+    for name, field in model.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            rows += config_keys(kind, f"{prefix}{name}.")
+            continue
+        default = None if field.is_required() else field.get_default(call_default_factory=True)
+        shown = "(required)" if field.is_required() else default if isinstance(default, str) else json.dumps(default)
+        rows.append((prefix + name, shown, field.description or ""))
+    return rows

@@ -20,7 +20,7 @@ SCRIPTED = ["scenario=lbt", "backend=scripted"]
 
 
 def test_run_help_lists_the_config_groups_and_every_key_with_its_default(cli: Any) -> None:
-    from schola.cli import config_keys
+    from schola.schema import config_keys
 
     code, out = cli("run", "--help")
     assert code == 0
