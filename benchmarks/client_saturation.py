@@ -157,7 +157,7 @@ async def schola_engine(base: str, conc: int, n: int, *, episodes_at_once: int |
     from schola.plan import build_plan
     from schola.runtime import RunDriver
     from schola.schema import Files
-    from schola.store import RunStore
+    from schola.store import RunStore, read_jsonl
 
     config = {
         "seed": 0,
@@ -178,7 +178,7 @@ async def schola_engine(base: str, conc: int, n: int, *, episodes_at_once: int |
         outcome = await runner.execute()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         assert outcome.status == "finished", outcome.message
-        replies = [r["outputs"]["reply"] for r in runner.results]
+        replies = [r["outputs"]["reply"] for r in read_jsonl(Path(tmp) / "run" / "results.jsonl")]
         assert len(replies) == n and set(replies) == {"An answer."}
     return {"requests": n, "seconds": wall, "inflight_mean": runner.ledger.total().latency_s / wall, "cpu_s": cpu}
 
