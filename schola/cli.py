@@ -197,7 +197,11 @@ def entry() -> None:
     for stream in (sys.stdout, sys.stderr):  # a path or a stored string may hold what UTF-8 cannot (a lone surrogate)
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
-    sys.exit(main())
+    code = main()
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command has ended and said how: a late Ctrl-C keeps its code
+    sys.exit(code)
 
 
 # -- run / check -------------------------------------------------------------------------------
@@ -331,7 +335,30 @@ def run_job(cfg: Any, sweep: RunSpec, *, debug: bool) -> int:
 
 def finish(result: RunResult) -> int:
     """Write report.html; print the results table, why a run stopped and how to continue it, and the run
-    directory."""
+    directory. The run has ended and status.json says how: a Ctrl-C now would only cut the summary short and
+    contradict that exit code, so it waits until the summary is out."""
+    with late_signals_ignored():
+        return _finish(result)
+
+
+class late_signals_ignored:
+    """SIGINT ignored for the block, then restored (only the main thread can set handlers)."""
+
+    def __enter__(self) -> None:
+        import signal
+        import threading
+
+        main = threading.current_thread() is threading.main_thread()
+        self.before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self.before is not None:
+            signal.signal(signal.SIGINT, self.before)
+
+
+def _finish(result: RunResult) -> int:
     from schola.report import metrics_table
     from schola.view import write_report
 

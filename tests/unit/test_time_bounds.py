@@ -299,3 +299,24 @@ def test_a_second_ctrl_c_still_ends_the_run_cleanly(tmp_path: Path) -> None:
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "interrupted" and status["exit_code"] == 130
     assert json.loads((run_dir / "metrics.json").read_text())["episodes"]["finished"] >= 1
+
+
+def test_a_late_ctrl_c_does_not_change_how_a_finished_run_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: a SIGINT landing after the run had written status.json (exit 2) but while the CLI printed its
+    summary killed the process (-2): its exit code no longer matched status.json."""
+    import os
+
+    import schola.cli
+    from schola.runtime import RunResult
+
+    def summary(result: RunResult) -> int:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the signal is delivered here
+        return result.exit_code
+
+    monkeypatch.setattr(schola.cli, "_finish", summary)
+    before = signal.getsignal(signal.SIGINT)
+    assert schola.cli.finish(RunResult(run_dir=tmp_path, status="config_error", exit_code=2)) == 2
+    assert signal.getsignal(signal.SIGINT) is before  # restored for whatever runs next
