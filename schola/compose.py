@@ -476,10 +476,10 @@ def apply_override(scenario: dict[str, Any], override: str, *, again: bool = Fal
         parent[last] = parsed.value()
     else:
         if last not in parent:
-            import difflib
+            from schola.schema import difflib_near
 
-            near = difflib.get_close_matches(last, [str(k) for k in parent], n=1, cutoff=0.7)
-            hint = f"did you mean {key.rsplit('.', 1)[0]}.{near[0]}?" if near else f"a new key needs '+{key}=value'"
+            near = difflib_near(last, [str(k) for k in parent])
+            hint = f"did you mean {key.rsplit('.', 1)[0]}.{near}?" if near else f"a new key needs '+{key}=value'"
             raise ConfigError(f"unknown key {key}; {hint}", key=key, file="command line")
         parent[last] = parsed.value()
 
