@@ -20,11 +20,12 @@ import os
 import random
 import re
 import stat
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal, overload
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -380,44 +381,233 @@ def check_size(asked: int | None, have: int, *, key: str, what: str) -> None:
         logging.getLogger("schola").warning("%s=%d, but there are only %d %s: running %d", key, asked, have, what, have)
 
 
-def load_records(data: DataConfig, *, source: str | None = None, seed: int = 0, **_: Any) -> list[dict[str, Any]]:
+def load_records(
+    data: DataConfig, *, source: str | None = None, seed: int = 0, **_: Any
+) -> Sequence[dict[str, Any]]:
     """Episodes of the generic loader, each with a string `id`: from `id_field`, else the record's own `id`, else
-    its row index."""
+    its row index. A JSONL file's episodes are a `FileRecords` (read again as they are used, never held); the
+    other formats' a list."""
     if data.records is not None:
         rows: list[Row] = [(f"scenario.data.records[{i}]", dict(r)) for i, r in enumerate(data.records)]
         where = "scenario.data.records"
     elif data.path:
         path = DataFiles(source).path(data.path)
+        if path.suffix.lower() not in (".csv", ".tsv", ".json"):
+            return FileRecords.load(path, data, seed=seed)
         rows, where = DataFiles().rows(path), str(path)
     else:
         raise ConfigError("expected data.path (a JSONL/JSON/CSV file) or data.records", key="scenario.data")
     for column in data.types:
         if rows and not any(column in record for _, record in rows):
-            have = sorted({c for _, record in rows for c in record})
-            raise ConfigError(
-                f"{where}: types names column '{column}', which no record has (columns: {', '.join(have)})",
-                key="scenario.data.types",
-            )
-    episodes: list[Row] = []
-    for i, (at, row) in enumerate(rows):
-        for column, kind in data.types.items():
-            if column in row:
-                row[column] = _convert(row[column], kind, at, column)
-        try:
-            episode = {**row, **{name: lookup(row, col) for name, col in data.fields.items()}}
-        except KeyError as e:
-            raise ConfigError(
-                f"{at}: record has no column '{e.args[0]}' (has: {', '.join(row)})", key="scenario.data.fields"
-            ) from None
-        if data.id_field:
-            try:
-                value = lookup(row, data.id_field)
-            except KeyError:
-                value = None
-            if value is None:
-                raise ConfigError(f"{at}: no id in column '{data.id_field}' (id_field)", key="scenario.data.id_field")
-            episode["id"] = str(value)
-        else:
-            episode["id"] = str(i if episode.get("id") is None else episode["id"])
-        episodes.append((at, episode))
+            _no_column(where, column, {c for _, record in rows for c in record})
+    episodes = [(at, _episode(row, at, i, data)) for i, (at, row) in enumerate(rows)]
     return [episode for _, episode in _select(episodes, data, seed=seed, source=where)]
+
+
+def _no_column(where: str, column: str, have: set[str]) -> None:
+    raise ConfigError(
+        f"{where}: types names column '{column}', which no record has (columns: {', '.join(sorted(have))})",
+        key="scenario.data.types",
+    )
+
+
+def _episode(row: dict[str, Any], at: str, i: int, data: DataConfig) -> dict[str, Any]:
+    """A record as an episode: `types` converted, `fields` added, its `id` (`id_field`, its own, else row `i`)."""
+    for column, kind in data.types.items():
+        if column in row:
+            row[column] = _convert(row[column], kind, at, column)
+    try:
+        episode = {**row, **{name: lookup(row, col) for name, col in data.fields.items()}}
+    except KeyError as e:
+        raise ConfigError(
+            f"{at}: record has no column '{e.args[0]}' (has: {', '.join(row)})", key="scenario.data.fields"
+        ) from None
+    if data.id_field:
+        try:
+            value = lookup(row, data.id_field)
+        except KeyError:
+            value = None
+        if value is None:
+            raise ConfigError(f"{at}: no id in column '{data.id_field}' (id_field)", key="scenario.data.id_field")
+        episode["id"] = str(value)
+    else:
+        episode["id"] = str(i if episode.get("id") is None else episode["id"])
+    return episode
+
+
+def _jsonl_lines(f: BinaryIO, path: Path, key: str) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(byte offset, line number, record) of each non-blank line of an open JSONL data file, checked as
+    `read_rows` checks a whole one (UTF-8, one JSON object a line, lone surrogates replaced), in one pass."""
+    pos, size = 0, 0
+    for number, raw in enumerate(f, 1):  # lines end at b"\n" alone: JSON strings may hold U+2028
+        start, pos = pos, pos + len(raw)
+        if pos > MAX_DATA_BYTES:
+            raise ConfigError(f"{path} is larger than {MAX_DATA_BYTES:,} bytes, the limit of a data file "
+                              "(schola.data.MAX_DATA_BYTES): split it, or sample it into a smaller file", key=key)  # fmt: skip
+        try:
+            line = raw.decode("utf-8-sig" if start == 0 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(
+                f"{path}:{number}: byte 0x{raw[e.start]:02x} is not UTF-8 text; save the file as UTF-8", key=key
+            ) from None
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(
+                f"{path}:{number}: invalid JSON line ({e.msg}); expected one object per line", key=key
+            ) from None
+        except RecursionError:
+            raise ConfigError(f"{path}: values nested too deeply", key=key) from None
+        record = _record(value, f"{path}:{number}", key)
+        size += 1
+        yield start, number, replace_surrogates(record) if "\\u" in line else record
+    if not size:
+        raise ConfigError(f"{path}: no records (the file is empty, or a CSV/TSV has only its header)", key=key)
+
+
+def _open_data(path: Path, key: str = KEY) -> BinaryIO:
+    """A data file opened to read: only a regular file (non-blocking open: a FIFO cannot hang it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror})", key=key) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        raise ConfigError(f"{path} is {what}; expected a data file", key=key)
+    return os.fdopen(fd, "rb")
+
+
+def id_hashes(episodes: Sequence[dict[str, Any]]) -> array[int]:
+    """`hash(id)` of each episode, in order (8 bytes each): a `FileRecords` has them already, unread."""
+    if isinstance(episodes, FileRecords):
+        return episodes.hashes
+    return array("q", (hash(str(e["id"])) for e in episodes))
+
+
+class FileRecords(Sequence[dict[str, Any]]):
+    """The episodes of a JSONL data file, never held: where each one's line starts (byte offsets) and its id's
+    `hash`, 16 bytes an episode (its dict is ~0.3-1 KB). The lines are read again, and made episodes as the loader
+    made them, each time the sequence is iterated or indexed; a file changed meanwhile is a ConfigError.
+
+    Made by `load` in one pass over the file that checks every line (as `read_rows` does), applies `filter` and
+    remembers the rest; `shuffle` and `sample` then permute and pick offsets, as they would the records."""
+
+    def __init__(
+        self, path: Path, data: DataConfig, offsets: array[int], rows: array[int], hashes: array[int]
+    ) -> None:
+        self.path, self.data = path, data
+        self.offsets, self.rows, self.hashes = offsets, rows, hashes  # rows: each one's index in the file
+
+    @classmethod
+    def load(cls, path: Path, data: DataConfig, *, seed: int = 0) -> FileRecords:
+        key = "scenario.data.filter"
+        if data.filter:
+            templates.check(data.filter, is_expression=True, key=key)
+        offsets, rows, hashes = array("q"), array("q"), array("q")
+        columns: set[str] = set()
+        count = 0
+        with _open_data(path) as f:
+            if os.fstat(f.fileno()).st_size > MAX_DATA_BYTES:
+                read_bytes(path)  # its error: too large
+            for i, (start, number, row) in enumerate(_jsonl_lines(f, path, KEY)):
+                if data.types:
+                    columns.update(row)
+                at = f"{path}:{number}"
+                episode = _episode(row, at, i, data)
+                count += 1
+                if data.filter:
+                    try:
+                        if not templates.evaluate(data.filter, episode, key=key):
+                            continue
+                    except ConfigError as e:
+                        raise ConfigError(f"{at}: {e.detail}", key=key) from None
+                offsets.append(start)
+                rows.append(i)
+                hashes.append(hash(episode["id"]))
+        for column in data.types:
+            if column not in columns:
+                _no_column(str(path), column, columns)
+        if data.filter and not offsets:
+            raise ConfigError(f"{path}: the filter {data.filter!r} kept none of the {count} records", key=key)
+        picked: list[int] | range = range(len(offsets))
+        if data.shuffle:  # the permutation random.shuffle gives the records themselves (it depends on their count)
+            picked = list(picked)
+            random.Random(f"schola.data.shuffle/{seed}").shuffle(picked)
+        if data.sample is not None and data.sample < len(picked):
+            chosen = sorted(random.Random(f"schola.data.sample/{seed}").sample(range(len(picked)), data.sample))
+            picked = [picked[i] for i in chosen]
+        records = cls(path, data, offsets, rows, hashes)
+        return records if isinstance(picked, range) else records._take(picked)
+
+    def _take(self, picked: Any) -> FileRecords:
+        if isinstance(picked, slice):
+            return FileRecords(self.path, self.data, self.offsets[picked], self.rows[picked], self.hashes[picked])
+        import numpy as np
+
+        at = np.asarray(picked, dtype=np.int64)
+        pick = []
+        for a in (self.offsets, self.rows, self.hashes):
+            out = array("q")
+            out.frombytes(np.frombuffer(a, dtype=np.int64)[at].tobytes())
+            pick.append(out)
+        return FileRecords(self.path, self.data, *pick)
+
+    def take(self, picked: Iterable[int] | Any) -> FileRecords:
+        """The episodes at these positions (a list or a numpy array of them, in this order), still unread."""
+        return self._take(picked)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def _read(self, f: BinaryIO, i: int) -> dict[str, Any]:
+        f.seek(self.offsets[i])
+        raw = f.readline(MAX_DATA_BYTES)
+        try:
+            line = raw.decode("utf-8-sig" if self.offsets[i] == 0 else "utf-8")
+            row = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            row = None
+        if not isinstance(row, dict):
+            raise self._changed(i)
+        episode = _episode(replace_surrogates(row) if "\\u" in line else row, str(self.path), self.rows[i], self.data)
+        if hash(episode["id"]) != self.hashes[i]:
+            raise self._changed(i)
+        return episode
+
+    def _changed(self, i: int) -> ConfigError:
+        return ConfigError(f"{self.path} changed while the run used it (the line at byte {self.offsets[i]}); a run "
+                           "needs its data file as it was when it started", key=KEY)  # fmt: skip
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        with _open_data(self.path) as f:
+            for i in range(len(self.offsets)):
+                yield self._read(f, i)
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> FileRecords: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | FileRecords:
+        if isinstance(i, slice):
+            return self._take(i)
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"episode {i} out of range ({n} episodes)")
+        with _open_data(self.path) as f:
+            return self._read(f, i % n)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"FileRecords({self.path}, {len(self)} episodes)"

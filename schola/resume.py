@@ -7,8 +7,10 @@ limits the whole run across resumes), and only the keys below may change."""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -143,14 +145,51 @@ def check_resume(saved: dict[str, Any], plan: Plan, finished: Iterable[dict[str,
             f"cannot resume {run_dir} with a different configuration ({shown}); only {FREE_TEXT} may change",
             key=diff[0],
         )
-    current = {str(e["id"]): e for e in plan.episodes}
+    # one pass over the finished episodes (each id's hash and its inputs' digest: 16 bytes, not the record), then
+    # one over the plan's, in batches, looking up each id among them
+    import numpy as np
+
+    from schola.data import id_hashes
+
+    ids, digests = array("q"), array("q")
     for r in finished:
-        if r["episode"] in current and same_inputs(current[r["episode"]], r["inputs"]) is False:
+        ids.append(hash(r["episode"]))
+        digests.append(_digest(r["inputs"]))
+    if not ids:
+        return
+    keys = np.frombuffer(ids, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    keys, sums = keys[order], np.frombuffer(digests, dtype=np.int64)[order]
+    del ids, digests, order
+    hashes = np.frombuffer(id_hashes(plan.episodes), dtype=np.int64)
+    at = np.searchsorted(keys, hashes).clip(0, len(keys) - 1)
+    found = np.flatnonzero(keys[at] == hashes)
+    if not len(found):
+        return
+    for i, e in zip(found.tolist(), _at(plan.episodes, found)):
+        same = sums[at[i] : np.searchsorted(keys, hashes[i], side="right")]  # an id saved twice: each line
+        if (same != _digest(json.loads(json.dumps(e, default=str)))).any():
             raise ConfigError(
-                f"episode '{r['episode']}' of {run_dir} was run on other data than scenario.data gives now; "
+                f"episode '{e['id']}' of {run_dir} was run on other data than scenario.data gives now; "
                 "resume needs the same data (start a new run instead)",
                 key="scenario.data",
             )
+
+
+def _digest(inputs: Any) -> int:
+    """An episode's inputs as saved (JSON, keys sorted), as 8 bytes: two equal inputs have the same digest."""
+    text = json.dumps(inputs, sort_keys=True, ensure_ascii=False, default=str)
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little",
+                          signed=True)  # fmt: skip
+
+
+def _at(episodes: Sequence[dict[str, Any]], found: Any) -> Iterable[dict[str, Any]]:
+    """The episodes at the positions `found` (increasing), in one pass."""
+    from schola.data import FileRecords
+
+    if isinstance(episodes, FileRecords):
+        return episodes.take(found)
+    return (episodes[i] for i in found.tolist())
 
 
 def same_inputs(inputs: dict[str, Any], saved: dict[str, Any]) -> bool:

@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from schola import findings, plugins, templates
 from schola.aio import run_sync
+from schola.data import FileRecords, id_hashes
 from schola.engine import Episode, EpisodeEngine, EpisodeFailed
 from schola.errors import BackendError, BudgetExceeded, ConfigError, PluginError
 from schola.executors import Executor, LocalExecutor, RayExecutor
@@ -31,7 +33,7 @@ from schola.plan import Plan, build_plan
 from schola.resume import check_resume, same_inputs
 from schola.roles import Reply
 from schola.schema import Files
-from schola.store import STAGE_EPISODE, RunStore, check_run_dir
+from schola.store import STAGE_EPISODE, RunStore, check_run_dir, kept_among
 from schola.types import Budget, Ledger
 
 if TYPE_CHECKING:
@@ -141,7 +143,7 @@ class RunDriver:
         self.finished_count = 0
         self.failed: set[str] = set()  # ids of episodes that raised
         self._scores: dict[tuple[str, int], StreamingMean] = {}  # per score key and round
-        self._asks: list[Sequence[dict[str, Any]]] = []  # the inputs of each run_episodes, in the order asked
+        self._asks: list[array[int]] = []  # the hashes of the ids of each run_episodes, in the order asked
         self._asked = 0
         self._unsorted = False  # results.jsonl has lines since it was last put in the order asked
         self._stage_rounds = 0
@@ -196,10 +198,10 @@ class RunDriver:
         return [finished[eid] for eid in ids if eid in finished]
 
     def _ask(self, inputs: Sequence[dict[str, Any]]) -> None:
-        self._asks.append(inputs)
+        self._asks.append(id_hashes(inputs))  # 8 bytes an episode: the inputs themselves are not held
         self._asked += len(inputs)
 
-    async def _run(self, todo: list[dict[str, Any]], *, graph: str | None, round: int) -> None:
+    async def _run(self, todo: Sequence[dict[str, Any]], *, graph: str | None, round: int) -> None:
         self._unsorted = True
         await self.executor().run(todo, graph=graph, round=round, done=self.finished)
 
@@ -215,9 +217,7 @@ class RunDriver:
         """Each episode's place in the order asked (`hash(id)`s in, numpy; one never asked goes last)."""
         import numpy as np
 
-        asked = np.fromiter(
-            (hash(str(e["id"])) for inputs in self._asks for e in inputs), dtype=np.int64, count=self._asked
-        )
+        asked = np.concatenate([np.frombuffer(a, dtype=np.int64) for a in self._asks]) if self._asks else np.zeros(0)
         known, first = np.unique(asked, return_index=True)
         if not len(known):
             return np.zeros(len(hashes), dtype=np.int64)
@@ -281,8 +281,8 @@ class RunDriver:
         todo = episodes
         if cfg.resume:
             kept = self.store.prepare_resume(self._add)  # one pass: counts and sums, no record held
-            todo = [e for e in episodes if str(e["id"]) not in kept]
-            self._unsorted = bool(kept)
+            todo = not_kept(episodes, kept)
+            self._unsorted = bool(len(kept))
             del kept
             saved = self.store.read_ledger()
             self.ledger.seed(saved)
@@ -359,7 +359,7 @@ class RunDriver:
         """Ctrl-C and SIGTERM stop the run (main thread only)."""
         return _Signals(asyncio.current_task())
 
-    async def run_first_episodes(self, todo: list[dict[str, Any]]) -> bool:
+    async def run_first_episodes(self, todo: Sequence[dict[str, Any]]) -> bool:
         """The run's episodes: all at once, or with run.until=decided in batches of run.concurrency until every
         finding is decided (a resumed run first tests what it has: the sequence goes on, it does not restart).
         True when every finding was decided."""
@@ -547,6 +547,17 @@ class Results(Sequence[dict[str, Any]]):
         if not 0 <= at < n:
             raise IndexError(f"results index {i} out of range ({n} episodes)")
         return next(itertools.islice(iter(self), at, None))
+
+
+def not_kept(episodes: Sequence[dict[str, Any]], kept: Any) -> Sequence[dict[str, Any]]:
+    """The episodes whose ids are not among `kept` (sorted hashes of ids: `RunStore.prepare_resume`), still unread
+    where they were (a `FileRecords` stays one)."""
+    if not len(kept):
+        return episodes
+    import numpy as np
+
+    left = np.flatnonzero(~kept_among(kept, id_hashes(episodes)))
+    return episodes.take(left) if isinstance(episodes, FileRecords) else [episodes[i] for i in left.tolist()]
 
 
 def stage_labels(fn: Any, args: dict[str, Any], context: Mapping[str, Any]) -> dict[str, str]:

@@ -94,7 +94,7 @@ class Scenario:
 
     name: str
     description: str = ""
-    load: Callable[..., list[dict[str, Any]]] = load_records
+    load: Callable[..., Sequence[dict[str, Any]]] = load_records
     data: type[BaseModel] = DataConfig
     params: type[BaseModel] = AnyParams
     scorers: dict[str, Callable[..., Any]] = field(default_factory=dict)

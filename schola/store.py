@@ -11,11 +11,13 @@ lock on `.lock` in the directory from its first write (the kernel drops it when 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import errno
 import fcntl
 import io
+import itertools
 import json
 import math
 import os
@@ -24,13 +26,16 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import yaml
 
 from schola.compose import load_yaml
 from schola.errors import ConfigError
 from schola.secrets import known_secrets, redact, redact_config
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # A lone surrogate (a server's broken decoding of a reply, sent as the JSON escape \ud800) cannot be written as
 # UTF-8; written as its escape instead, it is again that escape inside a JSON string, so the line reads back as it was.
@@ -278,35 +283,53 @@ class RunStore:
 
     def results(self, *, once: bool = True) -> Iterator[dict[str, Any]]:
         """Finished (and failed) episodes as they are read, each once (a duplicated line counts once; damaged
-        lines are dropped): one pass, holding the ids seen (`once=False`: not even those, for the file of a run
-        this store is writing, which has each episode once), never the records."""
-        seen: set[str] = set()
-        for r in iter_jsonl(self.dir / "results.jsonl"):
-            eid = str(r.get("episode"))
-            if episode_record(r) and eid not in seen:
-                if once:
+        lines are dropped), never the records held. Finding the ids that come twice takes a first pass holding
+        8 bytes a line (their hashes), then only those ids are remembered (`once=False`: no first pass, for the
+        file of a run this store is writing, which has each episode once)."""
+        path = self.dir / "results.jsonl"
+        twice = repeated_hashes(r["episode"] for r in iter_jsonl(path) if episode_record(r)) if once else set()
+        seen: set[str] = set()  # of the ids in `twice` alone
+        for r in iter_jsonl(path):
+            if episode_record(r):
+                if twice and hash(eid := r["episode"]) in twice:
+                    if eid in seen:
+                        continue
                     seen.add(eid)
                 yield r
 
-    def prepare_resume(self, keep: Callable[[dict[str, Any]], None] | None = None) -> set[str]:
+    def prepare_resume(self, keep: Callable[[dict[str, Any]], None] | None = None) -> np.ndarray[Any, Any]:
         """Keep finished episodes, handing each to `keep` (the driver's counts and sums) in the one pass that
         rewrites results.jsonl; drop transcript lines of the others (and any torn or damaged line). Returns the
-        ids kept; no record is held."""
+        kept ids' hashes, sorted (`hash(id)`, 8 bytes an episode: `kept_among`); no record is held."""
+        import numpy as np
+
         self.lock()  # before reading: what is kept is what no other writer is appending to
-        kept: set[str] = set()
+        hashes = array("q")
 
         def done() -> Iterator[dict[str, Any]]:
             for r in self.results():
                 if "error" not in r:  # a failed episode runs again, like an unfinished one
-                    kept.add(r["episode"])
+                    hashes.append(hash(r["episode"]))
                     if keep is not None:
                         keep(r)
                     yield r
 
         self.write_jsonl("results.jsonl", done())
-        # stages run again on resume and log their calls again
-        lines = (r for r in iter_jsonl(self.dir / "transcript.jsonl") if r.get("episode") in kept)
-        self.write_jsonl("transcript.jsonl", lines)
+        kept = np.sort(np.frombuffer(hashes, dtype=np.int64))
+        hashes = array("q")  # the unsorted copy, given back
+
+        def lines() -> Iterator[dict[str, Any]]:  # stages run again on resume and log their calls again
+            batch: list[dict[str, Any]] = []
+            for r in itertools.chain(iter_jsonl(self.dir / "transcript.jsonl"), [None]):
+                if r is not None:
+                    batch.append(r)
+                if len(batch) == 4096 or (r is None and batch):
+                    ids = [e if isinstance(e := b.get("episode"), str) else None for b in batch]
+                    found = kept_among(kept, [hash(e) for e in ids])
+                    yield from (b for b, e, f in zip(batch, ids, found) if f and e is not None)
+                    batch = []
+
+        self.write_jsonl("transcript.jsonl", lines())
         return kept
 
     def sort_results(self, rank: Callable[[Any], Any]) -> None:
@@ -451,6 +474,31 @@ def jsonl_records(f: BinaryIO) -> Iterator[tuple[int, dict[str, Any]]]:
             continue
         if isinstance(record, dict):
             yield start, record
+
+
+def repeated_hashes(ids: Iterable[str]) -> set[int]:
+    """The hashes of the ids that come more than once, from their hashes sorted (8 bytes an id; two ids that share a
+    hash are both in it: the caller compares the ids themselves)."""
+    hashes = array("q", (hash(i) for i in ids))
+    if len(hashes) < 4096:
+        return {h for h, n in collections.Counter(hashes).items() if n > 1}
+    import numpy as np
+
+    ordered = np.sort(np.frombuffer(hashes, dtype=np.int64))
+    del hashes
+    return set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+
+
+def kept_among(kept: np.ndarray[Any, Any], hashes: Iterable[int]) -> np.ndarray[Any, Any]:
+    """Which of `hashes` are in `kept` (sorted hashes, as `prepare_resume` returns them): a bool array."""
+    import numpy as np
+
+    h = np.fromiter(hashes, dtype=np.int64)
+    if not len(kept):
+        return np.zeros(len(h), dtype=bool)
+    at = np.searchsorted(kept, h).clip(0, len(kept) - 1)
+    found: np.ndarray[Any, Any] = kept[at] == h
+    return found
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

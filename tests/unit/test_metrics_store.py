@@ -35,7 +35,7 @@ def test_resume_drops_unfinished_episodes_and_a_torn_last_line(tmp_path: Path) -
         f.write('{"episode": "b", "sco')  # a crash mid-write
     kept: list[dict[str, object]] = []
     done = RunStore(tmp_path).prepare_resume(kept.append)
-    assert done == {"a"} and [r["episode"] for r in kept] == ["a"]
+    assert done.tolist() == [hash("a")] and [r["episode"] for r in kept] == ["a"]
     lines = [json.loads(x) for x in (tmp_path / "transcript.jsonl").read_text().splitlines()]
     assert lines == [{"episode": "a", "text": "1"}]
 
