@@ -23,7 +23,7 @@ import math
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -56,7 +56,7 @@ class Executor(Protocol):
     """Runs episodes of one run, handing each to `done` as it ends; the first error that stops the run stops the
     episodes in flight and is raised (what finished is kept)."""
 
-    async def run(self, todo: list[dict[str, Any]], *, graph: str | None, round: int, done: Done) -> None: ...
+    async def run(self, todo: Sequence[dict[str, Any]], *, graph: str | None, round: int, done: Done) -> None: ...
 
     def close(self) -> None: ...
 
@@ -67,7 +67,7 @@ class LocalExecutor:
     def __init__(self, engine: EpisodeEngine, concurrency: int) -> None:
         self.engine, self.concurrency = engine, concurrency
 
-    async def run(self, todo: list[dict[str, Any]], *, graph: str | None, round: int, done: Done) -> None:
+    async def run(self, todo: Sequence[dict[str, Any]], *, graph: str | None, round: int, done: Done) -> None:
         queue = iter(todo)  # shared by the workers, never copied
 
         async def worker() -> None:
@@ -292,7 +292,7 @@ class RayExecutor:
         except self.ray.exceptions.RayError as e:  # the actor's process or its node is gone
             raise BackendError(f"{actor} was lost: {str(e).splitlines()[0]}") from None
 
-    async def run(self, todo: list[dict[str, Any]], *, graph: str | None, round: int, done: Done) -> None:
+    async def run(self, todo: Sequence[dict[str, Any]], *, graph: str | None, round: int, done: Done) -> None:
         """Run `todo` on the workers; the first failure stops them all (what finished is kept) and is raised."""
         if not self._checked:
             await self._check_workers()

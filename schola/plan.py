@@ -4,7 +4,8 @@ before any model call. Every problem is a ConfigError naming the file and key.""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,9 @@ class Plan:
     groups: dict[str, list[str]] = field(default_factory=dict)
     graph: Graph | None = None
     graphs: dict[str, Graph] = field(default_factory=dict)
-    episodes: list[dict[str, Any]] = field(default_factory=list)
+    #: The loader's episodes: a list, or a sequence read again as it is used (a JSONL file's `FileRecords`), so a
+    #: run of a million episodes need not hold them.
+    episodes: Sequence[dict[str, Any]] = field(default_factory=list)
     #: Episodes in flight: run.concurrency, or (null) enough to fill every backend a role uses. Derived values live
     #: here; the validated config stays as the user gave it.
     concurrency: int = 1
@@ -48,7 +51,7 @@ class Plan:
     sized_by_loader: bool = False
 
     @property
-    def selected(self) -> list[dict[str, Any]]:
+    def selected(self) -> Sequence[dict[str, Any]]:
         """The episodes this run runs: the first `run.episodes`, or all; all when the loader sized them itself."""
         n = None if self.sized_by_loader else self.config.run.episodes
         return self.episodes[:n] if n else self.episodes
@@ -155,7 +158,7 @@ def _build_plan(raw: dict[str, Any], files: Files) -> Plan:
         raise ConfigError("the data has no episodes", key="scenario.data", file=f_sc)
     if not plan.sized_by_loader:
         check_size(cfg.run.episodes, len(plan.episodes), key="run.episodes", what="episodes in the data")
-    fields = _check_episodes(plan.episodes, files)
+    fields = _check_episodes(plan.episodes, files)  # one pass: ids unique, and how many records have each field
     if not sc.graph:
         raise ConfigError("expected a list of steps (agent, map, join, score, route)", key="scenario.graph", file=f_sc)
     init = set(sc.init)
@@ -165,8 +168,8 @@ def _build_plan(raw: dict[str, Any], files: Files) -> Plan:
     scorers = set(plugins.scorers.names()) | {f"{scenario.name}.{k}" for k in scenario.scorers}
     roles = set(plan.roles)
     plan.graph = Graph(sc.graph, file=f_sc)
-    plan.graph.check(known=fields | init, roles=roles, scorers=scorers)
-    _check_reads(plan.graph, plan.episodes, fields - init, files)
+    plan.graph.check(known=set(fields) | init, roles=roles, scorers=scorers)
+    _check_reads(plan.graph, plan.episodes, fields, init, files)
     for name, spec in sc.graphs.items():
         g = Graph(spec.steps, where=f"scenario.graphs.{name}.steps", file=f_sc)
         g.check(known=set(spec.inputs) | init, roles=roles, scorers=scorers)
@@ -229,24 +232,21 @@ def _roles(plan: Plan, files: Files) -> None:
         plan.groups[group] = names
 
 
-def _check_episodes(episodes: list[dict[str, Any]], files: Files) -> set[str]:
-    """Episode ids are unique and no data field shadows a name every template sees; returns the data fields."""
-    seen: dict[str, int] = {}
-    fields: set[str] = set()
+def _check_episodes(episodes: Sequence[dict[str, Any]], files: Files) -> dict[str, int]:
+    """Episode ids are unique and no data field shadows a name every template sees; returns each data field with
+    the number of records that have it. One pass holding 8 bytes an episode (its id's hash), so a sequence that is
+    read again as it is used (a JSONL file's) is never held; ids that share a hash are compared in a second pass."""
+    hashes = array("q")
+    fields: dict[str, int] = {}
     for i, e in enumerate(episodes):
         if not isinstance(e, dict) or "id" not in e:
             raise ConfigError(f"episode {i} is not a record with an id", key="scenario.data", file=files.scenario)
-        eid = str(e["id"])
-        if eid in seen:
-            raise ConfigError(
-                f"duplicate episode id '{eid}' (records {seen[eid]} and {i}); ids must be unique "
-                "(set data.id_field to a unique column, or give each record its own id)",
-                key="scenario.data",
-                file=files.scenario,
-            )
-        seen[eid] = i
-        fields.update(e)
-    shadow = sorted((fields - {"id"}) & GLOBALS)
+        hashes.append(hash(str(e["id"])))
+        for k in e:
+            fields[k] = fields.get(k, 0) + 1
+    if _repeats(hashes):
+        _duplicate_id(episodes, files)
+    shadow = sorted((set(fields) - {"id"}) & GLOBALS)
     if shadow:
         raise ConfigError(
             f"data field(s) {', '.join(shadow)} would hide the template globals of the same name "
@@ -257,9 +257,39 @@ def _check_episodes(episodes: list[dict[str, Any]], files: Files) -> set[str]:
     return fields
 
 
-def _check_reads(graph: Graph, episodes: list[dict[str, Any]], fields: set[str], files: Files) -> None:
-    """Every data field the graph reads is in every record, not only in some."""
-    wanted = graph.reads() & fields
+def _repeats(hashes: array[int]) -> bool:
+    """Whether a hash comes twice (sorted: 8 bytes an id, not a set of ids; numpy only for a large run)."""
+    if len(hashes) < 4096:
+        return len(set(hashes)) != len(hashes)
+    import numpy as np
+
+    ordered = np.sort(np.frombuffer(hashes, dtype=np.int64))
+    return bool((ordered[1:] == ordered[:-1]).any())
+
+
+def _duplicate_id(episodes: Sequence[dict[str, Any]], files: Files) -> None:
+    """The first id that comes twice, named with both records (only on error: it holds the ids)."""
+    seen: dict[str, int] = {}
+    for i, e in enumerate(episodes):
+        eid = str(e["id"])
+        if eid in seen:
+            raise ConfigError(
+                f"duplicate episode id '{eid}' (records {seen[eid]} and {i}); ids must be unique "
+                "(set data.id_field to a unique column, or give each record its own id)",
+                key="scenario.data",
+                file=files.scenario,
+            )
+        seen[eid] = i
+
+
+def _check_reads(
+    graph: Graph, episodes: Sequence[dict[str, Any]], fields: dict[str, int], init: set[str], files: Files
+) -> None:
+    """Every data field the graph reads is in every record, not only in some (from the counts of one pass; the
+    record that lacks it is looked for only on error)."""
+    wanted = graph.reads() & (set(fields) - init)
+    if not any(fields[f] < len(episodes) for f in wanted):
+        return
     for i, e in enumerate(episodes):
         if missing := wanted - e.keys():
             raise ConfigError(
