@@ -158,14 +158,18 @@ class StubServer:
             await self.server.wait_closed()
 
 
-def start_stub(*, delay_ms: float = 50.0, extra: list[str] = []) -> tuple[subprocess.Popen[bytes], str]:
-    """Run a stub in a separate process; returns (process, base URL) once it answers."""
+def start_stub(
+    *, delay_ms: float = 50.0, extra: list[str] = [], cpu: int | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Run a stub in a separate process (on CPU `cpu` alone, through taskset, where given); returns (process, base
+    URL) once it answers."""
     import httpx
 
     from schola.backends.vllm import free_port
 
     port = free_port()
-    argv = [sys.executable, __file__, "--port", str(port), "--delay-ms", str(delay_ms), *extra]
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    argv = [*pin, sys.executable, __file__, "--port", str(port), "--delay-ms", str(delay_ms), *extra]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 30
