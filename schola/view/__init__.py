@@ -19,12 +19,13 @@ import html
 import re
 import sys
 import webbrowser
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from schola.errors import ConfigError, ScholaError
 from schola.store import write_atomic
-from schola.view.payload import run_payload, sweep_payload, to_json
+from schola.view.payload import json_pieces, run_payload, sweep_payload, to_json
 
 __all__ = ["build_html", "main", "write_report"]
 
@@ -35,7 +36,11 @@ _PLACEHOLDER = re.compile(r"@@(\w+)@@")
 
 def script_json(obj: Any) -> str:
     """JSON that is safe inside <script type="application/json">: no `<`, `>` or `&` (and no JS line separators)."""
-    text = to_json(obj)
+    return script_safe(to_json(obj))
+
+
+def script_safe(text: str) -> str:
+    """JSON text made safe inside <script type="application/json"> (`script_json`)."""
     for raw, escaped in (
         ("&", "\\u0026"),
         ("<", "\\u003c"),
@@ -50,15 +55,28 @@ def script_json(obj: Any) -> str:
 def page(payload: dict[str, Any], title: str) -> str:
     """The HTML page around `payload`; the CSP admits only the page's own script, by its hash (and, for the live
     page, `payload["live"]`, fetches from the server that served it)."""
+    return "".join(page_pieces(payload, title))
+
+
+def page_pieces(payload: dict[str, Any], title: str) -> Iterator[str]:
+    """`page` in pieces, its data block as it is made (`json_pieces`: a run's episodes are written as they are
+    read, never held whole)."""
     script = (HERE / "view.js").read_text(encoding="utf-8")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     csp = (
         f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; img-src data:; "
         "base-uri 'none'; form-action 'none'" + ("; connect-src 'self'" if "live" in payload else "")
     )
-    fields = {"csp": csp, "title": html.escape(title), "data": script_json(payload), "script": script}
+    fields = {"csp": [csp], "title": [html.escape(title)], "data": json_pieces(payload, script_safe),
+              "script": [script]}  # fmt: skip
     # one pass: text put in by a field is never scanned for placeholders again
-    return _PLACEHOLDER.sub(lambda m: fields[m.group(1)], (HERE / "page.html").read_text(encoding="utf-8"))
+    template = (HERE / "page.html").read_text(encoding="utf-8")
+    at = 0
+    for m in _PLACEHOLDER.finditer(template):
+        yield template[at : m.start()]
+        yield from fields[m.group(1)]
+        at = m.end()
+    yield template[at:]
 
 
 def is_run(path: Path) -> bool:
@@ -67,23 +85,30 @@ def is_run(path: Path) -> bool:
 
 def build_html(path: Path) -> str:
     """The report of a run directory, or of every run below a folder (a sweep)."""
+    return "".join(html_pieces(path))
+
+
+def html_pieces(path: Path) -> Iterator[str]:
+    """The report of a run directory or a sweep, in pieces: each run's episodes are read as the page is written
+    (a million-episode run's page is never held in memory). Checks and reads everything else first, so a damaged
+    file is a ConfigError before the first piece."""
     if not path.is_dir():
         raise ConfigError(f"{path} is not a folder (expected a run directory or a sweep's folder)")
     if is_run(path):
-        run = run_payload(path)
+        run = run_payload(path, stream=True)
         payload: dict[str, Any] = {"kind": "run", "runs": [run], "sweep": None}
         title = f"{run['scenario']} · {run['status'].get('status', '?')} · schola view"
     else:
-        sweep = sweep_payload(path)
+        sweep = sweep_payload(path, stream=True)
         runs = sweep.pop("runs")
         payload = {"kind": "sweep", "runs": runs, "sweep": sweep}
         title = f"sweep of {len(runs)} runs · schola view"
-    return page(payload, title)
+    return page_pieces(payload, title)
 
 
-def write_page(path: Path, text: str) -> Path:
-    """Write the page whole (`write_atomic`: never through a link). A derived file, not the run's: it needs no
-    run lock, so a run can be viewed while it is written."""
+def write_page(path: Path, text: str | Iterable[str]) -> Path:
+    """Write the page whole (`write_atomic`: never through a link), as its pieces come. A derived file, not the
+    run's: it needs no run lock, so a run can be viewed while it is written."""
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give a file name such as report.html", key="--out")
     if not path.parent.is_dir():
@@ -92,9 +117,10 @@ def write_page(path: Path, text: str) -> Path:
 
 
 def write_report(run_dir: Path) -> Path:
-    """Write report.html into a run directory (`schola run` calls this at the end); returns its path."""
+    """Write report.html into a run directory (`schola run` calls this at the end), as it is made; returns its
+    path."""
     run_dir = Path(run_dir)
-    return write_page(run_dir / REPORT, build_html(run_dir))
+    return write_page(run_dir / REPORT, html_pieces(run_dir))
 
 
 def main(argv: list[str]) -> int:
@@ -115,7 +141,7 @@ def main(argv: list[str]) -> int:
             from schola.view.serve import serve
 
             return serve(root, ns.port, page)
-        out = write_page(Path(ns.out) if ns.out else root / REPORT, build_html(root))
+        out = write_page(Path(ns.out) if ns.out else root / REPORT, html_pieces(root))
     except ScholaError as e:
         print(f"schola: error: {e}", file=sys.stderr)
         return e.exit_code

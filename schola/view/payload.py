@@ -8,9 +8,12 @@ import gzip
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+import sqlite3
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -54,6 +57,25 @@ def packed(obj: Any) -> str:
     return base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
 
 
+def packed_pieces(raw: Iterable[bytes]) -> Iterator[str]:
+    """gzip+base64 of bytes that come in pieces, as base64 text in pieces: the bytes `packed` gives their whole
+    (gzip.compress with mtime 0 is zlib's gzip format at wbits 31), never holding them."""
+    deflate = zlib.compressobj(6, zlib.DEFLATED, 31)
+    left = b""
+
+    def b64(data: bytes, final: bool = False) -> str:
+        nonlocal left
+        data = left + data
+        cut = len(data) if final else len(data) - len(data) % 3
+        left = data[cut:]
+        return base64.b64encode(data[:cut]).decode("ascii")
+
+    for piece in raw:
+        if out := deflate.compress(piece):
+            yield b64(out)
+    yield b64(deflate.flush(), final=True)
+
+
 def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -89,34 +111,63 @@ def _clean(value: Any, secrets: list[str]) -> Any:
 
 
 class Transcript:
-    """A run's transcript, read in one pass that keeps only where each episode's lines are (byte offsets), so a
-    run of a million replies costs megabytes here, not gigabytes; an episode's lines are read back when needed,
-    from the same open file (a resume that replaces the file meanwhile does not move them)."""
+    """A run's transcript, read in one pass that notes only where each episode's lines are (byte offsets, in a
+    private SQLite database on disk: memory does not grow with the run), so a run of a million replies costs
+    megabytes here, not gigabytes; an episode's lines are read back when needed, from the same open file (a resume
+    that replaces the file meanwhile does not move them)."""
 
     def __init__(self, path: Path) -> None:
         self.file = open_run_file(path)
-        self.offsets: dict[str, list[int]] = {}
+        self.db = sqlite3.connect("")  # "": a temporary database in a file of its own, deleted when closed
+        self.db.execute("CREATE TABLE line (episode TEXT, start INTEGER)")
+        self.db.execute("CREATE TABLE finished (episode TEXT PRIMARY KEY) WITHOUT ROWID")
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+        self.db.close()
 
     def scan(self) -> Iterator[dict[str, Any]]:
         """Every line, once (damaged ones dropped), noting each episode's offsets."""
         if self.file is None:
             return
         self.file.seek(0)
+        batch: list[tuple[str, int]] = []
         for start, line in jsonl_records(self.file):
-            self.offsets.setdefault(str(line.get("episode")), []).append(start)
+            batch.append((str(line.get("episode")), start))
+            if len(batch) == 4096:
+                self.db.executemany("INSERT INTO line VALUES (?, ?)", batch)
+                batch = []
             yield line
+        self.db.executemany("INSERT INTO line VALUES (?, ?)", batch)
+        self.db.execute("CREATE INDEX by_episode ON line (episode)")
 
     def lines(self, episode: str) -> list[dict[str, Any]]:
         """An episode's lines, read back by their offsets."""
         out = []
-        for start in self.offsets.get(episode, []):
+        for (start,) in self.db.execute("SELECT start FROM line WHERE episode = ? ORDER BY rowid", (episode,)):
             assert self.file is not None
             self.file.seek(start)
             out.append(json.loads(self.file.readline().decode("utf-8")))
+        return out
+
+    def finished(self, episode: str) -> None:
+        """`episode` has a results line (`unfinished` leaves it out)."""
+        self.db.execute("INSERT OR IGNORE INTO finished VALUES (?)", (episode,))
+
+    def unfinished(self) -> Iterator[str]:
+        """The episodes of the transcript without a results line, in the order their first lines came."""
+        yield from (e for (e,) in self.db.execute(
+            "SELECT episode FROM line WHERE episode NOT IN (SELECT episode FROM finished) "
+            "GROUP BY episode ORDER BY min(rowid)"
+        ).fetchall())  # fmt: skip
+
+    @property
+    def offsets(self) -> dict[str, list[int]]:
+        """Each episode's line offsets (for a test or a small run: this one holds them all)."""
+        out: dict[str, list[int]] = {}
+        for e, start in self.db.execute("SELECT episode, start FROM line ORDER BY rowid"):
+            out.setdefault(e, []).append(start)
         return out
 
 
@@ -125,67 +176,156 @@ def number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
 
 
-def episodes(run_dir: Path, transcript: Transcript, secrets: list[str]) -> dict[str, Any]:
-    """The episode index (one small row per episode) and the compressed blocks of their conversations."""
+class Episodes:
+    """The episode index (one small row per episode) and the compressed blocks of their conversations, made in
+    one pass and written into the page as they are made (`json_pieces`), never held whole: a block is given away
+    as soon as it is packed, the index rows wait in a temporary file and are packed after the last block.
 
-    class _Lazy(dict):  # type: ignore[type-arg]
-        def __missing__(self, eid: str) -> list[dict[str, Any]]:
-            return transcript.lines(eid)
+    Args:
+        run_dir: the run directory.
+        transcript: its transcript, scanned already (`Transcript.scan`); closed at the end of `json_pieces`.
+        secrets: values masked wherever they appear.
+    """
 
-    by_episode: dict[str, list[dict[str, Any]]] = _Lazy()
-    finished: set[str] = set()
+    def __init__(self, run_dir: Path, transcript: Transcript, secrets: list[str]) -> None:
+        self.run_dir, self.transcript, self.secrets = run_dir, transcript, secrets
+        self.count = 0
+        self.statuses: dict[str, int] = {}
+        self.score_keys: dict[str, None] = {}
+        self._rows: IO[bytes] | None = None
 
-    def records() -> Iterator[tuple[dict[str, Any], str]]:  # read as the blocks are made, not held
-        for r in RunStore(run_dir).results():
-            finished.add(r["episode"])
+    def _records(self) -> Iterator[tuple[dict[str, Any], str]]:
+        for r in RunStore(self.run_dir).results():
+            self.transcript.finished(r["episode"])
             yield r, "failed" if "error" in r else "finished"
-        for e in transcript.offsets:
-            if e not in finished:
-                status = "stage" if e == STAGE_EPISODE else "unfinished"
-                yield {"episode": e, "round": transcript.lines(e)[0].get("round")}, status
+        for e in self.transcript.unfinished():
+            status = "stage" if e == STAGE_EPISODE else "unfinished"
+            yield {"episode": e, "round": self.transcript.lines(e)[0].get("round")}, status
 
-    index: list[dict[str, Any]] = []
-    chunks: list[str] = []
-    chunk: dict[str, Any] = {}
-    score_keys: dict[str, None] = {}
-    statuses: dict[str, int] = {}
-    for r, status in records():
-        eid = str(r["episode"])
-        steps = by_episode[eid]
-        scores: dict[str, Any] = r["scores"] if isinstance(r.get("scores"), dict) else {}
-        score_keys.update(dict.fromkeys(scores))
-        tokens = int(sum(number(s.get("prompt_tokens")) + number(s.get("completion_tokens")) for s in steps))
-        service = sum(number(s.get("latency_s")) for s in steps)  # the requests themselves
-        queue = sum(number(s.get("queue_s")) for s in steps)  # their waits for a turn, apart
-        index.append({"id": eid, "round": r.get("round"), "status": status, "scores": scores, "tokens": tokens,
-                      "steps": len(steps), "latency_s": round(service, 6), "queue_s": round(queue, 6),
-                      "cached": sum(bool(s.get("cached")) for s in steps), "chunk": len(chunks)})  # fmt: skip
-        statuses[status] = statuses.get(status, 0) + 1
-        chunk[eid] = _clean(
-            {"inputs": r.get("inputs"), "outputs": r.get("outputs"), **({"error": r["error"]} if "error" in r else {}),
-             "steps": [{k: v for k, v in s.items() if k not in ("episode", "round")} for s in steps]},
-            secrets,
-        )  # fmt: skip
-        if len(chunk) == CHUNK:
-            chunks.append(packed(chunk))
-            chunk = {}
-    if chunk:
-        chunks.append(packed(chunk))
-    columns = score_columns(list(score_keys))
-    if len(columns) < len(score_keys):
-        for row in index:
-            others = {
-                k: round(v, 3) if isinstance(v, float) else v for k, v in row["scores"].items() if k not in columns
-            }
-            row["other_scores"] = ", ".join(f"{k}={v}" for k, v in others.items())
-    return {
-        "index": packed(_clean(index, secrets)),
-        "count": len(index),
-        "statuses": statuses,
-        "score_keys": list(score_keys),
-        "score_columns": columns,
-        "chunks": chunks,
-    }
+    def chunks(self) -> Iterator[str]:
+        """The packed blocks of CHUNK episodes each, as they are made; the index rows go to a temporary file."""
+        self._rows = rows = tempfile.TemporaryFile()  # noqa: SIM115  (closed by index(), or json_pieces' end)
+        chunk: dict[str, Any] = {}
+        n_chunks = 0
+        for r, status in self._records():
+            eid = str(r["episode"])
+            steps = self.transcript.lines(eid)
+            scores: dict[str, Any] = r["scores"] if isinstance(r.get("scores"), dict) else {}
+            self.score_keys.update(dict.fromkeys(scores))
+            tokens = int(sum(number(s.get("prompt_tokens")) + number(s.get("completion_tokens")) for s in steps))
+            service = sum(number(s.get("latency_s")) for s in steps)  # the requests themselves
+            queue = sum(number(s.get("queue_s")) for s in steps)  # their waits for a turn, apart
+            row = {"id": eid, "round": r.get("round"), "status": status, "scores": scores, "tokens": tokens,
+                   "steps": len(steps), "latency_s": round(service, 6), "queue_s": round(queue, 6),
+                   "cached": sum(bool(s.get("cached")) for s in steps), "chunk": n_chunks}  # fmt: skip
+            rows.write(to_json(row).encode("utf-8", LONE_SURROGATES) + b"\n")
+            self.count += 1
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            chunk[eid] = _clean(
+                {"inputs": r.get("inputs"), "outputs": r.get("outputs"),
+                 **({"error": r["error"]} if "error" in r else {}),
+                 "steps": [{k: v for k, v in s.items() if k not in ("episode", "round")} for s in steps]},
+                self.secrets,
+            )  # fmt: skip
+            if len(chunk) == CHUNK:
+                yield packed(chunk)
+                chunk, n_chunks = {}, n_chunks + 1
+        if chunk:
+            yield packed(chunk)
+
+    def index(self) -> Iterator[str]:
+        """The index, after `chunks`: a JSON list of the rows, packed (gzip+base64) as it is read back."""
+        assert self._rows is not None, "chunks() first"
+        columns = score_columns(list(self.score_keys))
+        rows, self._rows = self._rows, None
+
+        def text() -> Iterator[bytes]:
+            rows.seek(0)
+            yield b"["
+            for i, line in enumerate(rows):
+                row = json.loads(line)
+                if len(columns) < len(self.score_keys):
+                    others = {k: round(v, 3) if isinstance(v, float) else v
+                              for k, v in row["scores"].items() if k not in columns}  # fmt: skip
+                    row["other_scores"] = ", ".join(f"{k}={v}" for k, v in others.items())
+                yield (b"," if i else b"") + to_json(_clean(row, self.secrets)).encode("utf-8", LONE_SURROGATES)
+            yield b"]"
+
+        with rows:
+            yield from packed_pieces(text())
+
+    def tail(self) -> dict[str, Any]:
+        """What is known once every episode was read."""
+        return {"count": self.count, "statuses": self.statuses, "score_keys": list(self.score_keys),
+                "score_columns": score_columns(list(self.score_keys))}  # fmt: skip
+
+    def json_pieces(self) -> Iterator[str]:
+        """The episodes as a JSON object, in pieces: its blocks as they are made, then the index and the counts."""
+        try:
+            yield '{"chunks":['
+            for i, block in enumerate(self.chunks()):
+                yield ("," if i else "") + '"' + block + '"'
+            yield '],"index":"'
+            yield from self.index()
+            yield '",' + to_json(self.tail())[1:]
+        finally:
+            self.transcript.close()
+            if self._rows is not None:
+                self._rows.close()
+
+    def to_dict(self) -> dict[str, Any]:
+        """All of it as one value (the live viewer's data.json, tests)."""
+        try:
+            chunks = list(self.chunks())
+            return {"index": "".join(self.index()), **self.tail(), "chunks": chunks}
+        finally:
+            self.transcript.close()
+            if self._rows is not None:
+                self._rows.close()
+
+
+class Streamed:
+    """A value of the payload written into the page piece by piece, as it is made (`json_pieces`), never held whole:
+    `pieces` gives its JSON text."""
+
+    def __init__(self, pieces: Callable[[], Iterable[str]]) -> None:
+        self.pieces = pieces
+
+
+def json_pieces(obj: Any, escape: Callable[[str], str] = lambda t: t) -> Iterator[str]:
+    """`obj` as JSON text (as `to_json` writes it), in pieces: a `Streamed` value as it is made; every piece passed
+    through `escape` (a page's data block escapes `<`, `>` and `&`)."""
+    if isinstance(obj, Streamed):
+        yield from (escape(piece) for piece in obj.pieces())
+    elif isinstance(obj, dict) and _streams(obj):
+        for i, (k, v) in enumerate(obj.items()):
+            yield escape(("{" if not i else ",") + to_json(str(k)) + ":")
+            yield from json_pieces(v, escape)
+        yield "}"
+    elif isinstance(obj, list) and _streams(obj):
+        yield "["
+        for i, v in enumerate(obj):
+            yield "," if i else ""
+            yield from json_pieces(v, escape)
+        yield "]"
+    else:
+        yield escape(to_json(obj))
+
+
+def _streams(obj: Any) -> bool:
+    if isinstance(obj, Streamed):
+        return True
+    if isinstance(obj, dict):
+        return any(_streams(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_streams(v) for v in obj)
+    return False
+
+
+def episodes(run_dir: Path, transcript: Transcript, secrets: list[str]) -> dict[str, Any]:
+    """The episode index (one small row per episode) and the compressed blocks of their conversations, as one
+    value (`Episodes` writes them into a page without holding them)."""
+    return Episodes(run_dir, transcript, secrets).to_dict()
 
 
 def score_columns(keys: list[str]) -> list[str]:
@@ -244,9 +384,10 @@ def partial_metrics(store: RunStore) -> list[dict[str, Any]]:
     return rows
 
 
-def run_payload(run_dir: Path, *, name: str = ".", live: bool = False) -> dict[str, Any]:
+def run_payload(run_dir: Path, *, name: str = ".", live: bool = False, stream: bool = False) -> dict[str, Any]:
     """Everything the viewer shows of one run directory; a damaged file is a ConfigError naming it. `live`: a run
-    still going (`running`) is shown from what it has written so far, its metrics over the finished episodes."""
+    still going (`running`) is shown from what it has written so far, its metrics over the finished episodes.
+    `stream`: its episodes (and the counts that need them) are `Streamed` values, made as the page is written."""
     store = RunStore(run_dir)
     going = live and running(run_dir)
     metrics: dict[str, Any] = {"metrics": partial_metrics(store), "status": "running"} if going else read_run(run_dir)
@@ -264,9 +405,16 @@ def run_payload(run_dir: Path, *, name: str = ".", live: bool = False) -> dict[s
     transcript = Transcript(run_dir / "transcript.jsonl")
     try:
         stats = node_stats(transcript.scan())
-        episode_data = episodes(run_dir, transcript, secrets)
-    finally:
+    except BaseException:
         transcript.close()
+        raise
+    listed = Episodes(run_dir, transcript, secrets)  # closes the transcript once made
+    planned = metrics.get("episodes") or {}
+    counts: Any = Streamed(lambda: [to_json(episode_counts(planned, listed.statuses))])  # after the episodes
+    episode_data: Any = Streamed(listed.json_pieces)
+    if not stream:
+        episode_data = listed.to_dict()
+        counts = episode_counts(planned, listed.statuses)
     scenario = config.get("scenario") if isinstance(config.get("scenario"), dict) else {}
     return {
         "name": name,
@@ -282,13 +430,13 @@ def run_payload(run_dir: Path, *, name: str = ".", live: bool = False) -> dict[s
         "findings": [] if going else [f["line"] for f in findings_of(run_dir)],
         "running": going,
         "usage": usage_of(store, metrics),
-        "counts": episode_counts(metrics.get("episodes") or {}, episode_data["statuses"]),
         "exports": metrics.get("exports") or [],
         "config_yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True) if config else "",
         "roles": roles_of(scenario),
         "plots": plots(run_dir.glob("*.png")),
         "graphs": scenario_graphs(scenario, stats),
         "episodes": episode_data,
+        "counts": counts,  # after the episodes: a streamed page knows them once it wrote them
     }
 
 
@@ -325,13 +473,14 @@ def live_runs(root: Path) -> list[Path]:
     return sorted(begun | set(find_runs(root)))
 
 
-def sweep_payload(root: Path, *, live: bool = False) -> dict[str, Any]:
+def sweep_payload(root: Path, *, live: bool = False, stream: bool = False) -> dict[str, Any]:
     """Every run below `root` and their comparison (the config keys that differ, metrics with CIs, the plot).
-    `live`: the runs still going too (the comparison is over those that ended)."""
+    `live`: the runs still going too (the comparison is over those that ended). `stream`: as `run_payload`'s."""
     varying, rows = sweep_rows(root) if not live or find_runs(root) else ([], [])
     uri = data_uri(plot(rows, varying)) if rows else ""
     found = live_runs(root) if live else find_runs(root)
-    runs = [run_payload(r, name=str(r.relative_to(root)) if r != root else ".", live=live) for r in found]
+    runs = [run_payload(r, name=str(r.relative_to(root)) if r != root else ".", live=live, stream=stream)
+            for r in found]  # fmt: skip
     pooled = sorted({r["run"] for r in rows if r.get("status") == "pooled"})  # rows over runs, not runs
     return {"root": str(root), "varying": varying, "rows": finite(redact_config(rows)), "plot": uri, "runs": runs,
             "arms": [r["name"] for r in runs], "pooled": pooled}  # fmt: skip
