@@ -7,13 +7,15 @@ system prompt (so each participant is a separate agent, and its replies are cach
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from autogen_core.models import ChatCompletionClient, SystemMessage
 from pydantic import Field
 
 from schola import templates
 from schola.roles import ActRequest, Reply, Role, RoleConfig
+
+if TYPE_CHECKING:  # autogen_core loads when a role is built (as in schola.roles), not for `schola check`
+    from autogen_core.models import ChatCompletionClient
 
 
 class PersonaConfig(RoleConfig):
@@ -33,6 +35,8 @@ class Persona(Role):
     sees_state: ClassVar[bool] = True
 
     def __init__(self, name: str, config: RoleConfig, client: ChatCompletionClient | None, *, seed: int = 0) -> None:
+        from autogen_core.models import SystemMessage
+
         super().__init__(name, config, client, seed=seed)
         self.title = self.config.title or name
         self.system = self.system_for(self.title, config.persona)

@@ -36,7 +36,8 @@ class Plan:
     scenario: Scenario
     data: BaseModel
     params: BaseModel
-    backends: dict[str, tuple[type, Any]] = field(default_factory=dict)
+    #: Each backend's client (a class, or a `plugins.Client` imported when the run builds it) and validated config.
+    backends: dict[str, tuple[Callable[..., Any], Any]] = field(default_factory=dict)
     roles: dict[str, tuple[type[Role], RoleConfig]] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
     graph: Graph | None = None
@@ -193,11 +194,11 @@ def _backends(plan: Plan, cfg: Config, files: Files) -> None:
         if not isinstance(kind, str) or not kind:
             raise ConfigError("expected kind: embedded, openai, litellm, vllm, scripted, autogen, transformers or a plugin's",
                               key=f"{key}.kind", file=files.for_key(key))  # fmt: skip
-        cls = plugins.backends.get(kind, key=f"{key}.kind", file=files.for_key(key))
+        backend = plugins.backend(kind, key=f"{key}.kind", file=files.for_key(key))
         own = bcfg.get("rules") or bcfg.get("transcript") or bcfg.get("default", "{{ prompt }}") != "{{ prompt }}"
         if kind == "scripted" and cfg.scenario.scripted and not own:
             bcfg = {**bcfg, "rules": list(cfg.scenario.scripted)}
-        plan.backends[name] = (cls, validate(cls.Config, bcfg, key, files))
+        plan.backends[name] = (backend.client, validate(backend.config, bcfg, key, files))
 
 
 def _roles(plan: Plan, files: Files) -> None:

@@ -3,14 +3,18 @@ reported with its name and cause, and the rest keep working."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
-from typing import Any
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any
 
 from schola.errors import ConfigError, PluginError, ScholaError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 GROUPS = {
     "roles": "schola.roles",
@@ -19,6 +23,21 @@ GROUPS = {
     "stages": "schola.stages",
     "backends": "schola.backends",
 }
+
+
+@functools.cache
+def installed() -> dict[str, list[Any]]:
+    """Every installed entry point of Schola's groups, by group: one pass over the packages' metadata for all five
+    registries (a pass per group cost five)."""
+    every = entry_points()
+    return {group: list(every.select(group=group)) for group in GROUPS.values()}
+
+
+@functools.cache
+def _dist_name(dist: Any) -> str:
+    """`name version` of a distribution (its METADATA parsed once, however many plugins it registers)."""
+    meta = dist.metadata
+    return f"{meta['Name']} {meta['Version']}"
 
 
 @dataclass
@@ -36,20 +55,25 @@ class Registry:
     def _entry_points(self) -> dict[str, Any]:
         if self._eps is None:
             self._eps = {}
-            for ep in entry_points(group=GROUPS[self.kind]):
+            for ep in installed().get(GROUPS[self.kind], ()):
                 self._eps.setdefault(ep.name, ep)
-                dist = getattr(ep, "dist", None)
-                self._origin[ep.name] = f"{dist.name} {dist.version}" if dist else ep.value
         return self._eps
 
     def names(self) -> list[str]:
         return sorted(self._entry_points().keys() | self._registered.keys())
 
     def origin(self, name: str) -> str:
+        """The package a plugin came from, as `name version` (read from its metadata only when asked: parsing
+        every package's METADATA cost a tenth of a second at every `check`)."""
         if name in self._registered:
             return "registered in-process"
-        self._entry_points()
-        return self._origin.get(name, "?")
+        ep = self._entry_points().get(name)
+        if ep is None:
+            return "?"
+        if name not in self._origin:
+            dist = getattr(ep, "dist", None)
+            self._origin[name] = _dist_name(dist) if dist is not None else ep.value
+        return self._origin[name]
 
     def get(self, name: str, *, key: str | None = None, file: str | None = None) -> Any:
         """The plugin registered as `name`; ConfigError naming the key if unknown or broken."""
@@ -336,6 +360,71 @@ def _fields(node: Any, module: str, tree: Any, depth: int) -> list[str] | None:
                     found = _source(source)
                     return None if found is None else _fields(ast.Name(id=alias.name), source, found[0], depth + 1)
     return None
+
+
+# -- backends: a config model that names its client -----------------------------------------------------------
+@dataclass(frozen=True)
+class Backend:
+    """A backend as a plan uses it: the model `check` validates its keys with, and what builds its client."""
+
+    config: type[BaseModel]
+    client: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Client:
+    """A client class named `module:Class` by a backend's config, imported when a run first builds a client:
+    `check` imports none (nor AutoGen, which every client subclasses)."""
+
+    kind: str
+    value: str
+
+    def load(self) -> Any:
+        try:
+            return EntryPoint(self.kind, self.value, GROUPS["backends"]).load()
+        except Exception as e:
+            raise ConfigError(
+                f"backend '{self.kind}': its client {self.value} failed to load: {type(e).__name__}: {e}",
+                key="backend.kind",
+            ) from None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load()(*args, **kwargs)
+
+
+def backend(kind: str, *, key: str | None = None, file: str | None = None) -> Backend:
+    """The backend registered as `kind`. Its entry point names its config (a `BackendConfig`), whose `client` names
+    the client class as `"module:Class"`: the config is read without importing the client. A plugin written before
+    names the client class itself, whose `Config` is its config: it still works (its client, and AutoGen, then
+    load at check)."""
+    found = backends.get(kind, key=key, file=file)
+    client = getattr(found, "client", None)
+    if isinstance(found, type) and isinstance(client, str):
+        module, _, name = client.partition(":")
+        if not name or not _findable(module.strip()):
+            raise ConfigError(
+                f"backend '{kind}' names its client {client!r}: expected 'module:Class' of an installed module",
+                key=key,
+                file=file,
+            )
+        return Backend(found, Client(kind, client))
+    config = getattr(found, "Config", None)
+    if isinstance(found, type) and isinstance(config, type):
+        return Backend(config, found)
+    raise ConfigError(
+        f"backend plugin '{kind}' is neither a config class naming its client (client = 'module:Class') nor a "
+        "client class with a Config",
+        key=key,
+        file=file,
+    )
+
+
+def _findable(module: str) -> bool:
+    """Whether `module` can be imported, found without importing it (only its top-level package may be)."""
+    try:
+        return bool(module) and bool(_origin(module))
+    except (ImportError, ValueError):
+        return False
 
 
 roles = Registry("roles")

@@ -209,11 +209,7 @@ def suggest_key(key: str) -> str:
 
     parts = key.split(".")
     if parts[0] in ("backend", "backends") and len(parts) > (1 if parts[0] == "backend" else 2):
-        fields = {
-            f
-            for name in plugins.backends.names()
-            for f in getattr(plugins.backends.get(name), "Config", Strict).model_fields
-        }
+        fields = {f for name in plugins.backends.names() for f in plugins.backend(name).config.model_fields}
         cut = 1 if parts[0] == "backend" else 2
         near = difflib_near(parts[-1], fields) if len(parts) == cut + 1 else None
         hint = f"did you mean {'.'.join(parts[:-1])}.{near}?" if near else None

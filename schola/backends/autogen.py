@@ -7,52 +7,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-from typing import Any, Literal
+from typing import Any
 
 from autogen_core.models import ChatCompletionClient
-from pydantic import Field, field_validator
 
 from schola.backends.base import (
-    BackendConfig,
     Completion,
-    Concurrency,
-    Options,
     ScholaClient,
     from_dicts,
     http_preflight,
     retry_after_seconds,
 )
+from schola.backends.config import ALLOWED, AutoGenConfig
 from schola.errors import BackendError, TransientBackendError
 from schola.types import CallInfo
-
-ALLOWED = ("autogen_core.", "autogen_ext.")
-MODEL_INFO = {"vision": False, "function_calling": False, "json_output": False, "family": "unknown",
-              "structured_output": False}  # fmt: skip
-
-
-class AutoGenConfig(BackendConfig):
-    kind: Literal["autogen"] = "autogen"
-    provider: str = Field(
-        "autogen_ext.models.openai.OpenAIChatCompletionClient", description="an AutoGen ChatCompletionClient class"
-    )
-    config: Options = Field(
-        default_factory=lambda: {
-            "model": "smollm2",
-            "base_url": "http://127.0.0.1:8000/v1",
-            "model_info": dict(MODEL_INFO),
-        },
-        description="the client's component config",
-    )
-    api_key_env: str | None = Field(None, description="NAME of the environment variable with the key")
-    max_concurrency: Concurrency = 16
-
-    @field_validator("provider")
-    @classmethod
-    def _allowed(cls, v: str) -> str:
-        if not v.startswith(ALLOWED) or not re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Z]\w*", v):
-            raise ValueError(f"expected an AutoGen client class from autogen_core or autogen_ext, not {v!r}")
-        return v
 
 
 class AutoGenClient(ScholaClient):

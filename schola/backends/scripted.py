@@ -8,83 +8,17 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from autogen_core.models import LLMMessage
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schola import sandbox, templates
-from schola.backends.base import BackendConfig, Completion, Concurrency, Retries, ScholaClient, TimeoutS, to_dicts
+from schola.backends.base import Completion, ScholaClient, to_dicts
+from schola.backends.config import ScriptedConfig
 from schola.errors import ConfigError
 from schola.types import CallInfo
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-#: The names a reply template sees.
-REPLY_NAMES = frozenset({"prompt", "system", "role", "sample", "seed", "match", "pick", "numbers"})
-
-
-def _template(source: str) -> str:
-    """A reply template, checked as a prompt is (the same sandbox: a scenario's scripted rules are untrusted too):
-    what `check` refuses in a prompt, or a name a reply does not see, is refused here, before the run."""
-    try:
-        templates.check(source)
-        unknown = templates.variables(source) - REPLY_NAMES
-    except ConfigError as e:
-        raise ValueError(e.detail) from None
-    if unknown:
-        raise ValueError(
-            f"reply template {source[:60]!r} reads {', '.join(sorted(unknown))}; a reply sees "
-            f"{', '.join(sorted(REPLY_NAMES))}"
-        )
-    return source
-
-
-class Rule(BaseModel):
-    """Reply with `reply` (a Jinja2 template) when `match` (a regex) is found in the last user message; with
-    `probs`, a step asking for option probabilities gets these (normalised over its options)."""
-
-    model_config = ConfigDict(extra="forbid")
-    match: str = ""
-    role: str | None = Field(None, description="only for this role")
-    reply: str = ""
-    probs: dict[str, float] | None = Field(None, description="option -> probability, for steps with options")
-
-    @field_validator("match")
-    @classmethod
-    def _regex(cls, v: str) -> str:
-        try:
-            sandbox.pattern(v)
-        except ConfigError as e:
-            raise ValueError(e.detail) from None
-        return v
-
-    @field_validator("reply")
-    @classmethod
-    def _reply(cls, v: str) -> str:
-        return _template(v)
-
-
-class ScriptedConfig(BackendConfig):
-    kind: Literal["scripted"] = "scripted"
-    max_concurrency: Concurrency = 1024
-    timeout_s: TimeoutS = 60.0
-    max_retries: Retries = 0
-    rules: list[Rule] = Field(default_factory=list)
-    default: str = Field("{{ prompt }}", description="the reply when no rule matches (echo)")
-    transcript: str | None = Field(None, description="a transcript.jsonl whose replies are replayed by prompt")
-    latency_s: float = Field(0.0, ge=0, le=3600, description="simulated time per request")
-
-    @field_validator("default")
-    @classmethod
-    def _default(cls, v: str) -> str:
-        return _template(v)
-
-    @field_validator("transcript")
-    @classmethod
-    def _transcript(cls, v: str | None) -> str | None:
-        if v is not None and not Path(v).is_file():
-            raise ValueError(f"transcript {v!r} is not a file")
-        return v
 
 
 class ScriptedClient(ScholaClient):

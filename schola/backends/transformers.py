@@ -21,12 +21,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
-
-from schola.backends.base import BackendConfig, Completion, Concurrency, Retries, ScholaClient, TimeoutS, to_dicts
+from schola.backends.base import Completion, ScholaClient, to_dicts
 from schola.backends.cache import default_cache_dir
+from schola.backends.config import TransformersConfig
 from schola.backends.embedded import default_model_path, file_sha256
 from schola.errors import BackendError
 from schola.types import CallInfo
@@ -37,25 +36,6 @@ _LOAD_LOCK = threading.Lock()
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="schola-transformers")
 # Weight, config and tokenizer files whose bytes make a checkpoint's identity.
 _IDENTITY_GLOBS = ("*.safetensors", "*.bin", "*.json", "*.model", "*.txt")
-
-
-class TransformersConfig(BackendConfig):
-    kind: Literal["transformers"] = "transformers"
-    model: str | None = Field(
-        None, description="a Hugging Face model directory or a GGUF file; null: the embedded SmolLM2 GGUF"
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available, else cpu")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: bfloat16 on a GPU, float32 on the CPU"
-    )
-    threads: int | None = Field(
-        None, ge=1, le=1024, description="torch's CPU threads (process-wide); null: torch's default"
-    )
-    max_batch_size: int = Field(8, ge=1, le=4096, description="requests answered by one generate call")
-    batch_wait_s: float = Field(0.02, ge=0, le=10, description="how long a batch waits for more requests")
-    max_concurrency: Concurrency = 64
-    timeout_s: TimeoutS = 600.0
-    max_retries: Retries = 1
 
 
 def need(module: str) -> Any:

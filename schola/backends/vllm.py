@@ -21,13 +21,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
 
-from schola.backends.base import Concurrency, TimeoutS
-from schola.backends.openai import OpenAIClient, OpenAIConfig
+from schola.backends.config import VLLMConfig
+from schola.backends.openai import OpenAIClient
 from schola.errors import BackendError
 
 FLAGS = {  # serve key -> vllm serve flag
@@ -39,34 +38,6 @@ FLAGS = {  # serve key -> vllm serve flag
 }
 STOP_GRACE_S = 15.0
 _RUNNING: set[Server] = set()  # servers of this process, stopped at exit if nobody closed them
-
-
-class ServeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    command: list[str] | None = Field(None, description="default: vllm serve <model>")
-    args: list[str] = Field(default_factory=list, description="more arguments for the server")
-    gpus: list[int | str] | None = Field(
-        None, description="one server per entry, each with CUDA_VISIBLE_DEVICES=<entry> ('0,1': a 2-GPU server)"
-    )
-    tensor_parallel_size: int | None = Field(None, ge=1, description="--tensor-parallel-size (GPUs per server)")
-    pipeline_parallel_size: int | None = Field(None, ge=1, description="--pipeline-parallel-size")
-    max_num_seqs: int | None = Field(None, ge=1, description="--max-num-seqs: sequences a server batches at once")
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="--gpu-memory-utilization")
-    max_model_len: int | None = Field(None, ge=1, description="--max-model-len")
-    port: int | None = Field(None, ge=1, le=65535, description="the first server's port (then +1, ...); null: free")
-    ready_path: str = Field("/health", description="polled until it answers 200")
-    startup_timeout_s: float = Field(900.0, gt=0)
-
-
-class VLLMConfig(OpenAIConfig):
-    kind: Literal["vllm"] = "vllm"  # type: ignore[assignment]
-    model: str = Field("Qwen/Qwen2.5-7B-Instruct", description="the served model name")
-    api_key_env: str | None = "VLLM_API_KEY"
-    max_concurrency: Concurrency = 64
-    timeout_s: TimeoutS = 120.0
-    serve: ServeConfig = Field(
-        default_factory=ServeConfig, description="how to start managed servers (used only when no base_url is set)"
-    )
 
 
 def free_port() -> int:

@@ -151,7 +151,7 @@ def test_backend_yamls_declare_every_schema_key_with_the_schemas_default() -> No
 
     for path in (Path(__file__).parents[2] / "conf" / "backend").glob("*.yaml"):
         declared = yaml.safe_load(path.read_text())
-        schema = plugins.backends.get(declared["kind"]).Config
+        schema = plugins.backend(declared["kind"]).config
         assert set(declared) == set(schema.model_fields), path.name
         defaults = schema.model_validate({"kind": declared["kind"]}).model_dump()
         assert schema.model_validate(declared).model_dump() == defaults, path.name

@@ -33,7 +33,7 @@ BAD_LIMITS = [("max_concurrency", 0), ("max_concurrency", -1), ("timeout_s", 0),
 @pytest.mark.parametrize("kind", BACKENDS)
 @pytest.mark.parametrize(("key", "value"), BAD_LIMITS)
 def test_every_backend_refuses_limits_out_of_bounds(kind: str, key: str, value: int) -> None:
-    config = plugins.ALL["backends"].get(kind).Config
+    config = plugins.backend(kind).config
     with pytest.raises(ValidationError, match=key):
         config.model_validate({key: value})
 
