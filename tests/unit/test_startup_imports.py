@@ -1,5 +1,7 @@
 """`schola check` loads only what checking needs (issue 18): networkx (the viewer's layout), aiohttp (the first
-HTTP request) and the roles' AutoGen messages cost a fifth of a second of CPU each at every check."""
+HTTP request), AutoGen (the backends' clients and the roles' messages: the plan reads each backend's config, declared
+apart from its client), llama.cpp (the embedded model) and rich (check prints one plain line) each cost from a tenth
+to a quarter of a second of CPU at every check."""
 
 from __future__ import annotations
 
@@ -7,12 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("networkx", "aiohttp")
+import pytest
+
+HEAVY = ("networkx", "aiohttp", "autogen_core", "llama_cpp", "rich")
 
 
-def test_check_imports_neither_networkx_nor_aiohttp(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", [[], ["backend=scripted"]])  # [] the default backend: embedded
+def test_check_imports_none_of_networkx_aiohttp_autogen_llama_cpp_rich(tmp_path: Path, backend: list[str]) -> None:
     code = (
-        "import sys; from schola.cli import main; rc = main(['check', 'scenario=lbt', 'backend=scripted']); "
+        f"import sys; from schola.cli import main; rc = main(['check', 'scenario=lbt', *{backend!r}]); "
         f"print(rc, sorted(m for m in sys.modules if m in {HEAVY!r}))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
