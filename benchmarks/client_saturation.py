@@ -232,7 +232,7 @@ def per_request_cpu(rounds: list[dict[str, Any]], n: int) -> None:
 
 async def schola_engine(base: str, conc: int, n: int, *, episodes_at_once: int | None = None) -> dict[str, Any]:
     from schola.plan import build_plan
-    from schola.runtime import RunDriver
+    from schola.runtime import RunDriver, quiet_gc
     from schola.schema import Files
     from schola.store import RunStore, read_jsonl
 
@@ -252,7 +252,8 @@ async def schola_engine(base: str, conc: int, n: int, *, episodes_at_once: int |
         config["cache"]["dir"] = f"{tmp}/cache"  # type: ignore[index]
         runner = RunDriver(build_plan(config, Files()), RunStore(f"{tmp}/run"))
         wall, cpu = time.perf_counter(), time.process_time()
-        outcome = await runner.execute()
+        with quiet_gc():  # as arun_plan runs it
+            outcome = await runner.execute()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         assert outcome.status == "finished", outcome.message
         replies = [r["outputs"]["reply"] for r in read_jsonl(Path(tmp) / "run" / "results.jsonl")]

@@ -633,7 +633,7 @@ class _Signals:
 
 
 YOUNG_COLLECTION_EVERY = 20_000  # allocations between young collections during a run (Python's default: 700)
-_quiet_runs, _threshold_before = 0, gc.get_threshold()  # runs under quiet_gc now; the threshold before the first
+_quiet_runs, _threshold_before, _froze = 0, gc.get_threshold(), False  # runs under quiet_gc now; as the first found
 
 
 @contextlib.contextmanager
@@ -642,11 +642,13 @@ def quiet_gc() -> Iterator[None]:
     ~1.0 s of the run's ~3.3 s of CPU (benchmarks/client_saturation.py, issue 18): full collections walking the
     start-up heap (the interpreter, Hydra, pydantic, AutoGen: ~100,000 objects) again and again, and a young one every
     700 allocations promoting the requests in flight to older generations; ~0.15 s with the heap frozen and young
-    collections every 20,000. Both are given back when the run ends (by the outermost of runs in one process)."""
-    global _quiet_runs, _threshold_before
+    collections every 20,000. Both are given back when the last of the runs in one process ends; a heap its process
+    froze itself (a server about to fork) is left as it was."""
+    global _quiet_runs, _threshold_before, _froze
     if _quiet_runs == 0:
-        _threshold_before = gc.get_threshold()
-        gc.freeze()
+        _threshold_before, _froze = gc.get_threshold(), gc.get_freeze_count() == 0
+        if _froze:
+            gc.freeze()
         gc.set_threshold(YOUNG_COLLECTION_EVERY, *_threshold_before[1:])
     _quiet_runs += 1
     try:
@@ -655,7 +657,8 @@ def quiet_gc() -> Iterator[None]:
         _quiet_runs -= 1
         if _quiet_runs == 0:
             gc.set_threshold(*_threshold_before)
-            gc.unfreeze()
+            if _froze:
+                gc.unfreeze()
 
 
 async def arun_plan(plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False) -> RunResult:

@@ -43,3 +43,14 @@ def test_runs_that_overlap_leave_the_collector_to_the_last_one_to_end() -> None:
     assert gc.get_freeze_count() == frozen and gc.get_threshold()[0] == runtime.YOUNG_COLLECTION_EVERY
     second.__exit__(None, None, None)
     assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
+
+
+def test_a_heap_its_process_froze_itself_stays_frozen() -> None:
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()  # counts objects: one freed while frozen leaves it
+        with runtime.quiet_gc():
+            pass
+        assert gc.get_freeze_count() > frozen - 1_000
+    finally:
+        gc.unfreeze()
