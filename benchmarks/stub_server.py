@@ -45,6 +45,7 @@ class Stub(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         self.server.connections.add(self)
+        self.server.opened += 1
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -130,6 +131,7 @@ class StubServer:
         self.most_in = 0  # the most chat completions the stub held at once (in service or queued), with `slots`
         self.server: asyncio.Server | None = None
         self.connections: set[Stub] = set()
+        self.opened = 0  # connections accepted so far (a client that keeps them alive opens one per slot)
 
     def turn(self) -> float:
         """The delay of a chat completion: with `slots`, its service starts when a slot frees."""
