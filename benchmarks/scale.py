@@ -95,11 +95,12 @@ def measure(args: list[str], cwd: Path) -> dict[str, Any]:
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    ended = time.time()
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"schola {' '.join(args)} failed ({code}):\n{out[-3000:]}")
     return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}  # fmt: skip
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "ended": ended}  # fmt: skip
 
 
 def point(axis: str, size: int, repeat: int = 1) -> dict[str, Any]:
@@ -124,7 +125,17 @@ def measure_point(axis: str, size: int) -> dict[str, Any]:
         engine = json.loads((run_dir / "ledger.json").read_text())["wall_s"]
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert metrics["status"] == "finished", metrics
-        replies = sum(1 for _ in (run_dir / "transcript.jsonl").open())
+        transcript = run_dir / "transcript.jsonl"
+        replies = sum(1 for _ in transcript.open())
+        # the end of the run: from the last reply (the transcript's last write; this scenario has no stage that
+        # asks a role) to the process's exit: episode rows, the sort, metrics.json, status.json and report.html
+        end_s = run.pop("ended") - transcript.stat().st_mtime
+        run["end_phase_s"] = round(end_s, 3)
+        run["end_phase_share"] = round(end_s / run["wall_s"], 4)
+        run["transcript_mb"] = round(transcript.stat().st_size / 1e6, 1)
+        run["results_mb"] = round((run_dir / "results.jsonl").stat().st_size / 1e6, 1)
+        run["report_mb"] = round((run_dir / "report.html").stat().st_size / 1e6, 1)
+        check.pop("ended")
     expected = size if axis == "episodes" else size + 1
     assert replies == expected, (axis, size, replies)
     return {"axis": axis, "size": size, "replies": replies, "check": check, "run": run, "engine_s": engine,
@@ -212,7 +223,9 @@ def main() -> None:
             pt = point(axis, size, a.repeat)
             print(f"{axis:>8} {size:>6}: run {pt['run']['wall_s']:8.2f} s ({pt['run_per_unit_ms']:.2f} ms each), "
                   f"cpu {pt['run']['cpu_s']:7.2f} s, engine {pt['engine_s']:7.2f} s, check {pt['check']['wall_s']:7.2f} s, "
-                  f"peak RSS {pt['run']['peak_rss_mb']:7.1f} MB", flush=True)  # fmt: skip
+                  f"peak RSS {pt['run']['peak_rss_mb']:7.1f} MB, end of run {pt['run']['end_phase_s']:.2f} s "
+                  f"({100 * pt['run']['end_phase_share']:.1f}%), transcript {pt['run']['transcript_mb']} MB, "
+                  f"load {pt['load_average']['after'][0]:.1f}", flush=True)  # fmt: skip
             results[axis].append(pt)
     payload: dict[str, Any] = {"command": " ".join(["python", *sys.argv]), "points": results, "slopes": {}}
     for axis, pts in results.items():

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from schola import templates
 from schola.compose import load_yaml
 from schola.errors import ConfigError
+from schola.store import read_bounded
 from schola.templates import lookup  # the one dotted-path lookup; `schola.data.lookup` for loaders
 
 #: Largest data file the generic loader reads (bytes); a larger one is refused before reading.
@@ -145,7 +146,7 @@ def read_bytes(path: Path, *, key: str = KEY) -> bytes:
                 )
             if info.st_size > MAX_DATA_BYTES:
                 raise too_large
-            raw = f.read(MAX_DATA_BYTES + 1)  # the size a file reports may be wrong (/proc)
+            raw = read_bounded(f, MAX_DATA_BYTES)  # the size a file reports may be wrong (/proc)
     except IsADirectoryError:
         raise ConfigError(f"{path} is a directory; expected a data file", key=key) from None
     except OSError as e:
@@ -381,9 +382,7 @@ def check_size(asked: int | None, have: int, *, key: str, what: str) -> None:
         logging.getLogger("schola").warning("%s=%d, but there are only %d %s: running %d", key, asked, have, what, have)
 
 
-def load_records(
-    data: DataConfig, *, source: str | None = None, seed: int = 0, **_: Any
-) -> Sequence[dict[str, Any]]:
+def load_records(data: DataConfig, *, source: str | None = None, seed: int = 0, **_: Any) -> Sequence[dict[str, Any]]:
     """Episodes of the generic loader, each with a string `id`: from `id_field`, else the record's own `id`, else
     its row index. A JSONL file's episodes are a `FileRecords` (read again as they are used, never held); the
     other formats' a list."""
@@ -496,9 +495,7 @@ class FileRecords(Sequence[dict[str, Any]]):
     Made by `load` in one pass over the file that checks every line (as `read_rows` does), applies `filter` and
     remembers the rest; `shuffle` and `sample` then permute and pick offsets, as they would the records."""
 
-    def __init__(
-        self, path: Path, data: DataConfig, offsets: array[int], rows: array[int], hashes: array[int]
-    ) -> None:
+    def __init__(self, path: Path, data: DataConfig, offsets: array[int], rows: array[int], hashes: array[int]) -> None:
         self.path, self.data = path, data
         self.offsets, self.rows, self.hashes = offsets, rows, hashes  # rows: each one's index in the file
 

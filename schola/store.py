@@ -107,10 +107,20 @@ def read_run_file(path: Path, *, limit: int = MAX_RUN_FILE_BYTES) -> bytes | Non
     if f is None:
         return None
     with f:
-        raw = f.read(limit + 1)
+        raw = read_bounded(f, limit)
     if len(raw) > limit:
         raise ConfigError(f"larger than {limit:,} bytes: not a file Schola wrote, or too large to read", file=str(path))
     return raw
+
+
+def read_bounded(f: BinaryIO, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of an open file, read a mebibyte at a time: `f.read(limit + 1)` would allocate
+    the whole limit (256 MiB) up front for a file of a few bytes."""
+    parts, size = [], 0
+    while size <= limit and (part := f.read(min(2**20, limit + 1 - size))):
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -127,6 +137,31 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 def dumps(record: Any) -> str:
     """One JSON line, keys sorted: identical runs write identical bytes."""
     return json.dumps(record, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def acyclic_encoder(*, ensure_ascii: bool = True, sort_keys: bool = False, default: Any = None) -> Callable[[Any], str]:
+    """`json.dumps` with these options, for values that hold no cycle (records Schola builds itself, of strings,
+    numbers and plain lists and dicts), at half its cost: json.dumps builds its C encoder again on every call,
+    with a fresh table of the containers it is inside; this one is built once, without the table."""
+    from json import encoder as stdlib
+
+    make = getattr(stdlib, "c_make_encoder", None)
+    if make is None or default is None:  # a Python without the C encoder; json's own default raises TypeError
+        fallback = json.JSONEncoder(ensure_ascii=ensure_ascii, sort_keys=sort_keys, default=default)
+        if make is None:
+            return fallback.encode
+        default = fallback.default
+    basestring = stdlib.encode_basestring_ascii if ensure_ascii else stdlib.encode_basestring
+    encode = make(None, default, basestring, None, ": ", ", ", sort_keys, False, True)
+
+    def dumps(value: Any) -> str:
+        return "".join(encode(value, 0))
+
+    return dumps
+
+
+#: A transcript line as `dumps` writes it (lines are built by the engine: no cycles).
+dump_line = acyclic_encoder(ensure_ascii=False, sort_keys=True, default=str)
 
 
 def check_run_dir(path: str | Path | None) -> Path:
@@ -272,7 +307,7 @@ class RunStore:
 
     def transcript(self, record: dict[str, Any]) -> None:
         assert self._transcript is not None, "RunStore.open() first"
-        self._transcript.write(self._masked(dumps(record)) + "\n")
+        self._transcript.write(self._masked(dump_line(record)) + "\n")
 
     def result(self, record: dict[str, Any]) -> None:
         """Append a finished episode; the transcript is flushed first so a finished episode is whole on disk."""
@@ -323,7 +358,7 @@ class RunStore:
             for r in itertools.chain(iter_jsonl(self.dir / "transcript.jsonl"), [None]):
                 if r is not None:
                     batch.append(r)
-                if len(batch) == 4096 or (r is None and batch):
+                if len(batch) == 512 or (r is None and batch):
                     ids = [e if isinstance(e := b.get("episode"), str) else None for b in batch]
                     found = kept_among(kept, [hash(e) for e in ids])
                     yield from (b for b, e, f in zip(batch, ids, found) if f and e is not None)

@@ -82,3 +82,95 @@ def test_stages_read_the_results_in_the_order_asked_and_hold_none(tmp_path: Path
     assert [r["episode"] for r in read_jsonl(tmp_path / "run" / "results.jsonl")] == seen  # sorted on disk
     assert len(driver.stage.results) == 30 and driver.stage.results[-1]["episode"] == "q29"
     assert not hasattr(driver, "results")  # no list of records beside the file
+
+
+def traced(fn: Any) -> tuple[Any, int, int]:
+    """What `fn()` returns, the memory it still holds after (what it returns included) and its peak."""
+    tracemalloc.start()
+    try:
+        out = fn()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return out, current, peak
+
+
+def planned(folder: Path, n: int, *extra: str) -> Any:
+    folder.mkdir(exist_ok=True)
+    path = scenario(folder, n)
+    return lambda: open_run(RunSpec.of(path, ["backend=scripted", "cache.enabled=false", *extra],
+                                       run_dir=folder / "run"))  # fmt: skip
+
+
+def test_a_data_files_plan_holds_no_record(tmp_path: Path) -> None:
+    """A JSONL file's episodes are read again as they are used: the plan keeps where each line starts and its
+    id's hash (16 bytes an episode), and checks ids and fields in one pass that holds 8 bytes an episode."""
+    traced(planned(tmp_path / "warm", 20))
+    _, small_held, small_peak = traced(planned(tmp_path / "small", 2_000))
+    (big, store), big_held, big_peak = traced(planned(tmp_path / "big", 20_000))
+    store.release()
+    # a list of the records held ~0.5 KB each: 9 MB more for 18,000 more episodes, kept and at the peak
+    assert big_held - small_held < 18_000 * 64, (small_held, big_held)
+    assert big_peak - small_peak < 18_000 * 100, (small_peak, big_peak)
+    assert len(big.selected) == 20_000 and big.selected[-1]["id"] == "q19999"
+    assert [e["id"] for e in big.selected[:3]] == ["q0", "q1", "q2"]
+
+
+def test_a_resume_holds_no_record_nor_id_per_episode(tmp_path: Path) -> None:
+    """Resuming reads the finished episodes in one pass and keeps their ids' hashes (8 bytes each), not the ids,
+    the records or the data's inputs."""
+
+    def half_done(folder: Path, n: int) -> Any:
+        plan, store = planned(folder, n)()
+        assert run_plan(plan, store).exit_code == 0
+        results = folder / "run" / "results.jsonl"
+        lines = results.read_text().splitlines(keepends=True)
+        results.write_text("".join(lines[: n // 2]))  # the run stopped half way
+        return planned(folder, n, f"resume={folder / 'run'}")
+
+    def resumed(resume: Any) -> Any:
+        plan, store = resume()
+        return run_plan(plan, store)
+
+    traced(lambda: resumed(half_done(tmp_path / "warm", 20)))
+    small_run, big_run = half_done(tmp_path / "small", 2_000), half_done(tmp_path / "big", 20_000)
+    small, _, small_peak = traced(lambda: resumed(small_run))
+    big, _, big_peak = traced(lambda: resumed(big_run))
+    assert small.exit_code == big.exit_code == 0
+    assert json.loads((tmp_path / "big" / "run" / "metrics.json").read_text())["episodes"]["finished"] == 20_000
+    # the ids kept as a set, the data's episodes as a dict by id and the ones left as a list: ~0.5 KB an episode
+    # (9 MB for 18,000 more); hashes and their sorted copies take ~55 bytes
+    assert big_peak - small_peak < 18_000 * 100, (small_peak, big_peak)
+
+
+def test_the_report_is_written_as_it_is_made(tmp_path: Path) -> None:
+    """report.html's episode blocks and index are never held whole, nor the transcript's offsets per episode."""
+    from schola.view import write_report
+
+    def ran(folder: Path, n: int) -> Path:
+        plan, store = planned(folder, n)()
+        assert run_plan(plan, store).exit_code == 0
+        return folder / "run"
+
+    traced(lambda: write_report(ran(tmp_path / "warm", 20)))
+    small_dir, big_dir = ran(tmp_path / "small", 2_000), ran(tmp_path / "big", 20_000)
+    _, _, small_peak = traced(lambda: write_report(small_dir))
+    _, _, big_peak = traced(lambda: write_report(big_dir))
+    # the index, every block and the page as one string, and each episode's offsets in a dict: ~230 bytes an
+    # episode here (4 MB for 18,000 more); streamed, ~6
+    assert big_peak - small_peak < 18_000 * 50, (small_peak, big_peak)
+    page = (big_dir / "report.html").read_text()
+    assert page.count("H4sI") == 20_000 // 100 + 1  # every block and the index, each a gzip stream
+
+
+def test_reading_a_small_file_of_a_run_or_its_data_allocates_what_it_holds(tmp_path: Path) -> None:
+    """`f.read(limit + 1)` allocated the whole bound (256 MiB) up front for a file of a few bytes: every run paid
+    it for config.yaml and the ledger (the peak a test of memory sees), and every data file for its read."""
+    from schola.data import read_bytes
+    from schola.store import read_run_file
+
+    small = tmp_path / "small.json"
+    small.write_text('{"a": 1}')
+    for read in (read_run_file, read_bytes):
+        raw, _, peak = traced(lambda read=read: read(small))
+        assert raw == b'{"a": 1}' and peak < 4 * 2**20, (read, peak)
