@@ -19,9 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
+import logging
 import math
 import os
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,11 +37,13 @@ from schola.types import Budget, Ledger
 
 if TYPE_CHECKING:
     from schola.plan import Plan
+    from schola.schema import RayConfig
 
+log = logging.getLogger(__name__)
 # What an executor calls as each episode ends: its results record (failed ones carry `error`) and, where it is at
 # hand, what the episode raised. It may raise to stop the run (too many failed episodes).
 Done = Callable[[dict[str, Any], BaseException | None], None]
-EXTRA_CALLS = 2  # actor threads beyond the episodes it runs: for stop() and ready() while episodes run
+ACTOR_THREADS = 4  # a worker's calls at once: collect() waiting, submit(), stop(), ready() (episodes run on its loop)
 
 
 def import_ray() -> Any:
@@ -50,6 +55,25 @@ def import_ray() -> Any:
             "run.executor=ray needs Ray: pip install 'schola[ray]' (or set run.executor=local)", key="run.executor"
         ) from None
     return ray
+
+
+def start_ray(ray: Any, opts: RayConfig) -> None:
+    """Connect to the cluster run.ray.address (or $RAY_ADDRESS) names, or, with neither, start a local Ray of this
+    run's own (stopped with it): never a cluster Ray would otherwise join because `ray start` left it running here.
+    A local Ray has the CPUs the workers reserve (or all of them, with run.ray.workers unset: Ray prestarts a worker
+    process per CPU) and starts no dashboard; no working_dir is uploaded (the workers run in this folder)."""
+    address = opts.address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        if address is None:
+            cpus = math.ceil(opts.workers * opts.cpus_per_worker) if opts.workers else None
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="WARNING")
+        else:
+            ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    except ConnectionError as e:  # an address (or $RAY_ADDRESS) with no cluster behind it
+        raise BackendError(
+            f"no Ray cluster reachable ({e}); start one with `ray start --head` and set run.ray.address=auto "
+            "(or its host:port), or leave run.ray.address and $RAY_ADDRESS unset for a local Ray in this process"
+        ) from None
 
 
 class Executor(Protocol):
@@ -180,8 +204,10 @@ class WorkerSink:
 
 
 class EpisodeWorker:
-    """A Ray actor: the run's plan and backends, built in this process, on an event loop of its own (so the
-    actor's threads only wait on it), running the episodes the driver sends."""
+    """A Ray actor: the run's plan and backends, built in this process once for the whole run, on an event loop of
+    its own (so the actor's threads only wait on it). The driver hands it episodes in batches (`submit`, which
+    returns at once) and takes back every episode finished since its last call (`collect`), so a Ray call carries
+    many episodes, not one."""
 
     def __init__(self, raw: dict[str, Any], files: dict[str, Any], cwd: str, keeper: Any) -> None:
         if os.path.isdir(cwd):
@@ -191,6 +217,9 @@ class EpisodeWorker:
         self.error: dict[str, Any] | None = None
         self.sink, self.ledger = WorkerSink(), WorkerLedger(keeper=keeper)
         self.engine: EpisodeEngine | None = None
+        self.outbox: list[dict[str, Any]] = []  # finished episodes the driver has not collected (loop thread only)
+        self.filled = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
         try:
             self._call(_setup(self, raw, files))
         except BaseException as e:  # reported by ready(), so the driver can say which worker and why
@@ -205,8 +234,13 @@ class EpisodeWorker:
     def stop(self, reason: str) -> None:
         self.ledger.stop(reason)
 
-    def run(self, inputs: dict[str, Any], graph: str | None, round: int) -> dict[str, Any]:
-        out: dict[str, Any] = self._call(_run(self, inputs, graph, round))
+    def submit(self, batch: list[dict[str, Any]], graph: str | None, round: int) -> None:
+        """Start these episodes (all at once: the driver sends no more than the worker's share of run.concurrency)."""
+        self.loop.call_soon_threadsafe(_start, self, batch, graph, round)
+
+    def collect(self) -> dict[str, Any]:
+        """Every episode finished since the last call (waiting for one), with the usage booked meanwhile."""
+        out: dict[str, Any] = self._call(_collect(self))
         return out
 
 
@@ -220,18 +254,33 @@ async def _setup(w: EpisodeWorker, raw: dict[str, Any], files: dict[str, Any]) -
     await w.engine.preflight()
 
 
-async def _run(w: EpisodeWorker, inputs: dict[str, Any], graph: str | None, round: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"episode": str(inputs["id"]), "record": None, "error": None}
+def _start(w: EpisodeWorker, batch: list[dict[str, Any]], graph: str | None, round: int) -> None:
+    for inputs in batch:
+        task = w.loop.create_task(_run(w, inputs, graph, round))
+        w.tasks.add(task)  # held until done (the loop keeps only weak references)
+        task.add_done_callback(w.tasks.discard)
+
+
+async def _run(w: EpisodeWorker, inputs: dict[str, Any], graph: str | None, round: int) -> None:
+    out: dict[str, Any] = {"episode": str(inputs.get("id")), "record": None, "error": None}
     try:
         assert w.engine is not None, "the worker was not set up (ready() says why)"
         out["record"] = await w.engine.run_episode(inputs, graph=graph, round=round)
     except EpisodeFailed as e:  # the driver counts it against run.max_failed
         out["record"] = e.record
-    except Exception as e:
+    except BaseException as e:  # even a cancelled episode comes back: the driver waits for every one it sent
         out["error"] = encode_error(e)
-    out["lines"] = w.sink.take(out["episode"])
-    out["usage"] = w.ledger.take()
-    return out
+    finally:
+        out["lines"] = w.sink.take(out["episode"])
+        w.outbox.append(out)
+        w.filled.set()
+
+
+async def _collect(w: EpisodeWorker) -> dict[str, Any]:
+    await w.filled.wait()
+    w.filled.clear()
+    out, w.outbox = w.outbox, []
+    return {"outputs": out, "usage": w.ledger.take()}
 
 
 # -- the driver side ---------------------------------------------------------------------------------------
@@ -244,15 +293,13 @@ class RayExecutor:
         self.sink, self.ledger = sink, ledger
         cfg = plan.config
         opts = cfg.run.ray
+        self.startup: dict[str, float] = {}  # seconds: Ray's own start (ray_start_s), the workers' (workers_ready_s)
+        clock = time.perf_counter()
         self.started = not ray.is_initialized()
         if self.started:
-            try:
-                ray.init(address=opts.address, include_dashboard=False, logging_level="WARNING")
-            except ConnectionError as e:  # an address (or $RAY_ADDRESS) with no cluster behind it
-                raise BackendError(
-                    f"no Ray cluster reachable ({e}); start one with `ray start --head` and set run.ray.address=auto "
-                    "(or its host:port), or leave run.ray.address and $RAY_ADDRESS unset for a local Ray in this process"
-                ) from None
+            start_ray(ray, opts)
+        self.startup["ray_start_s"] = time.perf_counter() - clock
+        self._clock = time.perf_counter()
         cpus = float(ray.cluster_resources().get("CPU", 0))
         n = opts.workers or max(1, int(cpus // opts.cpus_per_worker))
         if n * opts.cpus_per_worker > cpus:  # the workers would wait for CPUs forever
@@ -267,11 +314,11 @@ class RayExecutor:
         if any(v is not None for v in cfg.budget.model_dump().values()):
             self.keeper = ray.remote(BudgetKeeper).options(num_cpus=0).remote(cfg.budget.model_dump())
         self.concurrency = plan.concurrency
-        per_worker = math.ceil(self.concurrency / n)
-        actor = ray.remote(EpisodeWorker).options(
-            num_cpus=opts.cpus_per_worker, max_concurrency=per_worker + EXTRA_CALLS
-        )
+        # run.concurrency split over the workers: each keeps its share in flight, topped up as episodes come back
+        self.shares = [self.concurrency // n + (i < self.concurrency % n) for i in range(n)]
+        actor = ray.remote(EpisodeWorker).options(num_cpus=opts.cpus_per_worker, max_concurrency=ACTOR_THREADS)
         raw, files = ray.put(plan.raw), dataclasses.asdict(plan.files)  # the config sent once
+        # made once for the whole run: every run_episodes (the run's and its stages') reuses them
         self.workers = [actor.remote(raw, files, os.getcwd(), self.keeper) for _ in range(n)]
         self._checked = False
 
@@ -285,6 +332,14 @@ class RayExecutor:
             if err is not None:
                 raise decode_error(err, f"on Ray worker {i}")
         self._checked = True
+        self.startup["workers_ready_s"] = time.perf_counter() - self._clock
+        log.info(
+            "Ray: %s in %.1f s, %d workers ready %.1f s later",
+            "a local Ray started" if self.started else "connected",
+            self.startup["ray_start_s"],
+            len(self.workers),
+            self.startup["workers_ready_s"],
+        )
 
     async def _get(self, ref: Any, actor: str) -> Any:
         try:
@@ -293,7 +348,11 @@ class RayExecutor:
             raise BackendError(f"{actor} was lost: {str(e).splitlines()[0]}") from None
 
     async def run(self, todo: Sequence[dict[str, Any]], *, graph: str | None, round: int, done: Done) -> None:
-        """Run `todo` on the workers; the first failure stops them all (what finished is kept) and is raised."""
+        """Run `todo` on the workers; the first failure stops them all (what finished is kept) and is raised.
+
+        Each worker gets its share of run.concurrency in one call, and one `collect` waits on it at a time: what
+        comes back is every episode it finished meanwhile, which are written here, and as many new episodes go out
+        in one call. Ray's cost (a few hundred microseconds of this process's CPU a call) is paid per batch."""
         if not self._checked:
             await self._check_workers()
         ledger = self.ledger
@@ -302,42 +361,65 @@ class RayExecutor:
             self._stop_all(stopped)
         if self.keeper is not None:
             await self._get(self.keeper.seed.remote(ledger.to_dict()), "the budget keeper")
-        queue = list(reversed(todo))
-        load = [0] * len(self.workers)
-        pending: dict[asyncio.Future[Any], int] = {}
+        queue = iter(todo)
+        load = [0] * len(self.workers)  # episodes sent to each worker and not back yet
+        collecting: dict[asyncio.Future[Any], int] = {}
         failure: Exception | None = None
+
+        def top_up(w: int, most: int) -> None:
+            batch = list(itertools.islice(queue, min(most, self.shares[w] - load[w]))) if failure is None else []
+            if batch:
+                self.workers[w].submit.remote(batch, graph, round)
+                load[w] += len(batch)
+            if load[w]:
+                ref = self.workers[w].collect.remote()
+                collecting[asyncio.ensure_future(self._get(ref, f"Ray worker {w}"))] = w
+
+        even = math.ceil(len(todo) / len(self.workers))  # fewer episodes than run.concurrency: spread alike
+        for w in range(len(self.workers)):
+            top_up(w, even)
         try:
-            while pending or (queue and failure is None):
-                while queue and failure is None and len(pending) < self.concurrency:
-                    w = load.index(min(load))
-                    ref = self.workers[w].run.remote(queue.pop(), graph, round)
-                    pending[asyncio.ensure_future(self._get(ref, f"Ray worker {w}"))] = w
-                    load[w] += 1
-                ended, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            while collecting:
+                ended, _ = await asyncio.wait(collecting, return_when=asyncio.FIRST_COMPLETED)
                 for fut in ended:
-                    w = pending.pop(fut)
-                    load[w] -= 1
+                    w = collecting.pop(fut)
+                    error: Exception | None
                     try:
-                        error = self._absorb(fut.result(), w, done)
-                    except Exception as e:  # a lost worker, or `done` stopping the run
-                        error = e
+                        got = fut.result()
+                    except Exception as e:  # a lost worker: what it had is not coming back
+                        load[w], error = 0, e
+                    else:
+                        load[w] -= len(got["outputs"])
+                        error = self._absorb_all(got, w, done)
                     if error is not None and failure is None:
                         failure = error
                         self._stop_all(f"episode failed on another worker: {error}")
+                    top_up(w, len(todo))
         except asyncio.CancelledError:
             self._stop_all("the run was interrupted")
-            for fut in pending:
+            for fut in collecting:
                 fut.cancel()
             raise
         if failure is not None:
             raise failure
 
+    def _absorb_all(self, got: dict[str, Any], worker: int, done: Done) -> Exception | None:
+        """A batch from a worker: its usage, then each episode in it; the first error (all are written)."""
+        for role, usage in got["usage"]:
+            self.ledger.book(role, **usage)
+        first: Exception | None = None
+        for out in got["outputs"]:
+            try:
+                error = self._absorb(out, worker, done)
+            except Exception as e:  # `done` stopping the run (too many failed episodes)
+                error = e
+            first = first or error
+        return first
+
     def _absorb(self, out: dict[str, Any], worker: int, done: Done) -> Exception | None:
-        """One finished (or failed) episode from a worker: its transcript lines, its usage, its results line."""
+        """One finished (or failed) episode from a worker: its transcript lines, its results line."""
         for line in out["lines"]:
             self.sink.transcript(line)
-        for role, usage in out["usage"]:
-            self.ledger.book(role, **usage)
         if out["error"] is not None:
             return decode_error(out["error"], f"episode '{out['episode']}' on Ray worker {worker}")
         done(out["record"], None)
