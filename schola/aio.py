@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+import types
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -19,6 +21,84 @@ async def gather_all(coros: list[Awaitable[T]]) -> list[T]:
     finally:
         for t in tasks:
             t.cancel()
+
+
+class _Ready:
+    """An awaitable that is already done (awaiting it returns None without suspending)."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        # await takes any iterator: an empty one returns at once, without a generator made per await
+        return iter(())  # type: ignore[return-value]
+
+
+READY = _Ready()
+
+
+class Slots:
+    """At most `n` holders at once, served first come first served: asyncio.Semaphore's contract for `async with`,
+    at a fraction of its cost per request. Python 3.11's Semaphore walks its waiters in `locked()` on every acquire
+    (O(waiters) with thousands queued) and enters through two coroutines; here entering a free slot is a counter,
+    and a released slot is handed straight to the first waiter (so a newcomer never overtakes the queue)."""
+
+    def __init__(self, n: int) -> None:
+        self._value = n
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def locked(self) -> bool:
+        """True when a newcomer would wait."""
+        return self._value <= 0 or bool(self._waiters)
+
+    def __aenter__(self) -> Awaitable[None]:
+        if self._value > 0 and not self._waiters:
+            self._value -= 1
+            return READY
+        return self._wait()
+
+    def __aexit__(self, *exc: object) -> Awaitable[None]:
+        self.release()
+        return READY
+
+    async def _wait(self) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():  # the slot was handed over as this waiter was cancelled
+                self.release()
+            elif fut in self._waiters:  # (a release may have dropped it already)
+                self._waiters.remove(fut)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the slot passes to it: the count of free ones is unchanged
+                return
+        self._value += 1
+
+
+@types.coroutine
+def resume(coro: Coroutine[Any, Any, T], yielded: Any) -> Generator[Any, Any, T]:
+    """Await `coro` from where it stopped: it was stepped once by hand (`yielded = coro.send(None)`) to see whether
+    it finishes without suspending. What the awaiting task sends or throws in goes on to `coro`, as `await` does."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as e:  # a cancel, or what the awaited future raised
+            try:
+                yielded = coro.throw(e)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
 
 
 def in_running_loop() -> bool:

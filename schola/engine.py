@@ -74,14 +74,15 @@ class Episode:
         generate: bool = True,
     ) -> Reply:
         node = node if node != "-" else self.node
-        actor = self.engine.roles.get(role)
+        engine = self.engine
+        actor = engine.roles.get(role)
         if actor is None:
             raise ConfigError(
                 f"step '{node}' of episode '{self.id}' names unknown role '{role}'; "
-                f"the scenario has {', '.join(self.engine.roles)}"
+                f"the scenario has {', '.join(engine.roles)}"
             )
         request = ActRequest(
-            prompt=prompt, sample=sample, sampling=dict(sampling or {}), generate=generate,
+            prompt=prompt, sample=sample, sampling=dict(sampling) if sampling else {}, generate=generate,
             options=tuple(options) if options is not None else None,
             state=MappingProxyType(dict(state)) if actor.sees_state and state is not None else None,
         )  # fmt: skip
@@ -89,7 +90,7 @@ class Episode:
         timing = Timing()  # the role's requests add their service and queue time to it
         token = TIMING.set(timing)
         try:
-            reply = await plugins.call(f"role '{role}'", actor.act, request)
+            reply = await plugins.call(engine.asking[role], actor.act, request)
         finally:
             TIMING.reset(token)
         if isinstance(reply, str):  # a plugin role may answer with plain text
@@ -115,7 +116,7 @@ class Episode:
             line["cost_usd"] = reply.cost_usd
         if reply.option_probs is not None:
             line |= {"option_probs": reply.option_probs, "probs_source": reply.probs_source}
-        self.engine.sink.transcript(line)
+        engine.sink.transcript(line)
         return reply
 
     async def score(self, scorer: str, inputs: dict[str, Any], params: dict[str, Any], *, node: str) -> Any:
@@ -160,6 +161,7 @@ class EpisodeEngine:
             for name, (cls, role_config) in plan.roles.items()
         }
         self._used = [self.clients[n] for n in self.clients if n in used]
+        self.asking = {name: f"role '{name}'" for name in self.roles}  # what plugins.call names in an error
         self._scorers: dict[str, tuple[Any, bool]] = {}
         described = {n: r.describe() for n, r in self.roles.items()}
         groups = {g: [described[m] for m in ms] for g, ms in plan.groups.items() if len(ms) > 1 or g not in described}

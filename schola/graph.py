@@ -247,6 +247,9 @@ class Graph:
             for i, n in enumerate(nodes)
             if isinstance(n, MapNode)
         }
+        # What each step reads and its config key, found once rather than at every run of the step.
+        self._reads = {n.id: reads_of(n) for n in nodes}
+        self._keys = {n.id: f"{where}.{n.id}" for n in nodes}
 
     def _edge(self, a: str, b: str) -> None:
         if b not in self.succ[a]:
@@ -376,35 +379,46 @@ class Graph:
         running: dict[asyncio.Future[Any], str] = {}
         try:
             while True:
+                ready = []
                 for nid in [n for n in self.order if n in pending and n not in running.values()]:
                     if any(p in pending for p in self.pred[nid]):
                         continue
                     if active[nid]:
-                        running[asyncio.ensure_future(self._step(nid, state, ctx, runs[nid], path))] = nid
-                        runs[nid] += 1
+                        ready.append(nid)
                     else:
                         pending.discard(nid)  # skipped: no active edge reaches it
+                if len(ready) == 1 and not running:  # nothing runs beside it (a chain): no task needed to wait
+                    nid = ready[0]
+                    runs[nid] += 1
+                    self._settled(nid, await self._step(nid, state, ctx, runs[nid] - 1, path), pending, active)
+                    continue
+                for nid in ready:
+                    running[asyncio.ensure_future(self._step(nid, state, ctx, runs[nid], path))] = nid
+                    runs[nid] += 1
                 if not running:
                     return
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     nid = running.pop(task)
-                    result = task.result()
-                    pending.discard(nid)
-                    node = self.nodes[nid]
-                    if not isinstance(node, RouteNode):
-                        for s in self.succ[nid]:
-                            active[s] = True
-                    elif result is not None and (nid, result) in self.back:
-                        for m in self.loop_body[(nid, result)]:
-                            pending.add(m)
-                            active[m] = False
-                        active[result] = True
-                    elif result is not None:
-                        active[result] = True
+                    self._settled(nid, task.result(), pending, active)
         finally:
             for task in running:
                 task.cancel()
+
+    def _settled(self, nid: str, result: Any, pending: set[str], active: dict[str, bool]) -> None:
+        """Step `nid` has run (a route's `result`: the step it chose): which steps it makes active."""
+        pending.discard(nid)
+        node = self.nodes[nid]
+        if not isinstance(node, RouteNode):
+            for s in self.succ[nid]:
+                active[s] = True
+        elif result is not None and (nid, result) in self.back:
+            for m in self.loop_body[(nid, result)]:
+                pending.add(m)
+                active[m] = False
+            active[result] = True
+        elif result is not None:
+            active[result] = True
 
     async def _step(self, nid: str, state: MutableMapping[str, Any], ctx: EpisodeContext, run: int, path: str) -> Any:
         try:
@@ -415,11 +429,12 @@ class Graph:
             raise StepError(path + nid, e) from e
 
     async def _apply(self, n: Any, state: MutableMapping[str, Any], ctx: EpisodeContext, run: int, path: str) -> Any:
-        nid, key = n.id, f"{self.where}.{n.id}"
+        nid = n.id
+        key = self._keys[nid]
         state["iteration"] = run  # read by this step's templates, rendered before any await
         if isinstance(n, RouteNode):
             return self._route(n, state, key, run)
-        read = {r.field: r.value(state, key) for r in reads_of(n)}
+        read = {r.field: r.value(state, key) for r in self._reads[nid]}
         if isinstance(n, AgentNode):
             role = read.get("role", n.role)
             prompt = read["prompt"]
@@ -490,12 +505,17 @@ class Graph:
         if size > MAX_MAP_ITEMS:
             raise ConfigError(f"the map has {size:,} items; at most {MAX_MAP_ITEMS:,}", key=f"{key}.over")
         child = self.children[n.id]
+        single = child.order[0] if len(child.order) == 1 else None
         parent_dialogue = state["dialogue"]
 
         async def one(i: int, values: tuple[Any, ...]) -> tuple[dict[str, Any], list[Any]]:
             # Each item works on its own copy of the state: items never see each other's outputs.
             scope = {**state, **dict(zip(lists, values)), "dialogue": list(parent_dialogue)}
-            await child.run(scope, ctx, f"{path}{n.id}[{i}].")
+            where = f"{path}{n.id}[{i}]."
+            if single:  # (Graph.run would only pass it on)
+                await child._step(single, scope, ctx, 0, where)
+            else:
+                await child.run(scope, ctx, where)
             return {k: scope.get(v) for k, v in n.collect.items()}, scope["dialogue"][len(parent_dialogue) :]
 
         results = await gather_all([one(i, v) for i, v in enumerate(itertools.product(*lists.values()))])
@@ -506,7 +526,7 @@ class Graph:
 
     def _route(self, n: RouteNode, state: MutableMapping[str, Any], key: str, run: int) -> str | None:
         # `run` counts earlier visits of this route in the episode: each of them took the loop.
-        for r, guard in zip(n.routes, reads_of(n)):  # in order, and only until one holds
+        for r, guard in zip(n.routes, self._reads[n.id]):  # in order, and only until one holds
             if guard.value(state, key) and ((n.id, r.to) not in self.back or run < (n.max_iters or 0)):
                 return r.to
         return n.default

@@ -105,6 +105,7 @@ class Role:
         self.name, self.config, self.client, self.seed = name, config, client, seed
         self.system = templates.render(config.system or self.system_prompt, {"persona": config.persona, "name": name})
         self._system: list[LLMMessage] = [SystemMessage(content=self.system)] if self.system.strip() else []
+        self._dicts = [{"role": "system", "content": self.system}] if self._system else []  # as to_dicts gives them
 
     def describe(self) -> dict[str, Any]:
         """What templates see as `roles.<name>`."""
@@ -114,21 +115,26 @@ class Role:
         """Answer `request.prompt` in character; with `request.options`, also the probability of each option
         (with `generate=False` only that: the reply is the most likely option). A role without a model
         overrides this."""
-        from autogen_core.models import UserMessage
-
-        from schola.backends.base import ScholaClient
+        from schola.backends.base import ScholaClient, cost_of
 
         if self.client is None:  # check_role_class refuses this before a run
             raise ConfigError(f"role '{self.name}' has no backend and its class does not override act()")
-        messages: list[LLMMessage] = [*self._system, UserMessage(content=request.prompt, source="user")]
         args: dict[str, Any] = {**self.config.sampling, **request.sampling}
         info = CallInfo(role=self.name, sample=request.sample, seed=self.seed)
+        start = time.perf_counter()
+        if isinstance(self.client, ScholaClient) and not request.options:  # dicts in, no AutoGen objects built
+            args["schola"] = info
+            done, cached = await self.client.reply([*self._dicts, {"role": "user", "content": request.prompt}], args)
+            return Reply(text=done.text, prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
+                         cached=cached, latency_s=time.perf_counter() - start, cost_usd=cost_of(done, cached=cached))  # fmt: skip
+        from autogen_core.models import UserMessage
+
+        messages: list[LLMMessage] = [*self._system, UserMessage(content=request.prompt, source="user")]
         if isinstance(self.client, ScholaClient):
             args["schola"] = info
         else:  # another AutoGen client: K samples still get K seeds
             args["seed"] = self.seed * 1_000_003 + request.sample
         options = list(request.options or ())
-        start = time.perf_counter()
         if options and not request.generate:
             probs, source = await self.option_probs(messages, options, info, args)
             best = max(options, key=lambda o: probs.get(o, 0.0))

@@ -289,11 +289,22 @@ def render(source: str, context: Mapping[str, Any], *, key: str | None = None) -
     # Fast path for prompts that only interpolate names and dict fields: the same text Jinja would produce,
     # without building a template context per message.
     if (parts := _plain(source)) is not None:
+        pieces: list[str] = []
         try:
-            text = "".join(p if isinstance(p, str) else str(_lookup(context, p)) for p in parts)
+            for p in parts:
+                if isinstance(p, str):
+                    pieces.append(p)
+                    continue
+                value = context[p[0]] if len(p) == 1 else _lookup(context, p)  # (a name: the one lookup)
+                if type(value) is not str:
+                    if type(value) not in (int, float):
+                        raise KeyError(p[-1])  # Jinja's own formatting of None, bools, lists
+                    value = str(value)
+                pieces.append(value)
         except Exception:  # Jinja's own path gives the value or the error
             pass
         else:
+            text = "".join(pieces)
             if len(text) <= MAX_LENGTH:
                 return text
     try:

@@ -9,10 +9,11 @@ import math
 import random
 import re
 import time
+import types
 from abc import abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from autogen_core import CancellationToken
 from autogen_core.models import (
@@ -26,11 +27,24 @@ from autogen_core.models import (
     UserMessage,
 )
 from autogen_core.tools import Tool, ToolSchema
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
 
+from schola.aio import Slots, resume
 from schola.backends.cache import Cache, cache_key
+from schola.backends.config import (  # noqa: F401 (re-exported: a backend written before imports them from here)
+    BackendConfig,
+    Concurrency,
+    Options,
+    Price,
+    PricePer1k,
+    Retries,
+    TimeoutS,
+    Url,
+    Urls,
+    secret_in,
+)
 from schola.errors import BackendError, NoLogprobs, TransientBackendError
-from schola.secrets import HEADER_KEYS, MASK, SECRET_KEY, check_env_name, redact
+from schola.secrets import redact
 from schola.types import TIMING, CallInfo, Ledger, Timing, queued
 
 if TYPE_CHECKING:  # aiohttp (a fifth of a second) loads with the first HTTP request, not for `schola check`
@@ -41,101 +55,6 @@ LOGPROB_TOP_K = 20  # alternatives of the first token asked for when a step want
 MAX_RETRY_AFTER_S = 300.0
 PREFLIGHT_ATTEMPTS = 3  # tries of the endpoint check before a run (a reset or timeout is retried)
 FINISH_REASONS = {"stop", "length", "function_calls", "content_filter", "unknown"}
-
-
-def secret_in(value: Any, path: str = "") -> str | None:
-    """Where a config value holds a secret (a key named like one, a request header, a URL's user:password),
-    as a dotted path; None when it holds none."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            where = f"{path}.{k}" if path else str(k)
-            named = SECRET_KEY.search(str(k)) is not None and not str(k).endswith("_env")
-            if (named or str(k).lower() in HEADER_KEYS) and v not in (None, "", {}, []):
-                return where
-            if found := secret_in(v, where):
-                return found
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            if found := secret_in(v, f"{path}[{i}]"):
-                return found
-    elif isinstance(value, str) and (value == MASK or redact(value, ()) != value):
-        return path or "value"
-    return None
-
-
-def _no_secrets(value: dict[str, Any]) -> dict[str, Any]:
-    """A run's config.yaml keeps secrets masked as ***, so a resumed run would send the mask: refused here."""
-    if where := secret_in(value):
-        raise ValueError(
-            f"'{where}' holds a secret, which is never kept in a config (config.yaml saves it as {MASK}, and a resumed "
-            "run would send that); put the key in an environment variable and give its NAME in api_key_env"
-        )
-    return value
-
-
-# Free-form options a backend passes on (a client's component config, request fields): no secrets in them.
-Options = Annotated[dict[str, Any], AfterValidator(_no_secrets)]
-
-
-def _no_userinfo(value: Any) -> Any:
-    """An endpoint without `user:password@` (config.yaml would save it masked, and a resume would send the mask)."""
-    for url in value if isinstance(value, list) else [value]:
-        if isinstance(url, str) and redact(url, ()) != url:
-            raise ValueError(
-                "the URL holds credentials (user:password@), which are never kept in a config (config.yaml saves them "
-                f"as {MASK}, and a resumed run would send that); put the key in an environment variable and give its "
-                "NAME in api_key_env"
-            )
-    return value
-
-
-# An endpoint (one or several): no credentials in it.
-Url = Annotated[str | None, AfterValidator(_no_userinfo)]
-Urls = Annotated[list[str], AfterValidator(_no_userinfo)]
-
-# The limits every backend keeps, declared once. A backend changes a default (`max_concurrency: Concurrency = 64`),
-# never a bound: BackendConfig refuses a subclass that redeclares a bounded key as a plain `int` or `float`.
-Concurrency = Annotated[int, Field(ge=1, le=100_000, description="requests in flight")]
-TimeoutS = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False, description="per request")]
-Retries = Annotated[int, Field(ge=0, le=100, description="retries of transient errors (429, 5xx, timeouts, resets)")]
-Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-PricePer1k = Annotated[tuple[Price, Price] | None, Field(description="(prompt, completion) USD per 1k tokens")]
-
-
-class BackendConfig(BaseModel):
-    """Keys every backend accepts. A backend subclasses this with its own keys and a `kind` literal."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: str
-    max_concurrency: Concurrency = 4
-    timeout_s: TimeoutS = 60.0
-    max_retries: Retries = 4
-    retry_base_s: float = Field(
-        0.5, gt=0, le=600, allow_inf_nan=False, description="first backoff; doubles per retry, with jitter"
-    )
-    max_tokens: int | None = Field(
-        512, ge=1, le=1_000_000, description="completion tokens per reply unless a role or step sets max_tokens"
-    )
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        """A subclass keeps every bound declared here: `max_concurrency: int = 0` would hang a run."""
-        super().__pydantic_init_subclass__(**kwargs)
-        for name, base in BackendConfig.model_fields.items():
-            if base.metadata and cls.model_fields[name].metadata != base.metadata:
-                raise TypeError(
-                    f"{cls.__name__}.{name} drops the bounds BackendConfig declares for it; "
-                    f"redeclare it with the shared type from schola.backends.base (e.g. `{name}: Concurrency = 8`)"
-                )
-
-    @model_validator(mode="after")
-    def _key_names(self) -> BackendConfig:
-        """`api_key_env` holds the NAME of a variable: a key typed there is refused, never echoed."""
-        name = getattr(self, "api_key_env", None)
-        if isinstance(name, str) and (problem := check_env_name(name)):
-            raise ValueError(f"api_key_env: {problem}")
-        return self
 
 
 @dataclass
@@ -170,6 +89,11 @@ class Result(CreateResult):
         return m
 
     _defaults: ClassVar[dict[str, Any] | None] = None
+
+
+def cost_of(done: Completion, *, cached: bool) -> float | None:
+    """What a reply cost: None where the backend has no price for its tokens, 0 for a reply from the cache."""
+    return None if done.cost_usd is None else 0.0 if cached else done.cost_usd
 
 
 def to_dicts(messages: Sequence[LLMMessage]) -> list[dict[str, str]]:
@@ -313,24 +237,34 @@ class Watchdog:
         self._task: asyncio.Task[None] | None = None
 
     async def run(self, coro: Any) -> Any:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        self.deadlines[task] = loop.time() + self.timeout_s
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._watch())
+        task = self.arm()
         try:
             return await coro
         except asyncio.CancelledError:
-            if task in self.expired:
-                self.expired.discard(task)
-                # Only the watchdog's own cancel is a timeout: an outside cancel (Ctrl-C, a failure stopping
-                # the others) that arrived in the same tick leaves a cancel request behind, and stays a cancel.
-                if task.uncancel() == 0:
-                    raise TimeoutError from None
+            self.timed_out(task)
             raise
         finally:
             self.deadlines.pop(task, None)
+
+    def arm(self, started: float | None = None) -> asyncio.Task[Any]:
+        """Start the clock of the request the running task makes (at `started`, a `time.monotonic()`; default: now);
+        it stops with `deadlines.pop(task)`."""
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        self.deadlines[task] = (loop.time() if started is None else started) + self.timeout_s
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._watch())
+        return task
+
+    def timed_out(self, task: asyncio.Task[Any]) -> None:
+        """Raise TimeoutError when the cancel `task` just got was the watchdog's (else return: it stays a cancel).
+        Only the watchdog's own cancel is a timeout: an outside cancel (Ctrl-C, a failure stopping the others)
+        that arrived in the same tick leaves a cancel request behind, and stays a cancel."""
+        if task in self.expired:
+            self.expired.discard(task)
+            if task.uncancel() == 0:
+                raise TimeoutError from None
 
     @contextlib.asynccontextmanager
     async def queued(self) -> AsyncIterator[None]:
@@ -386,10 +320,10 @@ class ScholaClient(ChatCompletionClient):
         self.name = name
         self.ledger = ledger or Ledger()
         self.cache = cache
-        self._sem = asyncio.Semaphore(config.max_concurrency)
+        self._sem: Slots | asyncio.Semaphore = Slots(config.max_concurrency)
         self._watchdog = Watchdog(config.timeout_s)
-        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
-        self._last = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self._prompt_tokens = self._completion_tokens = 0
+        self._last = (0, 0)
 
     # -- what a backend implements ------------------------------------------------------------
     @property
@@ -420,12 +354,21 @@ class ScholaClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
-        info = extra_create_args.get("schola") or CallInfo()
-        sampling = {k: extra_create_args[k] for k in SAMPLING_KEYS if extra_create_args.get(k) is not None}
+        done, cached = await self.reply(to_dicts(messages), extra_create_args)
+        return self._result(done, cached=cached)
+
+    async def reply(self, messages: list[dict[str, str]], args: Mapping[str, Any]) -> tuple[Completion, bool]:
+        """What `create` asks of the backend, for callers that hold OpenAI-style dicts (Schola's roles): the reply,
+        and whether it came from the cache. No AutoGen message or result is built (they were a fifth of a cached
+        reply's time); `args` are create's `extra_create_args` (sampling options, `schola`: the CallInfo)."""
+        info = args.get("schola") or CallInfo()
+        if len(args) > ("schola" in args):
+            sampling = {k: args[k] for k in SAMPLING_KEYS if args.get(k) is not None}
+        else:  # no sampling options (most calls): none to look for
+            sampling = {}
         if "max_tokens" not in sampling and self.config.max_tokens is not None:
             sampling["max_tokens"] = self.config.max_tokens
-        done, cached = await self._call(self._complete, to_dicts(messages), sampling, info)
-        return self._result(done, cached=cached)
+        return await self._call(self._complete, messages, sampling, info)
 
     async def option_probs(
         self, messages: Sequence[LLMMessage], options: Sequence[str], *, info: CallInfo
@@ -455,11 +398,13 @@ class ScholaClient(ChatCompletionClient):
     async def _call(
         self, fn: Any, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
     ) -> tuple[Completion, bool]:
-        """`fn` (a request) through the cache, the concurrency limit, the budget, retries and the ledger."""
-        key = cache_key(self.identity, msgs, sampling, info.seed, info.sample) if self.cache else None
-        if key is not None and (hit := self.cache.get(key)) is not None:  # type: ignore[union-attr]
+        """`fn` (a request) through the cache, the concurrency limit, the budget, retries, the timeout and the
+        ledger."""
+        cache = self.cache
+        key = cache_key(self.identity, msgs, sampling, info.seed, info.sample) if cache is not None else None
+        if key is not None and (hit := cache.get(key)) is not None:  # type: ignore[union-attr]
             done = Completion(**hit)
-            self._account(info.role, done, Timing(), cached=True)
+            self._account(info.role, done, 0.0, 0.0, cached=True)
             if (outer := TIMING.get()) is not None:
                 outer.requests += 1
             return done, True
@@ -474,7 +419,7 @@ class ScholaClient(ChatCompletionClient):
                     done = await self._with_retries(fn, msgs, sampling, info)
                     done.text = valid_unicode(done.text)
                     mine.service_s = max(0.0, time.perf_counter() - asked - mine.queue_s)
-                    self._account(info.role, done, mine, cached=False)
+                    self._account(info.role, done, mine.service_s, mine.queue_s, cached=False)
                 finally:
                     self.ledger.end()
         finally:
@@ -484,17 +429,32 @@ class ScholaClient(ChatCompletionClient):
             outer.service_s += mine.service_s
             outer.queue_s += mine.queue_s
         if key is not None:
-            self.cache.put(key, done.__dict__)  # type: ignore[union-attr]
+            cache.put(key, done.__dict__)  # type: ignore[union-attr]
         return done, False
 
     async def _with_retries(
         self, fn: Any, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
     ) -> Completion:
-        cfg = self.config
+        cfg, watchdog = self.config, self._watchdog
         timed_out = False
         for attempt in range(cfg.max_retries + 1):
             try:
-                return await self._watchdog.run(fn(msgs, sampling, info))  # type: ignore[no-any-return]
+                # The request is stepped by hand first: one that answers without suspending (a cached or scripted
+                # reply) never gave the loop a turn, so no timeout could fire and the watchdog is not involved.
+                started, request = time.monotonic(), fn(msgs, sampling, info)
+                if isinstance(request, types.CoroutineType):  # (an `async def`, as backends write _complete)
+                    try:
+                        request = resume(request, request.send(None))
+                    except StopIteration as answered:
+                        return answered.value  # type: ignore[no-any-return]
+                task = watchdog.arm(started)  # the rest of the request runs on the watchdog's clock
+                try:
+                    return await request  # type: ignore[no-any-return]
+                except asyncio.CancelledError:
+                    watchdog.timed_out(task)  # raises TimeoutError when it was the deadline's
+                    raise
+                finally:
+                    watchdog.deadlines.pop(task, None)
             except TransientBackendError as e:
                 error, retry_after = e, e.retry_after
             except TimeoutError:
@@ -535,18 +495,16 @@ class ScholaClient(ChatCompletionClient):
         finally:
             queued((started[0] if started else time.perf_counter()) - submitted)
 
-    def _account(self, role: str, done: Completion, timing: Timing, *, cached: bool) -> None:
-        self._last = RequestUsage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens)
-        self._usage = RequestUsage(
-            prompt_tokens=self._usage.prompt_tokens + done.prompt_tokens,
-            completion_tokens=self._usage.completion_tokens + done.completion_tokens,
-        )
+    def _account(self, role: str, done: Completion, service_s: float, queue_s: float, *, cached: bool) -> None:
+        self._last = (done.prompt_tokens, done.completion_tokens)  # AutoGen's RequestUsage is built when asked for
+        self._prompt_tokens += done.prompt_tokens
+        self._completion_tokens += done.completion_tokens
         self.ledger.book(
             role,
             prompt_tokens=done.prompt_tokens,
             completion_tokens=done.completion_tokens,
-            latency_s=timing.service_s,
-            queue_s=timing.queue_s,
+            latency_s=service_s,
+            queue_s=queue_s,
             cost_usd=0.0 if cached else done.cost_usd or 0.0,
             cached=cached,
         )
@@ -555,9 +513,10 @@ class ScholaClient(ChatCompletionClient):
     def _result(done: Completion, *, cached: bool) -> Result:
         reason: Any = done.finish_reason if done.finish_reason in FINISH_REASONS else "unknown"
         usage = RequestUsage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens)
-        cost = None if done.cost_usd is None else 0.0 if cached else done.cost_usd
         # Every field is built here with its declared type, so pydantic's validation would only cost time.
-        return Result.built(finish_reason=reason, content=done.text, usage=usage, cached=cached, cost_usd=cost)
+        return Result.built(
+            finish_reason=reason, content=done.text, usage=usage, cached=cached, cost_usd=cost_of(done, cached=cached)
+        )
 
     # -- the rest of AutoGen's ChatCompletionClient --------------------------------------------
     async def create_stream(
@@ -586,10 +545,10 @@ class ScholaClient(ChatCompletionClient):
         await self.close()
 
     def actual_usage(self) -> RequestUsage:
-        return self._last
+        return RequestUsage(prompt_tokens=self._last[0], completion_tokens=self._last[1])
 
     def total_usage(self) -> RequestUsage:
-        return self._usage
+        return RequestUsage(prompt_tokens=self._prompt_tokens, completion_tokens=self._completion_tokens)
 
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = []) -> int:
         # A rough count (4 characters a token); backends with a tokenizer override it.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -20,9 +21,18 @@ def default_cache_dir() -> Path:
 
 def cache_key(identity: str, messages: list[dict[str, Any]], sampling: dict[str, Any], seed: int, sample: int) -> str:
     """The key of one reply: model identity, messages, sampling options, run seed and sample index."""
-    h = hashlib.sha256()
-    h.update(f"{identity}\x00{seed}\x00{sample}\x00{sorted(sampling.items())!r}\x00".encode())
-    for m in messages:  # length-prefixed, so no two message lists share a byte stream
+    text = f"{identity}\x00{seed}\x00{sample}\x00{sorted(sampling.items())!r}\x00"
+    for m in messages:  # length-prefixed (in bytes), so no two message lists share a byte stream
+        role, content = m["role"], m["content"]
+        if not (role.isascii() and content.isascii()):  # lengths in bytes differ from lengths in characters
+            return _utf8_key(text, messages)
+        text += f"{len(role)}:{role}{len(content)}:{content}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _utf8_key(prefix: str, messages: list[dict[str, Any]]) -> str:
+    h = hashlib.sha256(prefix.encode())
+    for m in messages:
         role, content = m["role"].encode(), m["content"].encode("utf-8", "surrogatepass")  # data may hold \ud800
         h.update(b"%d:%s%d:%s" % (len(role), role, len(content), content))
     return h.hexdigest()
@@ -42,8 +52,24 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _insert(db: sqlite3.Connection, rows: dict[str, str]) -> None:
+    now = time.time()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.executemany(
+            "INSERT OR REPLACE INTO replies (key, value, created) VALUES (?, ?, ?)",
+            [(k, v, now) for k, v in rows.items()],
+        )
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
 class Cache:
-    """A key/value store of replies; writes are batched (one SQLite write per reply would cap throughput).
+    """A key/value store of replies; writes are batched (one SQLite write per reply would cap throughput) and made
+    by a thread of the cache's own (a commit waits on the disk, which the event loop must not).
 
     Args:
         directory: where `cache.sqlite` lives; created if missing.
@@ -53,7 +79,7 @@ class Cache:
     """
 
     def __init__(
-        self, directory: str | Path, *, batch: int = 256, preload_keys: int = 200_000, readonly: bool = False
+        self, directory: str | Path, *, batch: int = 1024, preload_keys: int = 200_000, readonly: bool = False
     ) -> None:
         path = Path(directory).expanduser()
         self.path = path / "cache.sqlite"
@@ -70,7 +96,16 @@ class Cache:
                 "cache.enabled=false)",
                 key="cache.dir",
             ) from None
+        from schola.store import acyclic_encoder  # (the run directory's module: only once a cache is opened)
+
+        self._encode = acyclic_encoder()  # a reply's fields: strings, numbers, a list of pairs
         self._pending: dict[str, str] = {}
+        self._writing: dict[str, str] = {}  # handed to the writer thread, not yet committed: still answered here
+        self._queue: queue.SimpleQueue[dict[str, str] | None] = queue.SimpleQueue()
+        self._queued = 0  # batches handed over and not yet written
+        self._written = threading.Condition()
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
         self._batch = batch
         self._lock = threading.Lock()
         # Misses are most lookups of a new run; knowing the keys up front answers them without a query.
@@ -105,7 +140,7 @@ class Cache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
-            raw = self._pending.get(key)
+            raw = self._pending.get(key) or self._writing.get(key)
             if raw is None and self._keys is not None and key not in self._keys:
                 return None
             if raw is None:
@@ -114,28 +149,68 @@ class Cache:
         return json.loads(raw) if raw is not None else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
+        """Keep a reply; every `batch` of them is written in one transaction by a thread of the cache's own, so the
+        caller (the event loop) never waits on SQLite (its commits and checkpoints wait on the disk). A write that
+        failed there is raised by the next put, flush or close."""
+        self._raise_failed()
         with self._lock:
-            self._pending[key] = json.dumps(value)
+            self._pending[key] = self._encode(value)
             if self._keys is not None:
                 self._keys.add(key)
-            full = len(self._pending) >= self._batch
-        if full:
-            self.flush()
+            if len(self._pending) < self._batch:
+                return
+            rows, self._pending = self._pending, {}
+            self._writing.update(rows)
+            self._queued += 1
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_behind, name="schola-cache", daemon=True)
+            self._writer.start()
+        self._queue.put(rows)
+
+    def _write_behind(self) -> None:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            while (rows := self._queue.get()) is not None:
+                try:
+                    _insert(db, rows)
+                except BaseException as e:  # raised in the caller's thread by its next put, flush or close
+                    self._error = e
+                with self._lock:
+                    for k, v in rows.items():
+                        if self._writing.get(k) is v:  # (a newer reply for the key is still on its way)
+                            del self._writing[k]
+                with self._written:
+                    self._queued -= 1
+                    self._written.notify_all()
+        finally:
+            db.close()
+
+    def _raise_failed(self) -> None:
+        if (error := self._error) is not None:
+            self._error = None
+            raise error
 
     def flush(self) -> None:
+        """Write every reply kept so far, now: the batches handed to the writer first (so a newer reply for a key
+        wins), then the rest."""
+        with self._written:
+            self._written.wait_for(lambda: self._queued == 0)
+        self._raise_failed()
         with self._lock:
             if not self._pending:
                 return
-            now = time.time()
-            rows = [(k, v, now) for k, v in self._pending.items()]
-            self._pending = {}
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR REPLACE INTO replies (key, value, created) VALUES (?, ?, ?)", rows)
-            self._db.execute("COMMIT")
+            rows, self._pending = self._pending, {}
+            _insert(self._db, rows)
 
     def close(self) -> None:
-        self.flush()
-        self._db.close()
+        try:
+            self.flush()
+        finally:
+            if self._writer is not None:
+                self._queue.put(None)
+                self._writer.join()
+                self._writer = None
+            self._db.close()
 
     def __enter__(self) -> Cache:
         return self

@@ -52,15 +52,22 @@ class ScriptedClient(ScholaClient):
     async def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
         if self.config.latency_s:
             await asyncio.sleep(self.config.latency_s)
-        prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        system = next((m["content"] for m in messages if m["role"] == "system"), "")
+        prompt, system, words = "", None, 0
+        for m in messages:  # the last user message, the first system message, and every message's words
+            words += len(m["content"].split())
+            if m["role"] == "user":
+                prompt = m["content"]
+            elif m["role"] == "system" and system is None:
+                system = m["content"]
         text = self._replay.get(prompt)
         if text is None:
-            text = self._render(prompt, system, info)
-        words = sum(len(m["content"].split()) for m in messages)
+            text = self._render(prompt, system or "", info)
         return Completion(text=text, prompt_tokens=words, completion_tokens=len(text.split()))
 
     def _render(self, prompt: str, system: str, info: CallInfo) -> str:
+        if not self._rules and self._constant is not None:  # a fixed reply: nothing to match or render
+            return self._constant
+
         def pick(items: list[Any]) -> Any:
             if not items:
                 return ""
