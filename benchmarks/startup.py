@@ -2,11 +2,17 @@
 
 CPU time (user + system of the child, from resource.getrusage), not wall: on a shared machine the wall time is
 mostly other people's load, the CPU time is the command's own. Each command runs `--rounds` times, interleaved
-(one of each per round), and the median is reported, with the load average before and after and how many modules
-the command imported (`python -X importtime`). Targets: list and check under 0.5 s of CPU, --help and show under
-0.15 s. Writes benchmarks/results/startup.json.
+(one of each per round, and with `--before DIR` the code there right beside it), and the median is reported, with
+the load average before and after and how many modules the command imported (`python -X importtime`). Targets:
+list and check under 0.5 s of CPU, --help and show under 0.15 s. Writes benchmarks/results/startup.json.
 
-    python benchmarks/startup.py [--rounds 5]
+Each tree runs as installed from its own pyproject.toml: an overlay folder on PYTHONPATH holds `schola` (the tree's
+package with its agents/, scenarios/ and conf/ where the editable install maps them) and a dist-info with the tree's
+entry points, so the code before reads its own entry points even after the environment's install changed. Children
+read compiled bytecode as an installed package does (a private PYTHONPYCACHEPREFIX, written by an uncounted first
+round): PYTHONDONTWRITEBYTECODE in this environment otherwise recompiles every edited module at every start.
+
+    python benchmarks/startup.py [--rounds 5] [--before DIR] [--no-bytecode]
 """
 
 from __future__ import annotations
@@ -19,21 +25,52 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import save
 
+ROOT = Path(__file__).resolve().parents[1]
 SCHOLA = [sys.executable, "-m", "schola.cli"]
 TARGETS = {"help": 0.15, "show": 0.15, "list": 0.5, "check": 0.5}
+MAPPED = {"agents": "agents", "scenarios": "scenarios", "conf": "conf"}  # schola.X -> the tree's folder
 
 
-def cpu_of(args: list[str], cwd: Path) -> tuple[float, float]:
+def overlay(tree: Path, into: Path) -> Path:
+    """A folder that, first on PYTHONPATH, makes `tree` the installed schola: its package (schola.agents,
+    .scenarios, .conf mapped as the editable install maps them) and a dist-info with its entry points."""
+    pkg = into / "schola"
+    pkg.mkdir(parents=True)
+    for p in (tree / "schola").iterdir():
+        if p.name != "__pycache__" and p.name not in MAPPED:
+            (pkg / p.name).symlink_to(p)
+    for name, folder in MAPPED.items():
+        (pkg / name).symlink_to(tree / folder)
+    project = tomllib.loads((tree / "pyproject.toml").read_text())["project"]
+    info = into / f"schola-{project['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: schola\nVersion: {project['version']}\n")
+    lines = [f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
+             for group, eps in project.get("entry-points", {}).items()]  # fmt: skip
+    (info / "entry_points.txt").write_text("\n".join(lines))
+    return into
+
+
+def env_of(path: Path, cache: Path | None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(path), "SCHOLA_CACHE_DIR": str(path.parent / "cache")}
+    if cache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(cache)
+    return env
+
+
+def cpu_of(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """(CPU seconds, wall seconds) of one `schola ARGS` in a fresh process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([*SCHOLA, *args], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([*SCHOLA, *args], cwd=cwd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -44,47 +81,63 @@ def cpu_of(args: list[str], cwd: Path) -> tuple[float, float]:
     return cpu, wall
 
 
-def modules_of(args: list[str], cwd: Path) -> dict[str, Any]:
-    """How many modules the command imports, and whether numpy and scipy are among them."""
+def modules_of(args: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+    """How many modules the command imports, and whether numpy, scipy, autogen_core and rich are among them."""
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "schola.cli", *args], cwd=cwd,
-                          capture_output=True, text=True)  # fmt: skip
+                          capture_output=True, text=True, env=env)  # fmt: skip
     names = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
-    return {"modules": len(names) - 1, "numpy": "numpy" in names, "scipy": "scipy" in names}
+    return {"modules": len(names) - 1, **{m: m in names for m in ("numpy", "scipy", "autogen_core", "rich")}}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--before", type=Path, help="a checkout of the code before (git worktree add), run beside")
+    p.add_argument("--no-bytecode", action="store_true", help="leave PYTHONDONTWRITEBYTECODE as the caller has it")
     a = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="schola-startup-") as tmp:
         folder = Path(tmp)
+        trees = {"after": ROOT, **({"before": a.before.resolve()} if a.before else {})}
+        envs = {name: env_of(overlay(tree, folder / name / "path"), None if a.no_bytecode else folder / name / "pyc")
+                for name, tree in trees.items()}  # fmt: skip
         run = folder / "run"
         subprocess.run([*SCHOLA, "run", "scenario=lbt", "backend=scripted", "run.episodes=2",
-                        f"cache.dir={folder / 'cache'}", f"hydra.run.dir={run}"], cwd=folder, check=True,
-                       capture_output=True)  # fmt: skip
+                        f"hydra.run.dir={run}"], cwd=folder, check=True, capture_output=True, env=envs["after"])  # fmt: skip
         commands = {
             "help": ["--help"],
             "show": ["show", str(run)],
             "list": ["list"],
             "check": ["check", "scenario=lbt", "backend=scripted"],
         }
+        for env in envs.values():  # the uncounted round: writes each tree's bytecode
+            for args in commands.values():
+                cpu_of(args, folder, env)
         load_before = os.getloadavg()
-        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+        samples: dict[tuple[str, str], list[tuple[float, float]]] = {(t, c): [] for t in envs for c in commands}
+        loads = []
         for _ in range(a.rounds):
+            loads.append(os.getloadavg()[0])
             for name, args in commands.items():
-                samples[name].append(cpu_of(args, folder))
+                for tree, env in envs.items():
+                    samples[tree, name].append(cpu_of(args, folder, env))
         load_after = os.getloadavg()
-        imports = {name: modules_of(args, folder) for name, args in commands.items()}
-    results = {}
-    for name, pts in samples.items():
+        imports = {(t, c): modules_of(args, folder, envs[t]) for t in envs for c, args in commands.items()}
+    results: dict[str, Any] = {}
+    for (tree, name), pts in samples.items():
         cpu = statistics.median(c for c, _ in pts)
         wall = statistics.median(w for _, w in pts)
-        results[name] = {"cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "target_cpu_s": TARGETS[name],
-                         "met": cpu < TARGETS[name], **imports[name],
-                         "cpu_samples": [round(c, 3) for c, _ in pts]}  # fmt: skip
-        print(f"{name:>6}: CPU {cpu:.3f} s (target < {TARGETS[name]}), wall {wall:.3f} s, "
-              f"{imports[name]['modules']} modules, numpy {imports[name]['numpy']}, scipy {imports[name]['scipy']}")  # fmt: skip
-    save("startup", {"rounds": a.rounds, "load_average": {"before": load_before, "after": load_after},
+        row = {"cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "target_cpu_s": TARGETS[name],
+               "met": cpu < TARGETS[name], **imports[tree, name], "cpu_samples": [round(c, 3) for c, _ in pts]}  # fmt: skip
+        if tree == "after" and "before" in envs:
+            ratios = [n[0] / b[0] for n, b in zip(pts, samples["before", name])]
+            row["cpu_ratio_to_before"] = round(statistics.median(ratios), 3)  # median of the per-round ratios
+        results.setdefault(tree, {})[name] = row
+        print(f"{tree:>6} {name:>6}: CPU {cpu:.3f} s (target < {TARGETS[name]}), wall {wall:.3f} s, "
+              f"{imports[tree, name]['modules']} modules"
+              + (f", {row['cpu_ratio_to_before']}x the code before" if "cpu_ratio_to_before" in row else ""))  # fmt: skip
+    save("startup", {"rounds": a.rounds, "bytecode": "cached" if not a.no_bytecode else "as the environment has it",
+                     "before": str(a.before) if a.before else None,
+                     "load_average": {"before": load_before, "after": load_after, "per_round": loads},
                      "commands": results})  # fmt: skip
 
 

@@ -215,11 +215,26 @@ def fail(status: str, message: str) -> None:
     err.print(f"[bold red]schola: {status}:[/] {escape(redact(message, _SECRETS))}", highlight=False)
 
 
+# Commands that only read, whose start-up is all they do: it allocates ~60,000 objects that live until exit (modules,
+# schemas, the plan) and little garbage (~6,000 objects checking spp), yet the collector's default pace (a pass per
+# 700 new objects) scanned them ~130 times, 40 ms of CPU at each `check`, and once more at exit, 60 ms.
+READ_ONLY = frozenset({"check", "list", "show", "complete"})
+
+
 def entry() -> None:
+    """The `schola` executable: `main`, then exit with its code."""
     for stream in (sys.stdout, sys.stderr):  # a path or a stored string may hold what UTF-8 cannot (a lone surrogate)
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
+    words = [a for a in sys.argv[1:] if a != "--debug"]
+    quick = bool(words) and words[0] in READ_ONLY
+    if quick:
+        import gc
+
+        gc.set_threshold(50_000, 10, 10)  # a young-generation pass per 50,000 new objects: memory stays bounded
     code = main()
+    if quick:
+        gc.freeze()  # the process ends here: the collection at exit skips what start-up built
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command has ended and said how: a late Ctrl-C keeps its code

@@ -13,7 +13,6 @@ this episode or map item: the loop counter) and `dialogue` (the replies so far, 
 
 from __future__ import annotations
 
-import asyncio
 import graphlib
 import itertools
 import numbers
@@ -26,11 +25,12 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from schola import templates
-from schola.aio import gather_all
 from schola.errors import ConfigError
 from schola.scorers import Score
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # asyncio (with ssl, ~40 ms of CPU) loads when a graph first runs, not for `schola check`
+    import asyncio
+
     from schola.roles import Reply
 
 MAX_MAP_ITEMS = 1_000_000
@@ -373,6 +373,8 @@ class Graph:
         if len(self.order) == 1:  # the common map body: no scheduling needed
             await self._step(self.order[0], state, ctx, 0, path)
             return
+        import asyncio
+
         pending = set(self.order)
         active: dict[str, bool] = {n: not self.pred[n] for n in self.order}
         runs: Counter[str] = Counter()
@@ -517,6 +519,8 @@ class Graph:
             else:
                 await child.run(scope, ctx, where)
             return {k: scope.get(v) for k, v in n.collect.items()}, scope["dialogue"][len(parent_dialogue) :]
+
+        from schola.aio import gather_all
 
         results = await gather_all([one(i, v) for i, v in enumerate(itertools.product(*lists.values()))])
         for k in n.collect:

@@ -81,7 +81,7 @@ class BackendConfig(BaseModel):
     """Keys every backend accepts. A backend subclasses this with its own keys, a `kind` literal and its `client`;
     the subclass's docstring is what `schola list` says of the backend."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # built when validated: check validates one or two
     #: The client class, as `"module:Class"` (an entry point's syntax): imported when a run builds it, never by check.
     client: ClassVar[str | None] = None
 
