@@ -378,6 +378,7 @@ class Client:
 
     kind: str
     value: str
+    key: str | None = None  # the config key that chose the backend (backends.strong.kind)
 
     def load(self) -> Any:
         try:
@@ -385,7 +386,7 @@ class Client:
         except Exception as e:
             raise ConfigError(
                 f"backend '{self.kind}': its client {self.value} failed to load: {type(e).__name__}: {e}",
-                key="backend.kind",
+                key=self.key,
             ) from None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -407,7 +408,7 @@ def backend(kind: str, *, key: str | None = None, file: str | None = None) -> Ba
                 key=key,
                 file=file,
             )
-        return Backend(found, Client(kind, client))
+        return Backend(found, Client(kind, client, key))
     config = getattr(found, "Config", None)
     if isinstance(found, type) and isinstance(config, type):
         return Backend(config, found)

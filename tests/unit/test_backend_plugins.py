@@ -105,3 +105,20 @@ def test_a_backend_whose_client_cannot_be_found_is_refused_at_check(
         code, out = cli("check", "scenario=lbt", "backend=scripted", f"+backends.x={{kind: {kind}}}")
     assert code == 2, out
     assert expected in out and "backends.x.kind" in out and "Traceback" not in out
+
+
+class MisnamedConfig(BackendConfig):
+    """A backend whose config names a client its (installed) module does not define."""
+
+    client: ClassVar[str | None] = "schola.backends.scripted:NoSuchClient"
+    kind: Literal["misnamed"] = "misnamed"
+
+
+def test_a_client_that_fails_to_load_when_the_run_builds_it_is_exit_2_naming_the_key(cli: Any, tmp_path: Path) -> None:
+    with plugins.backends.registered("misnamed", MisnamedConfig):
+        assert cli("check", "scenario=lbt", "backend=scripted", "+backends.x={kind: misnamed}")[0] == 0
+        code, out = cli("run", "scenario=lbt", "backend=scripted", "+backends.x={kind: misnamed}", "run.episodes=1",
+                        f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    assert code == 2, out
+    assert "its client schola.backends.scripted:NoSuchClient failed to load" in out and "backends.x.kind" in out
+    assert "Traceback" not in out
