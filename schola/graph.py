@@ -250,6 +250,10 @@ class Graph:
         # What each step reads and its config key, found once rather than at every run of the step.
         self._reads = {n.id: reads_of(n) for n in nodes}
         self._keys = {n.id: f"{where}.{n.id}" for n in nodes}
+        self._read_at = {
+            n.id: [(r.field, r.source, r.expression, f"{self._keys[n.id]}.{r.field}") for r in self._reads[n.id]]
+            for n in nodes
+        }
 
     def _edge(self, a: str, b: str) -> None:
         if b not in self.succ[a]:
@@ -436,7 +440,10 @@ class Graph:
         state["iteration"] = run  # read by this step's templates, rendered before any await
         if isinstance(n, RouteNode):
             return self._route(n, state, key, run)
-        read = {r.field: r.value(state, key) for r in self._reads[nid]}
+        read = {  # (Read.value, without a call and a key built per read)
+            field: templates.evaluate(source, state, key=at) if expression else templates.render(source, state, key=at)
+            for field, source, expression, at in self._read_at[nid]
+        }
         if isinstance(n, AgentNode):
             role = read.get("role", n.role)
             prompt = read["prompt"]

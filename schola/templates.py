@@ -268,7 +268,11 @@ def lookup(record: Mapping[str, Any], path: str | Sequence[str], *, as_jinja: bo
 
 
 def _lookup(context: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    value = lookup(context, path, as_jinja=True)
+    value = context[path[0]]
+    for name in path[1:]:  # lookup(context, path, as_jinja=True), without its general walk
+        if type(value) is not dict or hasattr(dict, name):
+            raise KeyError(name)
+        value = value[name]
     if type(value) not in (str, int, float):
         raise KeyError(path[-1])  # Jinja's own formatting of None, bools, lists
     return value
