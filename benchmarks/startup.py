@@ -44,7 +44,7 @@ def overlay(tree: Path, into: Path) -> Path:
     pkg = into / "schola"
     pkg.mkdir(parents=True)
     for p in (tree / "schola").iterdir():
-        if p.name != "__pycache__" and p.name not in MAPPED:
+        if p.name not in MAPPED:
             (pkg / p.name).symlink_to(p)
     for name, folder in MAPPED.items():
         (pkg / name).symlink_to(tree / folder)
