@@ -43,9 +43,13 @@ def finite(obj: Any) -> Any:
     return obj
 
 
+# one encoder for every value (json.dumps with options builds one per call: a third of a step's cost)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+
+
 def to_json(obj: Any) -> str:
     try:
-        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+        return _ENCODER.encode(obj)
     except ValueError:  # a NaN somewhere: the slow path
         return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), default=str)
 
@@ -53,7 +57,12 @@ def to_json(obj: Any) -> str:
 def packed(obj: Any) -> str:
     """gzip+base64 of `obj` as JSON (mtime 0: the same run gives the same bytes); a lone surrogate travels as its
     JSON escape."""
-    raw = to_json(obj).encode("utf-8", LONE_SURROGATES)
+    return packed_text(to_json(obj))
+
+
+def packed_text(text: str) -> str:
+    """gzip+base64 of JSON text (`packed`)."""
+    raw = text.encode("utf-8", LONE_SURROGATES)
     return base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
 
 
@@ -111,15 +120,23 @@ def _clean(value: Any, secrets: list[str]) -> Any:
 
 
 class Transcript:
-    """A run's transcript, read in one pass that notes only where each episode's lines are (byte offsets, in a
-    private SQLite database on disk: memory does not grow with the run), so a run of a million replies costs
-    megabytes here, not gigabytes; an episode's lines are read back when needed, from the same open file (a resume
-    that replaces the file meanwhile does not move them)."""
+    """A run's transcript, read in one pass that notes, for each line, its episode, its offset, and what the viewer
+    shows of it (the step as JSON, secrets masked, and its counts) in a private SQLite database on disk: memory
+    does not grow with the run, and a million replies are parsed once, not again for their episode's block. An
+    episode's lines can also be read back whole (`lines`) from the same open file (a resume that replaces the
+    file meanwhile does not move them).
 
-    def __init__(self, path: Path) -> None:
+    Args:
+        path: transcript.jsonl.
+        secrets: values masked in the steps (`steps`).
+    """
+
+    def __init__(self, path: Path, secrets: list[str] | None = None) -> None:
         self.file = open_run_file(path)
+        self.secrets = secrets or []
         self.db = sqlite3.connect("")  # "": a temporary database in a file of its own, deleted when closed
-        self.db.execute("CREATE TABLE line (episode TEXT, start INTEGER)")
+        self.db.execute("CREATE TABLE line (episode TEXT, start INTEGER, step TEXT, tokens REAL, latency REAL, "
+                        "queue REAL, cached INTEGER)")  # fmt: skip
         self.db.execute("CREATE TABLE finished (episode TEXT PRIMARY KEY) WITHOUT ROWID")
 
     def close(self) -> None:
@@ -128,19 +145,29 @@ class Transcript:
         self.db.close()
 
     def scan(self) -> Iterator[dict[str, Any]]:
-        """Every line, once (damaged ones dropped), noting each episode's offsets."""
+        """Every line, once (damaged ones dropped), noting each episode's offsets and steps."""
         if self.file is None:
             return
         self.file.seek(0)
-        batch: list[tuple[str, int]] = []
+        batch: list[tuple[Any, ...]] = []
         for start, line in jsonl_records(self.file):
-            batch.append((str(line.get("episode")), start))
-            if len(batch) == 4096:
-                self.db.executemany("INSERT INTO line VALUES (?, ?)", batch)
+            step = _clean({k: v for k, v in line.items() if k not in ("episode", "round")}, self.secrets)
+            tokens = number(line.get("prompt_tokens")) + number(line.get("completion_tokens"))
+            batch.append((str(line.get("episode")), start, to_json(step), tokens, number(line.get("latency_s")),
+                          number(line.get("queue_s")), bool(line.get("cached"))))  # fmt: skip
+            if len(batch) == 512:
+                self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
                 batch = []
             yield line
-        self.db.executemany("INSERT INTO line VALUES (?, ?)", batch)
+        self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
         self.db.execute("CREATE INDEX by_episode ON line (episode)")
+
+    def steps(self, episode: str) -> list[tuple[str, float, float, float, int]]:
+        """An episode's steps as the viewer shows them (JSON text), each with its tokens, service and queue time
+        and whether it was cached, in order."""
+        return self.db.execute(
+            "SELECT step, tokens, latency, queue, cached FROM line WHERE episode = ? ORDER BY rowid", (episode,)
+        ).fetchall()
 
     def lines(self, episode: str) -> list[dict[str, Any]]:
         """An episode's lines, read back by their offsets."""
@@ -151,9 +178,10 @@ class Transcript:
             out.append(json.loads(self.file.readline().decode("utf-8")))
         return out
 
-    def finished(self, episode: str) -> None:
-        """`episode` has a results line (`unfinished` leaves it out)."""
-        self.db.execute("INSERT OR IGNORE INTO finished VALUES (?)", (episode,))
+    def finished(self, episode: str) -> bool:
+        """`episode` has a results line (`unfinished` leaves it out); False when it had one already (a repeated
+        line, which `RunStore.results` would drop in a pass of its own)."""
+        return self.db.execute("INSERT OR IGNORE INTO finished VALUES (?)", (episode,)).rowcount == 1
 
     def unfinished(self) -> Iterator[str]:
         """The episodes of the transcript without a results line, in the order their first lines came."""
@@ -195,9 +223,9 @@ class Episodes:
         self._rows: IO[bytes] | None = None
 
     def _records(self) -> Iterator[tuple[dict[str, Any], str]]:
-        for r in RunStore(self.run_dir).results():
-            self.transcript.finished(r["episode"])
-            yield r, "failed" if "error" in r else "finished"
+        for r in RunStore(self.run_dir).results(once=False):
+            if self.transcript.finished(r["episode"]):  # each episode once
+                yield r, "failed" if "error" in r else "finished"
         for e in self.transcript.unfinished():
             status = "stage" if e == STAGE_EPISODE else "unfinished"
             yield {"episode": e, "round": self.transcript.lines(e)[0].get("round")}, status
@@ -205,33 +233,34 @@ class Episodes:
     def chunks(self) -> Iterator[str]:
         """The packed blocks of CHUNK episodes each, as they are made; the index rows go to a temporary file."""
         self._rows = rows = tempfile.TemporaryFile()  # noqa: SIM115  (closed by index(), or json_pieces' end)
-        chunk: dict[str, Any] = {}
+        chunk: list[str] = []
         n_chunks = 0
         for r, status in self._records():
             eid = str(r["episode"])
-            steps = self.transcript.lines(eid)
+            steps = self.transcript.steps(eid)
             scores: dict[str, Any] = r["scores"] if isinstance(r.get("scores"), dict) else {}
             self.score_keys.update(dict.fromkeys(scores))
-            tokens = int(sum(number(s.get("prompt_tokens")) + number(s.get("completion_tokens")) for s in steps))
-            service = sum(number(s.get("latency_s")) for s in steps)  # the requests themselves
-            queue = sum(number(s.get("queue_s")) for s in steps)  # their waits for a turn, apart
-            row = {"id": eid, "round": r.get("round"), "status": status, "scores": scores, "tokens": tokens,
-                   "steps": len(steps), "latency_s": round(service, 6), "queue_s": round(queue, 6),
-                   "cached": sum(bool(s.get("cached")) for s in steps), "chunk": n_chunks}  # fmt: skip
-            rows.write(to_json(row).encode("utf-8", LONE_SURROGATES) + b"\n")
+            row = {"id": eid, "round": r.get("round"), "status": status, "scores": scores,
+                   "tokens": int(sum(s[1] for s in steps)), "steps": len(steps),
+                   "latency_s": round(sum(s[2] for s in steps), 6),  # the requests themselves
+                   "queue_s": round(sum(s[3] for s in steps), 6),  # their waits for a turn, apart
+                   "cached": sum(s[4] for s in steps), "chunk": n_chunks}  # fmt: skip
+            rows.write(to_json(_clean(row, self.secrets)).encode("utf-8", LONE_SURROGATES) + b"\n")
             self.count += 1
             self.statuses[status] = self.statuses.get(status, 0) + 1
-            chunk[eid] = _clean(
-                {"inputs": r.get("inputs"), "outputs": r.get("outputs"),
-                 **({"error": r["error"]} if "error" in r else {}),
-                 "steps": [{k: v for k, v in s.items() if k not in ("episode", "round")} for s in steps]},
-                self.secrets,
-            )  # fmt: skip
+            # the block's JSON as to_json writes {id: {inputs, outputs, error, steps}}, the steps' own text as scanned
+            shown = {
+                "inputs": r.get("inputs"),
+                "outputs": r.get("outputs"),
+                **({"error": r["error"]} if "error" in r else {}),
+            }
+            text = to_json(_clean(shown, self.secrets))
+            chunk.append(f'{to_json(eid)}:{text[:-1]},"steps":[{",".join(s[0] for s in steps)}]}}')
             if len(chunk) == CHUNK:
-                yield packed(chunk)
-                chunk, n_chunks = {}, n_chunks + 1
+                yield packed_text("{" + ",".join(chunk) + "}")
+                chunk, n_chunks = [], n_chunks + 1
         if chunk:
-            yield packed(chunk)
+            yield packed_text("{" + ",".join(chunk) + "}")
 
     def index(self) -> Iterator[str]:
         """The index, after `chunks`: a JSON list of the rows, packed (gzip+base64) as it is read back."""
@@ -239,16 +268,17 @@ class Episodes:
         columns = score_columns(list(self.score_keys))
         rows, self._rows = self._rows, None
 
-        def text() -> Iterator[bytes]:
+        def text() -> Iterator[bytes]:  # the rows as written, but where some score keys are no column
             rows.seek(0)
             yield b"["
             for i, line in enumerate(rows):
-                row = json.loads(line)
                 if len(columns) < len(self.score_keys):
+                    row = json.loads(line)
                     others = {k: round(v, 3) if isinstance(v, float) else v
                               for k, v in row["scores"].items() if k not in columns}  # fmt: skip
-                    row["other_scores"] = ", ".join(f"{k}={v}" for k, v in others.items())
-                yield (b"," if i else b"") + to_json(_clean(row, self.secrets)).encode("utf-8", LONE_SURROGATES)
+                    row["other_scores"] = _clean(", ".join(f"{k}={v}" for k, v in others.items()), self.secrets)
+                    line = to_json(row).encode("utf-8", LONE_SURROGATES)
+                yield (b"," if i else b"") + line.rstrip(b"\n")
             yield b"]"
 
         with rows:
@@ -402,7 +432,7 @@ def run_payload(run_dir: Path, *, name: str = ".", live: bool = False, stream: b
     status = (
         {"status": "running"} if going else store.read_json("status.json") or {"status": metrics.get("status", "?")}
     )
-    transcript = Transcript(run_dir / "transcript.jsonl")
+    transcript = Transcript(run_dir / "transcript.jsonl", secrets)
     try:
         stats = node_stats(transcript.scan())
     except BaseException:
