@@ -52,6 +52,9 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     return db
 
 
+READ_SNAPSHOT_S = 1.0  # the longest a cache's lookups keep one read transaction (see Cache._select)
+
+
 def _insert(db: sqlite3.Connection, rows: dict[str, str]) -> None:
     now = time.time()
     db.execute("BEGIN IMMEDIATE")
@@ -106,6 +109,7 @@ class Cache:
         self._written = threading.Condition()
         self._writer: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._reading, self._read_since, self._stale = False, 0.0, False  # the lookups' read transaction
         self._batch = batch
         self._lock = threading.Lock()
         # Misses are most lookups of a new run; knowing the keys up front answers them without a query.
@@ -144,9 +148,28 @@ class Cache:
             if raw is None and self._keys is not None and key not in self._keys:
                 return None
             if raw is None:
-                row = self._db.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
-                raw = row[0] if row else None
+                raw = self._select(key)
         return json.loads(raw) if raw is not None else None
+
+    def _select(self, key: str) -> str | None:
+        """A stored reply, read in a read transaction kept open across lookups (caller holds the lock): a lookup in
+        a transaction of its own took 10 us, 6 of them taking and dropping SQLite's read lock. The snapshot is
+        taken again once this cache's writer has committed (`_stale`: what it wrote leaves `_writing` only then)
+        and at least every READ_SNAPSHOT_S (another process's replies are found as soon as before: keys read at
+        open are all it can hold, and a large cache's lookups see what was committed a second ago)."""
+        now = time.monotonic()
+        if self._reading and (self._stale or now - self._read_since > READ_SNAPSHOT_S):
+            self._end_read()
+        if not self._reading:
+            self._db.execute("BEGIN")
+            self._reading, self._read_since, self._stale = True, now, False
+        row = self._db.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _end_read(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._db.execute("COMMIT")
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         """Keep a reply; every `batch` of them is written in one transaction by a thread of the cache's own, so the
@@ -179,6 +202,7 @@ class Cache:
                     for k, v in rows.items():
                         if self._writing.get(k) is v:  # (a newer reply for the key is still on its way)
                             del self._writing[k]
+                    self._stale = True  # the lookups' snapshot does not have them: taken again at the next
                 with self._written:
                     self._queued -= 1
                     self._written.notify_all()
@@ -197,6 +221,7 @@ class Cache:
             self._written.wait_for(lambda: self._queued == 0)
         self._raise_failed()
         with self._lock:
+            self._end_read()  # (a write, a count or a prune sees the file as it is now)
             if not self._pending:
                 return
             rows, self._pending = self._pending, {}

@@ -215,3 +215,32 @@ async def test_slots_serve_waiters_in_order_and_pass_on_a_cancelled_waiters_turn
     await asyncio.gather(tasks["a"], tasks["c"], tasks["d"])
     assert order == ["a", "c", "d"] and not slots.locked()
     assert tasks["b"].cancelled()
+
+
+def test_lookups_in_one_read_transaction_still_find_what_this_cache_wrote(tmp_path: Path) -> None:
+    with Cache(tmp_path) as first:
+        first.put("before", {"text": "x"})
+    cache = Cache(tmp_path, batch=2, preload_keys=0)  # too large to read its keys at open: lookups ask SQLite
+    assert cache.get("a") is None and cache._reading  # the lookups' snapshot is taken
+    cache.put("a", {"text": "a"})
+    cache.put("b", {"text": "b"})  # a full batch: the writer commits it and drops it from memory
+    with cache._written:
+        cache._written.wait_for(lambda: cache._queued == 0)
+    assert not cache._writing and cache.get("a") == {"text": "a"}
+    cache.close()
+
+
+def test_lookups_see_another_writers_replies_once_their_snapshot_is_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from schola.backends import cache as module
+
+    with Cache(tmp_path) as first:
+        first.put("before", {"text": "x"})
+    reader, writer = Cache(tmp_path, preload_keys=0), Cache(tmp_path)  # too large to read its keys at open
+    assert reader.get("k") is None and reader.get("before") == {"text": "x"}
+    writer.put("k", {"text": "from the other writer"})
+    writer.close()
+    monkeypatch.setattr(module, "READ_SNAPSHOT_S", 0.0)  # (a second, in a run)
+    assert reader.get("k") == {"text": "from the other writer"}
+    reader.close()
