@@ -186,7 +186,8 @@ class EpisodeEngine:
         g = self.plan.graph_named(graph)
         ep = Episode(self, str(inputs["id"]), round)
         state: dict[str, Any] = {
-            **copy.deepcopy(self.init), **self.globals, **inputs, "episode_id": ep.id, "round": round, "dialogue": [],
+            **(copy.deepcopy(self.init) if self.init else {}), **self.globals, **inputs, "episode_id": ep.id,
+            "round": round, "dialogue": [],
         }  # fmt: skip
         record: dict[str, Any] = {"episode": ep.id, "round": round, "inputs": inputs}
         if graph is not None:
@@ -194,7 +195,7 @@ class EpisodeEngine:
         step = "-"  # where it failed
         try:
             await g.run(state, ep)
-            record["outputs"] = {k: state.get(k) for k in sorted(g.outputs())}
+            record["outputs"] = {k: state.get(k) for k in g.output_names}
             record["scores"] = {k: (v[0] if len(v) == 1 else mean_of(v)) for k, v in ep.scores.items()}
             if ep.details:
                 record["score_details"] = ep.details
@@ -209,7 +210,7 @@ class EpisodeEngine:
             raise BackendError(f"episode '{ep.id}', step '{step}': {cause}") from cause
         log.debug("episode %s failed at step %s", ep.id, step, exc_info=cause)
         record["error"] = {"step": step, "type": type(cause).__name__, "message": str(cause)}
-        record["outputs"] = {k: state[k] for k in sorted(g.outputs()) if k in state}  # what it had when it failed
+        record["outputs"] = {k: state[k] for k in g.output_names if k in state}  # what it had when it failed
         raise EpisodeFailed(record, cause) from cause
 
     async def preflight(self) -> None:

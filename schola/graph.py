@@ -333,7 +333,12 @@ class Graph:
                         )
 
     def outputs(self) -> set[str]:
-        return {o for n in self.nodes.values() for o in outputs_of(n)}
+        return set(self.output_names)
+
+    @cached_property
+    def output_names(self) -> list[str]:
+        """What the steps write, sorted (an episode's record lists them): found once per graph."""
+        return sorted({o for n in self.nodes.values() for o in outputs_of(n)})
 
     def walk(self) -> Iterator[Any]:
         """Every step, those inside maps included."""
