@@ -116,6 +116,7 @@ class Cache:
         # Keys another process writes later are then not reused by this one (a lost saving, never a wrong reply).
         count = self._db.execute("SELECT count(*) FROM replies").fetchone()[0]
         self._keys: set[str] | None = None
+        self._preload_keys = preload_keys
         if count <= preload_keys:
             self._keys = {k for (k,) in self._db.execute("SELECT key FROM replies")}
 
@@ -180,6 +181,8 @@ class Cache:
             self._pending[key] = self._encode(value)
             if self._keys is not None:
                 self._keys.add(key)
+                if len(self._keys) > self._preload_keys:  # a set of every key grew with the run (~200 MB a
+                    self._keys = None  # million replies): past the bound, a miss asks SQLite, as for a large cache
             if len(self._pending) < self._batch:
                 return
             rows, self._pending = self._pending, {}

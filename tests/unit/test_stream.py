@@ -174,3 +174,22 @@ def test_reading_a_small_file_of_a_run_or_its_data_allocates_what_it_holds(tmp_p
     for read in (read_run_file, read_bytes):
         raw, _, peak = traced(lambda read=read: read(small))
         assert raw == b'{"a": 1}' and peak < 4 * 2**20, (read, peak)
+
+
+def test_the_reply_cache_does_not_keep_every_key_of_a_long_run(tmp_path: Path) -> None:
+    """The cache knew its keys to answer a miss without a query, and added each new reply's key to that set: a
+    million-reply run held ~200 MB of keys. Past `preload_keys` it asks SQLite instead, and still answers all."""
+    from schola.backends.cache import Cache
+
+    cache = Cache(tmp_path, batch=256, preload_keys=1_000)
+    cache.put("k0", {"text": "warm"})
+    def put() -> None:
+        for i in range(20_000):
+            cache.put(f"k{i:05d}", {"text": str(i)})
+        cache.flush()  # the replies on their way to SQLite are held until written
+
+    _, held, _ = traced(put)
+    assert held < 20_000 * 40, held  # the set of 20,000 keys alone was ~2 MB (~110 bytes a key)
+    assert cache.get("k00007") == {"text": "7"} and cache.get("k19999") == {"text": "19999"}
+    assert cache.get("missing") is None
+    cache.close()
