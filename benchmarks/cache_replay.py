@@ -5,7 +5,8 @@ from Schola's response cache (no request reaches the server). Targets: the repla
 The first run keeps `--concurrency` calls in flight (default 8, the default run.concurrency), so it takes about
 1,000 x 50 ms / 8 = 6.25 s; each episode is one agent step (one call). Both runs are timed around the runner's
 execute (preflight, episodes, transcript, results, metrics), each in a run directory of its own, with the replay's
-CPU time beside its wall time (on a shared machine the replay's wall is mostly other people's load). `--rounds`
+CPU time beside its wall time (on a shared machine the replay's wall is mostly other people's load); the process's
+start-up (imports, the stub server) is not timed, and a warm-up run comes first. `--rounds`
 pairs (a first run into a fresh cache, then its replay) are run and the median of the per-pair ratios reported,
 with the load average before and after.
 
@@ -93,6 +94,7 @@ def main() -> None:
         "load_average": {"before": load_before, "after": load_after},
         "replay_speedup_median": ratio, "replay_s_median": replay_s,
         "replay_cpu_s_median": statistics.median(p["replay"]["cpu_s"] for p in pairs),
+        "replay_cpu_us_per_call_median": statistics.median(p["replay"]["cpu_s"] for p in pairs) / a.calls * 1e6,
         "first_run_s_median": statistics.median(p["first"]["seconds"] for p in pairs), "pairs": pairs,
         "targets": {"speedup": 50, "replay_s": 2.0},
         "targets_met": ratio >= 50 and replay_s < 2.0,
