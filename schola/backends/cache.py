@@ -70,6 +70,11 @@ def _insert(db: sqlite3.Connection, rows: dict[str, str]) -> None:
         raise
 
 
+# Keys written by this process that the set of known keys takes in before it is given up (a miss then asks SQLite):
+# a run of a million replies must not hold a million keys (~200 bytes each).
+NEW_KEYS = 20_000
+
+
 class Cache:
     """A key/value store of replies; writes are batched (one SQLite write per reply would cap throughput) and made
     by a thread of the cache's own (a commit waits on the disk, which the event loop must not).
@@ -116,7 +121,7 @@ class Cache:
         # Keys another process writes later are then not reused by this one (a lost saving, never a wrong reply).
         count = self._db.execute("SELECT count(*) FROM replies").fetchone()[0]
         self._keys: set[str] | None = None
-        self._preload_keys = preload_keys
+        self._keys_bound = count + NEW_KEYS  # the set never grows by more than NEW_KEYS replies of this process
         if count <= preload_keys:
             self._keys = {k for (k,) in self._db.execute("SELECT key FROM replies")}
 
@@ -181,7 +186,7 @@ class Cache:
             self._pending[key] = self._encode(value)
             if self._keys is not None:
                 self._keys.add(key)
-                if len(self._keys) > self._preload_keys:  # a set of every key grew with the run (~200 MB a
+                if len(self._keys) > self._keys_bound:  # a set of every key grew with the run (~200 MB a
                     self._keys = None  # million replies): past the bound, a miss asks SQLite, as for a large cache
             if len(self._pending) < self._batch:
                 return

@@ -178,18 +178,20 @@ def test_reading_a_small_file_of_a_run_or_its_data_allocates_what_it_holds(tmp_p
 
 def test_the_reply_cache_does_not_keep_every_key_of_a_long_run(tmp_path: Path) -> None:
     """The cache knew its keys to answer a miss without a query, and added each new reply's key to that set: a
-    million-reply run held ~200 MB of keys. Past `preload_keys` it asks SQLite instead, and still answers all."""
+    million-reply run held ~200 MB of keys. Past NEW_KEYS (20,000) new keys it asks SQLite instead, and still
+    answers every key."""
     from schola.backends.cache import Cache
 
-    cache = Cache(tmp_path, batch=256, preload_keys=1_000)
+    cache = Cache(tmp_path, batch=256)
     cache.put("k0", {"text": "warm"})
+
     def put() -> None:
-        for i in range(20_000):
+        for i in range(60_000):
             cache.put(f"k{i:05d}", {"text": str(i)})
         cache.flush()  # the replies on their way to SQLite are held until written
 
     _, held, _ = traced(put)
-    assert held < 20_000 * 40, held  # the set of 20,000 keys alone was ~2 MB (~110 bytes a key)
-    assert cache.get("k00007") == {"text": "7"} and cache.get("k19999") == {"text": "19999"}
+    assert held < 60_000 * 40, held  # the set of 60,000 keys alone was ~7 MB (~110 bytes a key)
+    assert cache.get("k00007") == {"text": "7"} and cache.get("k59999") == {"text": "59999"}
     assert cache.get("missing") is None
     cache.close()
