@@ -371,9 +371,21 @@ class RunDriver:
                 await self._run(todo, graph=None, round=0)
             return False
         batch = max(1, self.plan.concurrency)  # run.concurrency, or the derived one: each batch fills the backends
-        while not (decided := all(findings.decided(declared, self.stage.results).values())) and todo:
-            await self._run(todo[:batch], graph=None, round=0)
-            todo = todo[batch:]
+        if self.plan.config.resume:  # the kept episodes may come after some to run again in the order asked
+            while not (decided := all(findings.decided(declared, self.stage.results).values())) and todo:
+                await self._run(todo[:batch], graph=None, round=0)
+                todo = todo[batch:]
+            return decided
+        # A fresh run asks its batches in order, each after the last ended: each batch's episodes are read once,
+        # from where results.jsonl ended before it, put in the order asked, and added to the tests so far.
+        decider = findings.Decider(declared)
+        while not (decided := all(decider.decided().values())) and todo:
+            asked, todo = todo[:batch], todo[batch:]
+            since = self.store.results_size()
+            await self._run(asked, graph=None, round=0)
+            place = {str(e["id"]): i for i, e in enumerate(asked)}  # at most run.concurrency ids
+            new = sorted(self.store.results(once=False, since=since), key=lambda r: place.get(r["episode"], len(place)))
+            decider.add(new)
         return decided
 
     def findings(self, rows: list[MetricRow]) -> list[dict[str, Any]] | None:

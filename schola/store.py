@@ -316,15 +316,23 @@ class RunStore:
         self._results.write(self._masked(dumps(record)) + "\n")
         self._results.flush()
 
-    def results(self, *, once: bool = True) -> Iterator[dict[str, Any]]:
+    def results_size(self) -> int:
+        """Where results.jsonl ends now (its lines after this offset are those written since: `results(since=)`)."""
+        try:
+            return os.stat(self.dir / "results.jsonl", follow_symlinks=False).st_size
+        except FileNotFoundError:
+            return 0
+
+    def results(self, *, once: bool = True, since: int = 0) -> Iterator[dict[str, Any]]:
         """Finished (and failed) episodes as they are read, each once (a duplicated line counts once; damaged
         lines are dropped), never the records held. Finding the ids that come twice takes a first pass holding
         8 bytes a line (their hashes), then only those ids are remembered (`once=False`: no first pass, for the
-        file of a run this store is writing, which has each episode once)."""
+        file of a run this store is writing, which has each episode once). `since`: only the lines after this
+        offset (`results_size`)."""
         path = self.dir / "results.jsonl"
         twice = repeated_hashes(r["episode"] for r in iter_jsonl(path) if episode_record(r)) if once else set()
         seen: set[str] = set()  # of the ids in `twice` alone
-        for r in iter_jsonl(path):
+        for r in iter_jsonl(path, since=since):
             if episode_record(r):
                 if twice and hash(eid := r["episode"]) in twice:
                     if eid in seen:
@@ -541,12 +549,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return list(iter_jsonl(path))
 
 
-def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+def iter_jsonl(path: Path, *, since: int = 0) -> Iterator[dict[str, Any]]:
     """The objects of a run directory's JSONL file as they are read (`open_run_file`; none when it is absent),
-    damaged lines dropped (`jsonl_records`)."""
+    damaged lines dropped (`jsonl_records`); `since`: from this byte offset (a line's start) on."""
     f = open_run_file(path)
     if f is None:
         return
     with f:
+        f.seek(since)
         for _, record in jsonl_records(f):
             yield record

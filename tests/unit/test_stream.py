@@ -195,3 +195,55 @@ def test_the_reply_cache_does_not_keep_every_key_of_a_long_run(tmp_path: Path) -
     assert cache.get("k00007") == {"text": "7"} and cache.get("k59999") == {"text": "59999"}
     assert cache.get("missing") is None
     cache.close()
+
+
+def test_until_decided_reads_each_batch_once_not_the_run_again(tmp_path: Path, monkeypatch: Any) -> None:
+    """run.until=decided tested its findings over every finished episode after each batch (results.jsonl sorted
+    and read whole each time: quadratic in the run); the tests now carry their sums and read each batch once."""
+    import schola.store
+
+    data = tmp_path / "records.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "question": "q", "grade": i % 2 - 0.5}) + "\n"
+                            for i in range(400)))  # fmt: skip
+    never = {"name": "never", "claim": "a grade of 0 on average", "effect": "grade", "bounds": [-1, 1]}
+    path = tmp_path / "decided.yaml"
+    path.write_text(yaml.safe_dump({**SCENARIO, "data": {"path": str(data)}, "findings": [never]}, sort_keys=False))
+    read = 0
+
+    def counted(f: Any) -> Any:
+        nonlocal read
+        for item in jsonl_records(f):
+            read += 1
+            yield item
+
+    jsonl_records = schola.store.jsonl_records
+    monkeypatch.setattr(schola.store, "jsonl_records", counted)
+    overrides = ["backend=scripted", "cache.enabled=false", "run.until=decided", "run.concurrency=4"]
+    plan, store = open_run(RunSpec.of(path, overrides, run_dir=tmp_path / "run"))
+    read = 0
+    result = run_plan(plan, store)
+    assert result.exit_code == 0 and result.status == "finished", result.message  # never decided: all 100 batches
+    assert read < 10 * 400, read  # every batch read everything before it again: ~40,000 lines
+
+
+def test_the_carried_sequential_test_decides_as_the_whole_series_does() -> None:
+    """Fed in batches of any size, the carried betting test reaches the decision `sequential_decision` reaches
+    over the whole series (its running sums are added in the same order)."""
+    import numpy as np
+
+    from schola.findings import _Bets, sequential_decision
+
+    rng = np.random.default_rng(1)
+    decisions = []
+    for trial in range(200):
+        n, contrast = int(rng.integers(1, 300)), bool(trial % 2)
+        bounds = (0.0, 1.0) if contrast else (-1.0, 1.0)
+        x = np.clip(rng.normal(rng.choice([0.0, 0.3, -0.3]), 0.5, n), *bounds).tolist()
+        bets, at = _Bets(), 0
+        while at < n:
+            size = int(rng.integers(1, 40))
+            bets.add(x[at : at + size], bounds, contrast, 0.05)
+            at += size
+        assert bets.decision == sequential_decision(x, bounds, contrast=contrast), trial
+        decisions.append(bets.decision)
+    assert {-1, 0, 1} <= set(decisions)  # every outcome was checked
