@@ -501,9 +501,15 @@ STAGE_EPISODE = "-stage-"  # transcript lines of roles asked by run-level stages
 
 
 def jsonl_records(f: BinaryIO) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(byte offset, object) of each line of an open JSONL file. A line that is torn (a crash, or a writer
-    mid-line), not UTF-8, not a JSON object, or longer than MAX_LINE_BYTES is skipped."""
-    pos = 0
+    """(byte offset, object) of each line of an open JSONL file, from where it is. A line that is torn (a crash,
+    or a writer mid-line), not UTF-8, not a JSON object, or longer than MAX_LINE_BYTES is skipped."""
+    for start, _, record in jsonl_lines(f):
+        yield start, record
+
+
+def jsonl_lines(f: BinaryIO) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(byte offset, the line's text without its newline, object) of each line `jsonl_records` reads."""
+    pos = f.tell()
     while raw := f.readline(MAX_LINE_BYTES + 1):
         start, pos = pos, pos + len(raw)
         if len(raw) > MAX_LINE_BYTES:
@@ -512,11 +518,12 @@ def jsonl_records(f: BinaryIO) -> Iterator[tuple[int, dict[str, Any]]]:
                 pos += len(raw)
             continue
         try:
-            record = json.loads(raw.decode("utf-8"))
+            text = raw.decode("utf-8")
+            record = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             continue
         if isinstance(record, dict):
-            yield start, record
+            yield start, text.rstrip("\r\n"), record
 
 
 def repeated_hashes(ids: Iterable[str]) -> set[int]:

@@ -22,7 +22,7 @@ from schola.metrics import StreamingMean, parse_metric_key
 from schola.report import find_runs, findings_of, plot, read_run, sweep_rows, wall_s
 from schola.scenario import member_names
 from schola.secrets import env_secrets, redact, redact_config
-from schola.store import LONE_SURROGATES, STAGE_EPISODE, RunStore, jsonl_records, open_run_file, read_run_file
+from schola.store import LONE_SURROGATES, STAGE_EPISODE, RunStore, jsonl_lines, open_run_file, read_run_file
 from schola.view.layout import node_stats, scenario_graphs
 
 CHUNK = 100  # episodes per compressed block: opening one episode decodes at most this many
@@ -150,10 +150,11 @@ class Transcript:
             return
         self.file.seek(0)
         batch: list[tuple[Any, ...]] = []
-        for start, line in jsonl_records(self.file):
-            step = _clean({k: v for k, v in line.items() if k not in ("episode", "round")}, self.secrets)
+        for start, text, line in jsonl_lines(self.file):  # a step is its line as written, when it can be
+            if self.secrets or not text.endswith("}") or "NaN" in text or "Infinity" in text:  # (JSON has neither)
+                text = to_json(_clean({k: v for k, v in line.items() if k not in ("episode", "round")}, self.secrets))
             tokens = number(line.get("prompt_tokens")) + number(line.get("completion_tokens"))
-            batch.append((str(line.get("episode")), start, to_json(step), tokens, number(line.get("latency_s")),
+            batch.append((str(line.get("episode")), start, text, tokens, number(line.get("latency_s")),
                           number(line.get("queue_s")), bool(line.get("cached"))))  # fmt: skip
             if len(batch) == 512:
                 self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
