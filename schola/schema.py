@@ -25,7 +25,7 @@ class RayConfig(Strict):
     """run.executor=ray: where the Ray cluster is and how many workers run episodes (schola/executors.py)."""
 
     address: str | None = Field(
-        None, description="auto, ray://host:10001, host:6379; null: $RAY_ADDRESS or a local Ray"
+        None, description="auto, ray://host:10001, host:6379; null: $RAY_ADDRESS, else a local Ray of the run's own"
     )
     workers: int | None = Field(None, ge=1, le=100_000, description="Ray workers; null: one per cpus_per_worker CPUs")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each worker reserves")
