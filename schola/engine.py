@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import logging
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from types import CoroutineType, MappingProxyType
 from typing import Any, Protocol
 
 from schola import plugins
 from schola.aio import gather_all
 from schola.backends.base import ScholaClient
 from schola.backends.cache import Cache, default_cache_dir
-from schola.errors import BackendError, BudgetExceeded, ConfigError, PluginError
+from schola.errors import BackendError, BudgetExceeded, ConfigError, PluginError, ScholaError
 from schola.graph import StepError
 from schola.metrics import metric_key
 from schola.plan import Plan, wants_context
@@ -81,16 +82,22 @@ class Episode:
                 f"step '{node}' of episode '{self.id}' names unknown role '{role}'; "
                 f"the scenario has {', '.join(engine.roles)}"
             )
-        request = ActRequest(
-            prompt=prompt, sample=sample, sampling=dict(sampling) if sampling else {}, generate=generate,
-            options=tuple(options) if options is not None else None,
-            state=MappingProxyType(dict(state)) if actor.sees_state and state is not None else None,
+        request = ActRequest.of(
+            prompt, sample, dict(sampling) if sampling else {}, tuple(options) if options is not None else None,
+            generate, MappingProxyType(dict(state)) if actor.sees_state and state is not None else None,
         )  # fmt: skip
         iteration = state.get("iteration", 0) if state is not None else 0  # read before any await
         timing = Timing()  # the role's requests add their service and queue time to it
         token = TIMING.set(timing)
-        try:
-            reply = await plugins.call(engine.asking[role], actor.act, request)
+        try:  # plugins.call's contract, without its coroutine layer per reply
+            reply: Any = actor.act(request)
+            if type(reply) is CoroutineType or inspect.isawaitable(reply):
+                reply = await reply
+        except ScholaError:
+            raise
+        except Exception as e:
+            code = plugins.where(actor.act)
+            raise PluginError(f"{engine.asking[role]} ({code}) raised {type(e).__name__}: {e}", plugin=code) from e
         finally:
             TIMING.reset(token)
         if isinstance(reply, str):  # a plugin role may answer with plain text

@@ -80,6 +80,18 @@ class ActRequest:
     generate: bool = True
     state: Mapping[str, Any] | None = None
 
+    @classmethod
+    def of(
+        cls, prompt: str, sample: int, sampling: Mapping[str, Any], options: tuple[str, ...] | None, generate: bool,
+        state: Mapping[str, Any] | None,
+    ) -> ActRequest:  # fmt: skip
+        """The engine's request per reply, every field given: the same object as the constructor's, in half its time
+        (a frozen dataclass's __init__ sets each field through object.__setattr__)."""
+        request = object.__new__(cls)
+        object.__setattr__(request, "__dict__", {"prompt": prompt, "sample": sample, "sampling": sampling,
+                                                 "options": options, "generate": generate, "state": state})  # fmt: skip
+        return request
+
 
 class Role:
     """A persona that answers prompts through a model client (any AutoGen ChatCompletionClient).
@@ -102,10 +114,15 @@ class Role:
     def __init__(self, name: str, config: RoleConfig, client: ChatCompletionClient | None, *, seed: int = 0) -> None:
         from autogen_core.models import SystemMessage
 
+        from schola.backends.base import ScholaClient
+
         self.name, self.config, self.client, self.seed = name, config, client, seed
         self.system = templates.render(config.system or self.system_prompt, {"persona": config.persona, "name": name})
         self._system: list[LLMMessage] = [SystemMessage(content=self.system)] if self.system.strip() else []
         self._dicts = [{"role": "system", "content": self.system}] if self._system else []  # as to_dicts gives them
+        # Found once, not per reply (an import statement and an ABC's isinstance took a fiftieth of a message):
+        self._schola: ScholaClient | None = client if isinstance(client, ScholaClient) else None
+        self._info0 = CallInfo(name, 0, seed)  # sample 0's (most replies)
 
     def describe(self) -> dict[str, Any]:
         """What templates see as `roles.<name>`."""
@@ -115,18 +132,21 @@ class Role:
         """Answer `request.prompt` in character; with `request.options`, also the probability of each option
         (with `generate=False` only that: the reply is the most likely option). A role without a model
         overrides this."""
-        from schola.backends.base import ScholaClient, cost_of
+        start = time.perf_counter()
+        info = self._info0 if request.sample == 0 else CallInfo(self.name, request.sample, self.seed)
+        if (client := self._schola) is not None and client is self.client and not request.options:
+            # dicts in, no AutoGen objects built
+            sampling = request.sampling
+            args = {**self.config.sampling, **sampling} if sampling or self.config.sampling else {}
+            done, cached = await client.reply([*self._dicts, {"role": "user", "content": request.prompt}], args, info)
+            cost = done.cost_usd  # (cost_of: none without a price, nothing from the cache)
+            return Reply(done.text, done.prompt_tokens, done.completion_tokens, cached, time.perf_counter() - start,
+                         cost_usd=None if cost is None else 0.0 if cached else cost)  # fmt: skip
+        from schola.backends.base import ScholaClient
 
         if self.client is None:  # check_role_class refuses this before a run
             raise ConfigError(f"role '{self.name}' has no backend and its class does not override act()")
-        args: dict[str, Any] = {**self.config.sampling, **request.sampling}
-        info = CallInfo(role=self.name, sample=request.sample, seed=self.seed)
-        start = time.perf_counter()
-        if isinstance(self.client, ScholaClient) and not request.options:  # dicts in, no AutoGen objects built
-            args["schola"] = info
-            done, cached = await self.client.reply([*self._dicts, {"role": "user", "content": request.prompt}], args)
-            return Reply(text=done.text, prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens,
-                         cached=cached, latency_s=time.perf_counter() - start, cost_usd=cost_of(done, cached=cached))  # fmt: skip
+        args = {**self.config.sampling, **request.sampling}
         from autogen_core.models import UserMessage
 
         messages: list[LLMMessage] = [*self._system, UserMessage(content=request.prompt, source="user")]

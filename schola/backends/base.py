@@ -11,7 +11,7 @@ import re
 import time
 import types
 from abc import abstractmethod
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -357,18 +357,22 @@ class ScholaClient(ChatCompletionClient):
         done, cached = await self.reply(to_dicts(messages), extra_create_args)
         return self._result(done, cached=cached)
 
-    async def reply(self, messages: list[dict[str, str]], args: Mapping[str, Any]) -> tuple[Completion, bool]:
-        """What `create` asks of the backend, for callers that hold OpenAI-style dicts (Schola's roles): the reply,
-        and whether it came from the cache. No AutoGen message or result is built (they were a fifth of a cached
-        reply's time); `args` are create's `extra_create_args` (sampling options, `schola`: the CallInfo)."""
-        info = args.get("schola") or CallInfo()
+    def reply(
+        self, messages: list[dict[str, str]], args: Mapping[str, Any], info: CallInfo | None = None
+    ) -> Coroutine[Any, Any, tuple[Completion, bool]]:
+        """What `create` asks of the backend, for callers that hold OpenAI-style dicts (Schola's roles): awaited, the
+        reply and whether it came from the cache. No AutoGen message or result is built (they were a fifth of a
+        cached reply's time); `args` are create's `extra_create_args` (sampling options, `schola`: the CallInfo,
+        which `info` gives instead). A plain function returning `_call`'s coroutine: no coroutine layer of its own."""
+        if info is None:
+            info = args.get("schola") or CallInfo()
         if len(args) > ("schola" in args):
             sampling = {k: args[k] for k in SAMPLING_KEYS if args.get(k) is not None}
         else:  # no sampling options (most calls): none to look for
             sampling = {}
         if "max_tokens" not in sampling and self.config.max_tokens is not None:
             sampling["max_tokens"] = self.config.max_tokens
-        return await self._call(self._complete, messages, sampling, info)
+        return self._call(self._complete, messages, sampling, info)
 
     async def option_probs(
         self, messages: Sequence[LLMMessage], options: Sequence[str], *, info: CallInfo
@@ -416,7 +420,9 @@ class ScholaClient(ChatCompletionClient):
                 mine.queue_s += time.perf_counter() - asked
                 self.ledger.begin()
                 try:
-                    done = await self._with_retries(fn, msgs, sampling, info)
+                    done, pending = self._start(fn, msgs, sampling, info)
+                    if pending is not None:  # it suspended, or failed: the rest on the watchdog's clock, with retries
+                        done = await self._with_retries(fn, msgs, sampling, info, pending)
                     done.text = valid_unicode(done.text)
                     mine.service_s = max(0.0, time.perf_counter() - asked - mine.queue_s)
                     self._account(info.role, done, mine.service_s, mine.queue_s, cached=False)
@@ -432,21 +438,36 @@ class ScholaClient(ChatCompletionClient):
             cache.put(key, done.__dict__)  # type: ignore[union-attr]
         return done, False
 
+    def _start(self, fn: Any, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> tuple[Any, Any]:
+        """One attempt of `fn`, stepped by hand: (its Completion, None) when it answers without suspending (a cached or
+        scripted reply never gave the loop a turn, so no timeout could fire and the watchdog is not involved); else
+        (None, what is pending): the rest of the request and when it started, or the error it raised."""
+        try:
+            started, request = time.monotonic(), fn(msgs, sampling, info)
+            if isinstance(request, types.CoroutineType):  # (an `async def`, as backends write _complete)
+                try:
+                    request = resume(request, request.send(None))
+                except StopIteration as answered:
+                    return answered.value, None
+        except (BackendError, TimeoutError) as e:
+            return None, e
+        return None, (request, started)
+
     async def _with_retries(
-        self, fn: Any, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
+        self, fn: Any, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo, pending: Any
     ) -> Completion:
+        """The request `_start` left `pending` (its rest, or its error), then its retries."""
         cfg, watchdog = self.config, self._watchdog
         timed_out = False
         for attempt in range(cfg.max_retries + 1):
+            if attempt:
+                done, pending = self._start(fn, msgs, sampling, info)
+                if pending is None:
+                    return done  # type: ignore[no-any-return]
             try:
-                # The request is stepped by hand first: one that answers without suspending (a cached or scripted
-                # reply) never gave the loop a turn, so no timeout could fire and the watchdog is not involved.
-                started, request = time.monotonic(), fn(msgs, sampling, info)
-                if isinstance(request, types.CoroutineType):  # (an `async def`, as backends write _complete)
-                    try:
-                        request = resume(request, request.send(None))
-                    except StopIteration as answered:
-                        return answered.value  # type: ignore[no-any-return]
+                if isinstance(pending, BaseException):
+                    raise pending
+                request, started = pending
                 task = watchdog.arm(started)  # the rest of the request runs on the watchdog's clock
                 try:
                     return await request  # type: ignore[no-any-return]
@@ -462,6 +483,8 @@ class ScholaClient(ChatCompletionClient):
                 timed_out = True
             except BackendError as e:  # permanent: 401, 404, a bad request; its type (NoLogprobs, ContextOverflow) kept
                 raise type(e)(f"backend '{self.name}': {redact(str(e), self.secrets)}") from None
+            finally:
+                pending = None  # (no reference cycle through a raised error's traceback)
             if attempt == cfg.max_retries:
                 break
             backoff = min(30.0, cfg.retry_base_s * 2**attempt) * (0.5 + random.random())

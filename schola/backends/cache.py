@@ -21,7 +21,8 @@ def default_cache_dir() -> Path:
 
 def cache_key(identity: str, messages: list[dict[str, Any]], sampling: dict[str, Any], seed: int, sample: int) -> str:
     """The key of one reply: model identity, messages, sampling options, run seed and sample index."""
-    text = f"{identity}\x00{seed}\x00{sample}\x00{sorted(sampling.items())!r}\x00"
+    options = repr(sorted(sampling.items())) if sampling else "[]"  # (most calls have none)
+    text = f"{identity}\x00{seed}\x00{sample}\x00{options}\x00"
     for m in messages:  # length-prefixed (in bytes), so no two message lists share a byte stream
         role, content = m["role"], m["content"]
         if not (role.isascii() and content.isascii()):  # lengths in bytes differ from lengths in characters
