@@ -20,11 +20,13 @@ import io
 import itertools
 import json
 import math
+import operator
 import os
 import stat
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
+from json.encoder import encode_basestring as _quote
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
@@ -160,8 +162,40 @@ def acyclic_encoder(*, ensure_ascii: bool = True, sort_keys: bool = False, defau
     return dumps
 
 
-#: A transcript line as `dumps` writes it (lines are built by the engine: no cycles).
-dump_line = acyclic_encoder(ensure_ascii=False, sort_keys=True, default=str)
+_dump_acyclic = acyclic_encoder(ensure_ascii=False, sort_keys=True, default=str)
+# The fields of the engine's transcript line, sorted (as `dumps` writes them); `cost_usd` where the backend prices.
+_LINE_KEYS = ("agent", "cached", "completion_tokens", "episode", "iteration", "latency_s", "node", "prompt",
+              "prompt_tokens", "queue_s", "round", "sample", "text")  # fmt: skip
+_LINE, _PRICED_LINE = frozenset(_LINE_KEYS), frozenset((*_LINE_KEYS, "cost_usd"))
+_line_fields = operator.itemgetter(*_LINE_KEYS)
+
+
+def dump_line(record: dict[str, Any]) -> str:
+    """A transcript line as `dumps` writes it (lines are built by the engine: no cycles). The engine's own line
+    (its fields, of their usual types) is formatted directly, the same bytes at a third of the encoder's cost (it
+    sorted 13 keys and looked up each value's type, a tenth of a message's time); any other goes through it."""
+    keys = record.keys()
+    if keys in (_LINE, _PRICED_LINE):
+        agent, cached, completion, episode, it, latency, node, prompt, prompt_tokens, queue, rnd, sample, text = (
+            _line_fields(record)
+        )
+        cost = record.get("cost_usd")
+        if (
+            type(agent) is str and type(episode) is str and type(node) is str and type(prompt) is str
+            and type(text) is str and type(cached) is bool and type(latency) is float and type(queue) is float
+            and type(completion) is int and type(it) is int and type(prompt_tokens) is int and type(rnd) is int
+            and type(sample) is int and latency - latency == 0 == queue - queue  # finite: JSON's repr of a float
+            and (cost is None or (type(cost) is float and cost - cost == 0) or type(cost) is int)
+        ):  # fmt: skip
+            priced = "" if len(keys) == len(_LINE) else f'"cost_usd": {"null" if cost is None else repr(cost)}, '
+            return (
+                f'{{"agent": {_quote(agent)}, "cached": {"true" if cached else "false"}, '
+                f'"completion_tokens": {completion!r}, {priced}"episode": {_quote(episode)}, "iteration": {it!r}, '
+                f'"latency_s": {latency!r}, "node": {_quote(node)}, "prompt": {_quote(prompt)}, '
+                f'"prompt_tokens": {prompt_tokens!r}, "queue_s": {queue!r}, "round": {rnd!r}, "sample": {sample!r}, '
+                f'"text": {_quote(text)}}}'
+            )
+    return _dump_acyclic(record)
 
 
 def check_run_dir(path: str | Path | None) -> Path:
@@ -303,7 +337,8 @@ class RunStore:
 
     def _masked(self, line: str) -> str:
         """A line with every known secret masked wherever it appears (a model may echo a key it was shown)."""
-        return redact(line, self._secrets) if any(s in line for s in self._secrets) else line
+        secrets = self._secrets
+        return redact(line, secrets) if secrets and any(s in line for s in secrets) else line
 
     def transcript(self, record: dict[str, Any]) -> None:
         assert self._transcript is not None, "RunStore.open() first"
