@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import os
@@ -481,30 +482,34 @@ def _open_data(path: Path, key: str = KEY) -> BinaryIO:
 
 
 def id_hashes(episodes: Sequence[dict[str, Any]]) -> array[int]:
-    """`hash(id)` of each episode, in order (8 bytes each): a `FileRecords` has them already, unread."""
-    if isinstance(episodes, FileRecords):
-        return episodes.hashes
+    """`hash(id)` of each episode, in order (8 bytes each; a `FileRecords` is read for them)."""
     return array("q", (hash(str(e["id"])) for e in episodes))
 
 
 class FileRecords(Sequence[dict[str, Any]]):
-    """The episodes of a JSONL data file, never held: where each one's line starts (byte offsets) and its id's
-    `hash`, 16 bytes an episode (its dict is ~0.3-1 KB). The lines are read again, and made episodes as the loader
-    made them, each time the sequence is iterated or indexed; a file changed meanwhile is a ConfigError.
+    """The episodes of a JSONL data file, never held: read again, and made episodes as the loader made them, each
+    time the sequence is iterated; a file changed meanwhile is a ConfigError. Nothing per episode is kept for a
+    whole file or a slice of one (`size` records from byte `start`, the first being row `first_row` of the file);
+    after `filter`, `shuffle` or `sample`, where each one's line starts and its row (16 bytes an episode; its dict
+    is ~0.3-1 KB).
 
-    Made by `load` in one pass over the file that checks every line (as `read_rows` does), applies `filter` and
-    remembers the rest; `shuffle` and `sample` then permute and pick offsets, as they would the records."""
+    Made by `load` in one pass over the file that checks every line (as `read_rows` does) and applies `filter`;
+    `shuffle` and `sample` then permute and pick offsets, as they would the records."""
 
-    def __init__(self, path: Path, data: DataConfig, offsets: array[int], rows: array[int], hashes: array[int]) -> None:
+    def __init__(
+        self, path: Path, data: DataConfig, *, count: int, start: int = 0, first_row: int = 0,
+        offsets: array[int] | None = None, rows: array[int] | None = None,
+    ) -> None:  # fmt: skip
         self.path, self.data = path, data
-        self.offsets, self.rows, self.hashes = offsets, rows, hashes  # rows: each one's index in the file
+        self.size, self.start, self.first_row = count, start, first_row
+        self.offsets, self.rows = offsets, rows  # picked records: each one's line and its index in the file
 
     @classmethod
     def load(cls, path: Path, data: DataConfig, *, seed: int = 0) -> FileRecords:
         key = "scenario.data.filter"
         if data.filter:
             templates.check(data.filter, is_expression=True, key=key)
-        offsets, rows, hashes = array("q"), array("q"), array("q")
+        offsets, rows = array("q"), array("q")
         columns: set[str] = set()
         count = 0
         with _open_data(path) as f:
@@ -522,67 +527,87 @@ class FileRecords(Sequence[dict[str, Any]]):
                             continue
                     except ConfigError as e:
                         raise ConfigError(f"{at}: {e.detail}", key=key) from None
-                offsets.append(start)
-                rows.append(i)
-                hashes.append(hash(episode["id"]))
+                    offsets.append(start)
+                    rows.append(i)
         for column in data.types:
             if column not in columns:
                 _no_column(str(path), column, columns)
         if data.filter and not offsets:
             raise ConfigError(f"{path}: the filter {data.filter!r} kept none of the {count} records", key=key)
-        picked: list[int] | range = range(len(offsets))
+        records = cls(path, data, count=len(offsets), offsets=offsets, rows=rows) if data.filter else None
+        records = records or cls(path, data, count=count)
+        picked: list[int] | range = range(len(records))
         if data.shuffle:  # the permutation random.shuffle gives the records themselves (it depends on their count)
             picked = list(picked)
             random.Random(f"schola.data.shuffle/{seed}").shuffle(picked)
         if data.sample is not None and data.sample < len(picked):
             chosen = sorted(random.Random(f"schola.data.sample/{seed}").sample(range(len(picked)), data.sample))
             picked = [picked[i] for i in chosen]
-        records = cls(path, data, offsets, rows, hashes)
-        return records if isinstance(picked, range) else records._take(picked)
+        return records if isinstance(picked, range) else records.take(picked)
 
-    def _take(self, picked: Any) -> FileRecords:
-        if isinstance(picked, slice):
-            return FileRecords(self.path, self.data, self.offsets[picked], self.rows[picked], self.hashes[picked])
+    def _located(self) -> tuple[array[int], array[int]]:
+        """Where each record's line starts and its row: kept for picked records, else found by reading the lines
+        (not parsing them)."""
+        if self.offsets is not None and self.rows is not None:
+            return self.offsets, self.rows
+        offsets = array("q", itertools.islice(self._starts(), self.size))
+        return offsets, array("q", range(self.first_row, self.first_row + len(offsets)))
+
+    def _starts(self) -> Iterator[int]:
+        """Where each non-blank line starts, from `start`."""
+        with _open_data(self.path) as f:
+            f.seek(self.start)
+            pos = self.start
+            for raw in f:
+                if raw.strip():
+                    yield pos
+                pos += len(raw)
+
+    def take(self, picked: Iterable[int] | Any) -> FileRecords:
+        """The episodes at these positions (a list or a numpy array of them, in this order), still unread."""
         import numpy as np
 
         at = np.asarray(picked, dtype=np.int64)
         pick = []
-        for a in (self.offsets, self.rows, self.hashes):
+        for a in self._located():
             out = array("q")
             out.frombytes(np.frombuffer(a, dtype=np.int64)[at].tobytes())
             pick.append(out)
-        return FileRecords(self.path, self.data, *pick)
-
-    def take(self, picked: Iterable[int] | Any) -> FileRecords:
-        """The episodes at these positions (a list or a numpy array of them, in this order), still unread."""
-        return self._take(picked)
+        return FileRecords(self.path, self.data, count=len(at), offsets=pick[0], rows=pick[1])
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return self.size
 
-    def _read(self, f: BinaryIO, i: int) -> dict[str, Any]:
-        f.seek(self.offsets[i])
-        raw = f.readline(MAX_DATA_BYTES)
+    def _episode(self, raw: bytes, offset: int, row: int) -> dict[str, Any]:
         try:
-            line = raw.decode("utf-8-sig" if self.offsets[i] == 0 else "utf-8")
-            row = json.loads(line)
+            line = raw.decode("utf-8-sig" if offset == 0 else "utf-8")
+            record = json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            row = None
-        if not isinstance(row, dict):
-            raise self._changed(i)
-        episode = _episode(replace_surrogates(row) if "\\u" in line else row, str(self.path), self.rows[i], self.data)
-        if hash(episode["id"]) != self.hashes[i]:
-            raise self._changed(i)
-        return episode
-
-    def _changed(self, i: int) -> ConfigError:
-        return ConfigError(f"{self.path} changed while the run used it (the line at byte {self.offsets[i]}); a run "
-                           "needs its data file as it was when it started", key=KEY)  # fmt: skip
+            record = None
+        if not isinstance(record, dict):
+            raise ConfigError(f"{self.path} changed while the run used it (the line at byte {offset}); a run "
+                              "needs its data file as it was when it started", key=KEY)  # fmt: skip
+        return _episode(replace_surrogates(record) if "\\u" in line else record, str(self.path), row, self.data)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         with _open_data(self.path) as f:
-            for i in range(len(self.offsets)):
-                yield self._read(f, i)
+            if self.offsets is not None and self.rows is not None:
+                for offset, row in zip(self.offsets, self.rows):
+                    f.seek(offset)
+                    yield self._episode(f.readline(MAX_DATA_BYTES), offset, row)
+                return
+            f.seek(self.start)
+            pos, n = self.start, 0
+            for raw in f:
+                if n == self.size:
+                    return
+                if raw.strip():
+                    yield self._episode(raw, pos, self.first_row + n)
+                    n += 1
+                pos += len(raw)
+        if n < self.size:
+            raise ConfigError(f"{self.path} changed while the run used it (it has fewer records); a run needs its "
+                              "data file as it was when it started", key=KEY)  # fmt: skip
 
     @overload
     def __getitem__(self, i: int) -> dict[str, Any]: ...
@@ -592,12 +617,15 @@ class FileRecords(Sequence[dict[str, Any]]):
 
     def __getitem__(self, i: int | slice) -> dict[str, Any] | FileRecords:
         if isinstance(i, slice):
-            return self._take(i)
+            a, b, step = i.indices(self.size)
+            if self.offsets is not None or step != 1:
+                return self.take(range(a, b, step))
+            start = next(itertools.islice(self._starts(), a, None), self.start) if a < self.size else self.start
+            return FileRecords(self.path, self.data, count=max(0, b - a), start=start, first_row=self.first_row + a)
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"episode {i} out of range ({n} episodes)")
-        with _open_data(self.path) as f:
-            return self._read(f, i % n)
+        return next(iter(self[i % n : i % n + 1]))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Sequence) or isinstance(other, str):

@@ -264,7 +264,8 @@ def _repeats(hashes: array[int]) -> bool:
         return len(set(hashes)) != len(hashes)
     import numpy as np
 
-    ordered = np.sort(np.frombuffer(hashes, dtype=np.int64))
+    ordered = np.frombuffer(hashes, dtype=np.int64)
+    ordered.sort()  # in place: the hashes are not needed in their order
     return bool((ordered[1:] == ordered[:-1]).any())
 
 

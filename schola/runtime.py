@@ -18,7 +18,6 @@ import os
 import signal
 import threading
 import time
-from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +144,7 @@ class RunDriver:
         self.finished_count = 0
         self.failed: set[str] = set()  # ids of episodes that raised
         self._scores: dict[tuple[str, int], StreamingMean] = {}  # per score key and round
-        self._asks: list[array[int]] = []  # the hashes of the ids of each run_episodes, in the order asked
+        self._asks: list[Sequence[dict[str, Any]]] = []  # the inputs of each run_episodes, in the order asked
         self._asked = 0
         self._unsorted = False  # results.jsonl has lines since it was last put in the order asked
         self._stage_rounds = 0
@@ -200,7 +199,7 @@ class RunDriver:
         return [finished[eid] for eid in ids if eid in finished]
 
     def _ask(self, inputs: Sequence[dict[str, Any]]) -> None:
-        self._asks.append(id_hashes(inputs))  # 8 bytes an episode: the inputs themselves are not held
+        self._asks.append(inputs)  # the plan's own (a data file's FileRecords holds nothing per episode)
         self._asked += len(inputs)
 
     async def _run(self, todo: Sequence[dict[str, Any]], *, graph: str | None, round: int) -> None:
@@ -219,7 +218,9 @@ class RunDriver:
         """Each episode's place in the order asked (`hash(id)`s in, numpy; one never asked goes last)."""
         import numpy as np
 
-        asked = np.concatenate([np.frombuffer(a, dtype=np.int64) for a in self._asks]) if self._asks else np.zeros(0)
+        asked = np.fromiter(
+            (hash(str(e["id"])) for inputs in self._asks for e in inputs), dtype=np.int64, count=self._asked
+        )
         known, first = np.unique(asked, return_index=True)
         if not len(known):
             return np.zeros(len(hashes), dtype=np.int64)

@@ -105,7 +105,7 @@ def planned(folder: Path, n: int, *extra: str) -> Any:
 def test_a_data_files_plan_holds_no_record(tmp_path: Path) -> None:
     """A JSONL file's episodes are read again as they are used: the plan keeps where each line starts and its
     id's hash (16 bytes an episode), and checks ids and fields in one pass that holds 8 bytes an episode."""
-    traced(planned(tmp_path / "warm", 20))
+    traced(planned(tmp_path / "warm", 5_000))  # (numpy, which a large plan's check of its ids imports)
     _, small_held, small_peak = traced(planned(tmp_path / "small", 2_000))
     (big, store), big_held, big_peak = traced(planned(tmp_path / "big", 20_000))
     store.release()
@@ -247,3 +247,20 @@ def test_the_carried_sequential_test_decides_as_the_whole_series_does() -> None:
         assert bets.decision == sequential_decision(x, bounds, contrast=contrast), trial
         decisions.append(bets.decision)
     assert {-1, 0, 1} <= set(decisions)  # every outcome was checked
+
+
+def test_a_data_files_records_read_again_are_the_loaders_list(tmp_path: Path) -> None:
+    """FileRecords (a JSONL file, read again as used) gives the episodes, slices, items and picks that the list of
+    the same records (a JSON file) gives: whole, after a filter, shuffled and sampled."""
+    from schola.data import DataConfig, FileRecords, load_records
+
+    rows = [{"id": f"r{i}", "n": i} if i % 3 else {"n": i} for i in range(40)]  # every third id from its row
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    for extra in ({}, {"filter": "n % 2 == 0"}, {"shuffle": True}, {"sample": 7}):
+        lazy = load_records(DataConfig(path=str(tmp_path / "d.jsonl"), **extra), seed=3)
+        held = list(load_records(DataConfig(path=str(tmp_path / "d.json"), **extra), seed=3))
+        assert isinstance(lazy, FileRecords) and list(lazy) == held, extra
+        assert list(lazy[2:5]) == held[2:5] and list(lazy[1:][1:3]) == held[1:][1:3] and lazy[-1] == held[-1]
+        assert list(lazy.take([3, 0])) == [held[3], held[0]] and list(lazy[::2]) == held[::2]
+    assert FileRecords.load(tmp_path / "d.jsonl", DataConfig(path="d.jsonl")).offsets is None  # nothing per record
