@@ -432,69 +432,69 @@ class Graph:
             active[result] = True
 
     async def _step(self, nid: str, state: MutableMapping[str, Any], ctx: EpisodeContext, run: int, path: str) -> Any:
+        """Run step `nid` on `state`; what it raises is a StepError naming the step (the innermost one that raised)."""
+        n = self.nodes[nid]
         try:
-            return await self._apply(self.nodes[nid], state, ctx, run, path)
+            key = self._keys[nid]
+            state["iteration"] = run  # read by this step's templates, rendered before any await
+            if isinstance(n, RouteNode):
+                return self._route(n, state, key, run)
+            read = {  # (Read.value, without a call and a key built per read)
+                field: templates.evaluate(source, state, key=at)
+                if expression
+                else templates.render(source, state, key=at)
+                for field, source, expression, at in self._read_at[nid]
+            }
+            if isinstance(n, AgentNode):
+                role = read.get("role", n.role)
+                prompt = read["prompt"]
+                sample = int(read["sample"]) if "sample" in read else run
+                options = read.get("options", n.options)
+                if options is not None and (not isinstance(options, (list, tuple)) or not options):
+                    raise ConfigError(f"options must give a non-empty list, got {options!r}", key=f"{key}.options")
+                node = path + nid  # e.g. teach[1].exam[2].solve: where in the maps this reply is
+                reply = await ctx.act(role, prompt, node=node, sample=sample, sampling=n.sampling,
+                                      options=[str(o) for o in options] if options else None, state=state,
+                                      **({} if n.generate else {"generate": False}))  # fmt: skip
+                text = reply if isinstance(reply, str) else reply.text
+                data = None if isinstance(reply, str) else reply.data
+                state[n.output] = data if data is not None else text
+                if n.probs:
+                    state[n.probs] = {
+                        "p": getattr(reply, "option_probs", None),
+                        "source": getattr(reply, "probs_source", None),
+                    }
+                state["dialogue"].append({"agent": role, "node": node, "text": text})
+            elif isinstance(n, ScoreNode):
+                args = {k: read[f"inputs.{k}"] for k in n.inputs}
+                labels = {k: read.get(f"labels.{k}", v) for k, v in n.labels.items()}
+                score = await ctx.score(n.scorer, args, n.params, node=path + nid)
+                value = score.value if isinstance(score, Score) else score  # a bare number is Score(number)
+                state[n.output] = value
+                if n.record:
+                    if value is not None and not isinstance(value, numbers.Real):  # a score is a number (or None)
+                        raise ConfigError(
+                            f"step '{path + nid}': scorer '{n.scorer}' returned a {type(value).__name__}, which cannot be "
+                            "recorded as a score (a Score, a number, a boolean or null); use kind: call for a value",
+                            key=f"{key}.record",
+                        )
+                    ctx.record(
+                        n.output,
+                        score if isinstance(score, Score) else Score(None if value is None else float(value)),
+                        labels or None,
+                    )
+            elif isinstance(n, CallNode):
+                out = await ctx.score(n.fn, {k: read[f"inputs.{k}"] for k in n.inputs}, n.params, node=path + nid)
+                state[n.output] = out.value if isinstance(out, Score) else out
+            elif isinstance(n, JoinNode):
+                state[n.output] = join(n, {k: read[f"inputs.{k}"] for k in join_inputs(n)})
+            elif isinstance(n, MapNode):
+                await self._map(n, {k: read[f"over.{k}"] for k in n.over}, state, ctx, key, path)
+            return None
         except StepError:
             raise
         except Exception as e:
             raise StepError(path + nid, e) from e
-
-    async def _apply(self, n: Any, state: MutableMapping[str, Any], ctx: EpisodeContext, run: int, path: str) -> Any:
-        nid = n.id
-        key = self._keys[nid]
-        state["iteration"] = run  # read by this step's templates, rendered before any await
-        if isinstance(n, RouteNode):
-            return self._route(n, state, key, run)
-        read = {  # (Read.value, without a call and a key built per read)
-            field: templates.evaluate(source, state, key=at) if expression else templates.render(source, state, key=at)
-            for field, source, expression, at in self._read_at[nid]
-        }
-        if isinstance(n, AgentNode):
-            role = read.get("role", n.role)
-            prompt = read["prompt"]
-            sample = int(read["sample"]) if "sample" in read else run
-            options = read.get("options", n.options)
-            if options is not None and (not isinstance(options, (list, tuple)) or not options):
-                raise ConfigError(f"options must give a non-empty list, got {options!r}", key=f"{key}.options")
-            node = path + nid  # e.g. teach[1].exam[2].solve: where in the maps this reply is
-            reply = await ctx.act(role, prompt, node=node, sample=sample, sampling=n.sampling,
-                                  options=[str(o) for o in options] if options else None, state=state,
-                                  **({} if n.generate else {"generate": False}))  # fmt: skip
-            text = reply if isinstance(reply, str) else reply.text
-            data = None if isinstance(reply, str) else reply.data
-            state[n.output] = data if data is not None else text
-            if n.probs:
-                state[n.probs] = {
-                    "p": getattr(reply, "option_probs", None),
-                    "source": getattr(reply, "probs_source", None),
-                }
-            state["dialogue"].append({"agent": role, "node": node, "text": text})
-        elif isinstance(n, ScoreNode):
-            args = {k: read[f"inputs.{k}"] for k in n.inputs}
-            labels = {k: read.get(f"labels.{k}", v) for k, v in n.labels.items()}
-            score = await ctx.score(n.scorer, args, n.params, node=path + nid)
-            value = score.value if isinstance(score, Score) else score  # a bare number is Score(number)
-            state[n.output] = value
-            if n.record:
-                if value is not None and not isinstance(value, numbers.Real):  # a score is a number (or None)
-                    raise ConfigError(
-                        f"step '{path + nid}': scorer '{n.scorer}' returned a {type(value).__name__}, which cannot be "
-                        "recorded as a score (a Score, a number, a boolean or null); use kind: call for a value",
-                        key=f"{key}.record",
-                    )
-                ctx.record(
-                    n.output,
-                    score if isinstance(score, Score) else Score(None if value is None else float(value)),
-                    labels or None,
-                )
-        elif isinstance(n, CallNode):
-            out = await ctx.score(n.fn, {k: read[f"inputs.{k}"] for k in n.inputs}, n.params, node=path + nid)
-            state[n.output] = out.value if isinstance(out, Score) else out
-        elif isinstance(n, JoinNode):
-            state[n.output] = join(n, {k: read[f"inputs.{k}"] for k in join_inputs(n)})
-        elif isinstance(n, MapNode):
-            await self._map(n, {k: read[f"over.{k}"] for k in n.over}, state, ctx, key, path)
-        return None
 
     async def _map(
         self,

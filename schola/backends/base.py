@@ -30,7 +30,7 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
 from schola.aio import Slots, resume
-from schola.backends.cache import Cache, cache_key
+from schola.backends.cache import Cache, cache_key, sampling_text
 from schola.backends.config import (  # noqa: F401 (re-exported: a backend written before imports them from here)
     BackendConfig,
     Concurrency,
@@ -324,6 +324,9 @@ class ScholaClient(ChatCompletionClient):
         self._watchdog = Watchdog(config.timeout_s)
         self._prompt_tokens = self._completion_tokens = 0
         self._last = (0, 0)
+        # The sampling options of a request that asks for none, and their text in its cache key.
+        plain = {} if config.max_tokens is None else {"max_tokens": config.max_tokens}
+        self._plain = (plain, sampling_text(plain))
 
     # -- what a backend implements ------------------------------------------------------------
     @property
@@ -366,10 +369,9 @@ class ScholaClient(ChatCompletionClient):
         which `info` gives instead). A plain function returning `_call`'s coroutine: no coroutine layer of its own."""
         if info is None:
             info = args.get("schola") or CallInfo()
-        if len(args) > ("schola" in args):
-            sampling = {k: args[k] for k in SAMPLING_KEYS if args.get(k) is not None}
-        else:  # no sampling options (most calls): none to look for
-            sampling = {}
+        if len(args) <= ("schola" in args):  # no sampling options (most calls): the backend's own, found once
+            return self._call(self._complete, messages, dict(self._plain[0]), info, self._plain[1])
+        sampling = {k: args[k] for k in SAMPLING_KEYS if args.get(k) is not None}
         if "max_tokens" not in sampling and self.config.max_tokens is not None:
             sampling["max_tokens"] = self.config.max_tokens
         return self._call(self._complete, messages, sampling, info)
@@ -400,12 +402,12 @@ class ScholaClient(ChatCompletionClient):
         raise NoLogprobs(f"backend '{self.name}' has no token log-probabilities")
 
     async def _call(
-        self, fn: Any, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
+        self, fn: Any, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo, options: str | None = None
     ) -> tuple[Completion, bool]:
         """`fn` (a request) through the cache, the concurrency limit, the budget, retries, the timeout and the
-        ledger."""
+        ledger; `options`: `sampling_text(sampling)`, where the caller has it."""
         cache = self.cache
-        key = cache_key(self.identity, msgs, sampling, info.seed, info.sample) if cache is not None else None
+        key = cache_key(self.identity, msgs, sampling, info.seed, info.sample, options) if cache is not None else None
         if key is not None and (hit := cache.get(key)) is not None:  # type: ignore[union-attr]
             done = Completion(**hit)
             self._account(info.role, done, 0.0, 0.0, cached=True)

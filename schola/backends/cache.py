@@ -9,6 +9,7 @@ import queue
 import sqlite3
 import threading
 import time
+from json.encoder import encode_basestring_ascii as _quote_ascii
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,19 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SCHOLA_CACHE_DIR") or Path.home() / ".cache" / "schola")
 
 
-def cache_key(identity: str, messages: list[dict[str, Any]], sampling: dict[str, Any], seed: int, sample: int) -> str:
-    """The key of one reply: model identity, messages, sampling options, run seed and sample index."""
-    options = repr(sorted(sampling.items())) if sampling else "[]"  # (most calls have none)
+def sampling_text(sampling: dict[str, Any]) -> str:
+    """Sampling options as a cache key holds them."""
+    return repr(sorted(sampling.items()))
+
+
+def cache_key(
+    identity: str, messages: list[dict[str, Any]], sampling: dict[str, Any], seed: int, sample: int,
+    options: str | None = None,
+) -> str:  # fmt: skip
+    """The key of one reply: model identity, messages, sampling options, run seed and sample index. `options`:
+    `sampling_text(sampling)`, where the caller has it already (a backend's own options: found once, not per call)."""
+    if options is None:
+        options = sampling_text(sampling)
     text = f"{identity}\x00{seed}\x00{sample}\x00{options}\x00"
     for m in messages:  # length-prefixed (in bytes), so no two message lists share a byte stream
         role, content = m["role"], m["content"]
@@ -51,6 +62,27 @@ def open_readonly(path: Path) -> sqlite3.Connection:
         db.close()
         db = sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False)
     return db
+
+
+# A reply's fields as a backend's Completion holds them (`put` is given its __dict__).
+_REPLY_KEYS = ("text", "prompt_tokens", "completion_tokens", "finish_reason", "cost_usd", "top_logprobs")
+
+
+def reply_json(value: dict[str, Any], encode: Any) -> str:
+    """`encode(value)` (JSON, ASCII, keys in their order): a reply of the usual types, without logprobs, is formatted
+    directly, the same text at half the encoder's cost; anything else goes through `encode`."""
+    if tuple(value) == _REPLY_KEYS:
+        text, prompt, completion, finish, cost, top = value.values()
+        if (
+            type(text) is str and type(finish) is str and type(prompt) is int and type(completion) is int
+            and top is None and (cost is None or type(cost) is int or (type(cost) is float and cost - cost == 0))
+        ):  # fmt: skip
+            return (
+                f'{{"text": {_quote_ascii(text)}, "prompt_tokens": {prompt!r}, "completion_tokens": {completion!r}, '
+                f'"finish_reason": {_quote_ascii(finish)}, "cost_usd": {"null" if cost is None else repr(cost)}, '
+                '"top_logprobs": null}'
+            )
+    return encode(value)  # type: ignore[no-any-return]
 
 
 READ_SNAPSHOT_S = 1.0  # the longest a cache's lookups keep one read transaction (see Cache._select)
@@ -184,7 +216,7 @@ class Cache:
         failed there is raised by the next put, flush or close."""
         self._raise_failed()
         with self._lock:
-            self._pending[key] = self._encode(value)
+            self._pending[key] = reply_json(value, self._encode)
             if self._keys is not None:
                 self._keys.add(key)
                 if len(self._keys) > self._keys_bound:  # a set of every key grew with the run (~200 MB a
