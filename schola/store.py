@@ -229,7 +229,7 @@ class RunStore:
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._transcript: IO[str] | None = None
+        self._transcript: BinaryIO | None = None  # lines encoded as they are written (see `transcript`)
         self._results: IO[str] | None = None
         self._lock: BinaryIO | None = None
         self._ledger_written = 0.0
@@ -315,10 +315,13 @@ class RunStore:
 
     def open(self) -> None:
         self.lock()
-        self._transcript = self._append("transcript.jsonl")
+        self._transcript = open(self._append_fd("transcript.jsonl"), "ab", buffering=1 << 16)  # noqa: SIM115
         self._results = self._append("results.jsonl")
 
     def _append(self, name: str) -> IO[str]:
+        return open(self._append_fd(name), "a", encoding="utf-8", errors=LONE_SURROGATES)
+
+    def _append_fd(self, name: str) -> int:
         path = self.dir / name
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NO_LINK, 0o666)
@@ -327,7 +330,7 @@ class RunStore:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise ConfigError("not a regular file; this run directory is damaged", file=str(path))
-        return open(fd, "a", encoding="utf-8", errors=LONE_SURROGATES)
+        return fd
 
     def close(self) -> None:
         for f in (self._transcript, self._results):
@@ -342,7 +345,8 @@ class RunStore:
 
     def transcript(self, record: dict[str, Any]) -> None:
         assert self._transcript is not None, "RunStore.open() first"
-        self._transcript.write(self._masked(dump_line(record)) + "\n")
+        # As a text file in UTF-8 with LONE_SURROGATES writes it, without its layer over the buffer (half the cost)
+        self._transcript.write((self._masked(dump_line(record)) + "\n").encode("utf-8", LONE_SURROGATES))
 
     def result(self, record: dict[str, Any]) -> None:
         """Append a finished episode; the transcript is flushed first so a finished episode is whole on disk."""
