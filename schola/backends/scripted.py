@@ -42,6 +42,8 @@ class ScriptedClient(ScholaClient):
                     continue  # a torn or damaged line replays nothing
                 if isinstance(rec, dict) and isinstance(rec.get("prompt"), str) and isinstance(rec.get("text"), str):
                     self._replay.setdefault(rec["prompt"], rec["text"])
+        fixed = self._constant if not self._rules and not self._replay else None
+        self._fixed = None if fixed is None else (fixed, len(fixed.split()))
         blob = self.config.model_dump_json(include={"rules", "default", "transcript"})
         self._identity = "scripted:" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -59,6 +61,8 @@ class ScriptedClient(ScholaClient):
                 prompt = m["content"]
             elif m["role"] == "system" and system is None:
                 system = m["content"]
+        if self._fixed is not None:  # a fixed reply (no rules, no transcript): its words counted once
+            return Completion(self._fixed[0], words, self._fixed[1])
         text = self._replay.get(prompt)
         if text is None:
             text = self._render(prompt, system or "", info)

@@ -5,8 +5,12 @@ backends without AutoGen's objects, a message is encoded once, and the cache wri
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import random
 import sqlite3
+import sys
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,10 +20,10 @@ import pytest
 
 import schola
 from schola.aio import Slots
-from schola.backends.base import ScholaClient
+from schola.backends.base import Completion, ScholaClient
 from schola.backends.cache import Cache
 from schola.backends.scripted import ScriptedClient
-from schola.errors import BackendError
+from schola.errors import BackendError, TransientBackendError
 from schola.graph import AgentNode, Graph
 from schola.roles import ActRequest, Reply, Role, RoleConfig
 from schola.store import dump_line, dumps
@@ -244,3 +248,166 @@ def test_lookups_see_another_writers_replies_once_their_snapshot_is_old(
     monkeypatch.setattr(module, "READ_SNAPSHOT_S", 0.0)  # (a second, in a run)
     assert reader.get("k") == {"text": "from the other writer"}
     reader.close()
+
+
+# -- the second pass: fewer layers and less work per reply ----------------------------------------------------------
+def test_a_reply_goes_through_no_coroutine_layer_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a graph step to the backend's _complete, each layer is a coroutine per reply: plugins.call around the
+    role, ScholaClient.reply around _call, _with_retries around a request that answers at once and _apply under
+    _step were layers that only passed the call on."""
+    stacks: list[list[str]] = []
+    real = ScriptedClient._complete
+
+    async def spying(self: ScriptedClient, *args: Any) -> Any:
+        frame, names = sys._getframe(1), []
+        while frame is not None and frame.f_code.co_name != "_step":
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back  # type: ignore[assignment]
+        stacks.append(names)
+        return await real(self, *args)
+
+    monkeypatch.setattr(ScriptedClient, "_complete", spying)
+    overrides = ["backend=scripted", f"cache.dir={tmp_path / 'cache'}"]
+    assert schola.run(qa(tmp_path, 2), overrides, run_dir=tmp_path / "r").ok
+    assert len(stacks) >= 2  # (the students' identical prompts are answered from the cache after the first)
+    for names in stacks:
+        assert not {"call", "reply", "_with_retries", "_apply"} & set(names), names
+        assert names == ["_start", "_call", "act", "act"], names  # the request, the client, the role, the episode
+
+
+async def test_a_request_that_fails_at_once_is_retried_or_reported_as_before() -> None:
+    """The first attempt is stepped where the request is made: an error it raises before suspending is retried
+    (transient) or reported naming the backend (permanent), as when every attempt ran under _with_retries."""
+
+    class Flaky(ScriptedClient):
+        failures = 2
+
+        async def _complete(self, *args: Any) -> Any:
+            if self.failures:
+                self.failures -= 1
+                raise TransientBackendError("busy")
+            return await super()._complete(*args)
+
+    flaky = Flaky({"default": "ok", "max_retries": 2, "retry_base_s": 0.001})
+    done, cached = await flaky.reply([{"role": "user", "content": "q"}], {"schola": CallInfo("r", 0, 0)})
+    assert (done.text, cached, flaky.failures) == ("ok", False, 0)
+    assert await flaky.reply([{"role": "user", "content": "q"}], {}) is not None  # (no CallInfo: the default one)
+
+    class Refusing(ScriptedClient):
+        async def _complete(self, *args: Any) -> Any:
+            raise BackendError("HTTP 401")
+
+    with pytest.raises(BackendError, match="^backend 'default': HTTP 401$"):
+        await Refusing({"default": "ok"}).reply([{"role": "user", "content": "q"}], {})
+    gave_up = Flaky({"default": "ok", "max_retries": 1, "retry_base_s": 0.001})
+    with pytest.raises(BackendError, match=r"busy \(gave up after 2 attempts\)"):
+        await gave_up.reply([{"role": "user", "content": "q"}], {})
+
+
+def test_an_engine_request_is_the_dataclass_its_constructor_builds() -> None:
+    """ActRequest.of (the engine's, per reply) builds what the frozen dataclass's __init__ builds, in half its time."""
+    fields: dict[str, Any] = {
+        "prompt": "p",
+        "sample": 3,
+        "sampling": {"t": 1},
+        "options": ("a",),
+        "generate": False,
+        "state": None,
+    }
+    made = ActRequest.of(*fields.values())
+    assert made == ActRequest(**fields) and type(made) is ActRequest
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.prompt = "changed"  # type: ignore[misc]
+
+
+def test_the_engines_transcript_line_is_formatted_without_the_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's own line (13 fields, cost_usd where priced) is formatted directly, the bytes dumps gives; any
+    other record (other fields, other types) still goes through the encoder."""
+    from schola import store
+
+    rng = random.Random(7)
+    chars = ["a", "é", "\n", '"', "\\", "\x00", "\x1f", "\u2028", "\ud800", "😀", "\x7f"]
+
+    def text() -> str:
+        return "".join(rng.choice(chars) for _ in range(rng.randint(0, 10)))
+
+    lines = []
+    for i in range(300):
+        line = {
+            "episode": text(), "round": rng.choice([0, 7, 10**20]), "node": text(), "agent": text(), "sample": i,
+            "prompt": text(), "text": text(), "prompt_tokens": rng.randint(0, 10**6), "completion_tokens": 3,
+            "latency_s": rng.choice([0.0, 1.2e-05, 0.123456, 1e16, -0.0]), "queue_s": round(rng.random(), 6),
+            "cached": i % 2 == 0, "iteration": i % 3,
+        }  # fmt: skip
+        if i % 4 == 0:
+            line["cost_usd"] = rng.choice([None, 0.0, 2.5e-07, 3])
+        lines.append(line)
+    expected = [dumps(line) for line in lines]
+    others = [{**lines[0], "latency_s": float("nan")}, {**lines[0], "cached": 1}, {**lines[0], "option_probs": {}}]
+    expected_others = [dumps(r) for r in others]
+
+    def refuse(record: Any) -> str:
+        raise AssertionError("the encoder was used")
+
+    monkeypatch.setattr(store, "_dump_acyclic", refuse)
+    assert [dump_line(line) for line in lines] == expected
+    monkeypatch.undo()
+    assert [dump_line(r) for r in others] == expected_others
+
+
+def test_a_cached_replys_json_is_formatted_without_the_encoder() -> None:
+    from schola.backends.cache import reply_json
+    from schola.store import acyclic_encoder
+
+    encode = acyclic_encoder()
+
+    def refuse(value: Any) -> str:
+        raise AssertionError("the encoder was used")
+
+    for text, cost in [("An answer.", None), ('é \ud800 "q" \\ \x00 😀', 0.25), ("", 3)]:
+        done = Completion(text=text, prompt_tokens=5, completion_tokens=2, finish_reason="stop", cost_usd=cost)
+        assert reply_json(done.__dict__, refuse) == encode(done.__dict__)
+        assert json.loads(reply_json(done.__dict__, refuse)) == done.__dict__
+    logprobs = Completion(text="a", prompt_tokens=1, completion_tokens=1, top_logprobs=[("a", -0.5)]).__dict__
+    assert reply_json(logprobs, encode) == encode(logprobs)  # (the encoder's)
+
+
+async def test_a_backends_own_sampling_options_are_formatted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request that asks for no sampling option gets the backend's (scripted: max_tokens): their text in the cache
+    key was sorted and formatted again per call; the keys are those cache_key gives from the options themselves."""
+    from schola.backends import cache as module
+
+    with Cache(Path(tempfile.mkdtemp())) as cache:
+        client = ScriptedClient({"default": "ok"}, cache=cache)
+        calls = 0
+        real = module.sampling_text
+
+        def counting(sampling: dict[str, Any]) -> str:
+            nonlocal calls
+            calls += 1
+            return real(sampling)
+
+        monkeypatch.setattr(module, "sampling_text", counting)
+        messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]
+        for sample in range(20):
+            await client.reply(messages, {}, CallInfo("r", sample, 0))
+        assert calls == 0
+        key = module.cache_key(client.identity, messages, {"max_tokens": 512}, 0, 19)
+        assert cache.get(key) == {"text": "ok", "prompt_tokens": 2, "completion_tokens": 1, "finish_reason": "stop",
+                                  "cost_usd": None, "top_logprobs": None}  # fmt: skip
+
+
+def test_the_transcript_written_as_bytes_keeps_what_the_text_file_wrote(tmp_path: Path) -> None:
+    """Lines go to a binary file, encoded as the text file did: UTF-8, a lone surrogate as its escape (so the line
+    reads back as it was), each episode's lines on disk when its results line is."""
+    from schola.store import RunStore
+
+    store = RunStore(tmp_path)
+    store.open()
+    line = {"episode": "e", "text": "é \ud800 ✓", "prompt": "p"}
+    store.transcript(line)
+    store.result({"episode": "e"})
+    raw = (tmp_path / "transcript.jsonl").read_bytes()  # (before close: flushed with the results line)
+    store.close()
+    assert raw == dumps(line).encode("utf-8", "backslashreplace") + b"\n"
+    assert json.loads(raw) == line
