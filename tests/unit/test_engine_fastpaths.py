@@ -411,3 +411,28 @@ def test_the_transcript_written_as_bytes_keeps_what_the_text_file_wrote(tmp_path
     store.close()
     assert raw == dumps(line).encode("utf-8", "backslashreplace") + b"\n"
     assert json.loads(raw) == line
+
+
+def test_the_cache_writer_commits_as_the_cache_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`synchronous` is a connection's own setting: the writer thread's connection committed with FULL (an fsync
+    of the WAL per batch, ~3 us a message of the engine's wall time) where the cache's own was set to NORMAL."""
+    from schola.backends import cache as module
+
+    opened: list[sqlite3.Connection] = []
+    real = sqlite3.connect
+
+    def recording(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(real(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(module.sqlite3, "connect", recording)
+    cache = Cache(tmp_path, batch=2)
+    cache.put("a", {"text": "a"})
+    cache.put("b", {"text": "b"})  # a full batch: the writer thread opens its connection and commits it
+    with cache._written:
+        cache._written.wait_for(lambda: cache._queued == 0)
+    try:
+        assert len(opened) == 2  # the cache's and its writer's
+        assert [db.execute("PRAGMA synchronous").fetchone()[0] for db in opened] == [1, 1]  # NORMAL
+    finally:
+        cache.close()
