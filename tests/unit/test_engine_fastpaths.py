@@ -344,6 +344,8 @@ def test_the_engines_transcript_line_is_formatted_without_the_encoder(monkeypatc
         lines.append(line)
     expected = [dumps(line) for line in lines]
     others = [{**lines[0], "latency_s": float("nan")}, {**lines[0], "cached": 1}, {**lines[0], "option_probs": {}}]
+    others += [{**lines[0], "text": None}, {**lines[0], "agent": 5}, {**lines[1], "cost_usd": True}]
+    others += [{**{k: v for k, v in lines[0].items() if k != "node"}, "other": "x"}]  # 13 fields, not the engine's
     expected_others = [dumps(r) for r in others]
 
     def refuse(record: Any) -> str:
