@@ -524,7 +524,9 @@ class Graph:
 
         async def one(i: int, values: tuple[Any, ...]) -> tuple[dict[str, Any], list[Any]]:
             # Each item works on its own copy of the state: items never see each other's outputs.
-            scope = {**state, **dict(zip(lists, values)), "dialogue": list(parent_dialogue)}
+            scope = dict(state)
+            scope.update(zip(lists, values))
+            scope["dialogue"] = list(parent_dialogue)
             where = f"{path}{n.id}[{i}]."
             if single:  # (Graph.run would only pass it on)
                 await child._step(single, scope, ctx, 0, where)

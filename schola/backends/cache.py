@@ -214,7 +214,8 @@ class Cache:
         """Keep a reply; every `batch` of them is written in one transaction by a thread of the cache's own, so the
         caller (the event loop) never waits on SQLite (its commits and checkpoints wait on the disk). A write that
         failed there is raised by the next put, flush or close."""
-        self._raise_failed()
+        if self._error is not None:
+            self._raise_failed()
         with self._lock:
             self._pending[key] = reply_json(value, self._encode)
             if self._keys is not None:
