@@ -222,6 +222,8 @@ def _plain(source: str) -> list[str | tuple[str, ...]] | None:
         path = tuple(m.group(1).split("."))
         if path[0] in _RESERVED or source[pos : m.start()].endswith("{"):
             return None
+        if any(hasattr(dict, name) for name in path[1:]):  # `a.items`: Jinja's attribute first; it decides
+            return None
         parts += [source[pos : m.start()], path]
         pos = m.end()
     parts.append(source[pos:])
@@ -269,8 +271,8 @@ def lookup(record: Mapping[str, Any], path: str | Sequence[str], *, as_jinja: bo
 
 def _lookup(context: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     value = context[path[0]]
-    for name in path[1:]:  # lookup(context, path, as_jinja=True), without its general walk
-        if type(value) is not dict or hasattr(dict, name):
+    for name in path[1:]:  # lookup(context, path, as_jinja=True), without its general walk (and no name in `path`
+        if type(value) is not dict:  # is a dict attribute: _plain leaves those to Jinja)
             raise KeyError(name)
         value = value[name]
     if type(value) not in (str, int, float):
