@@ -182,6 +182,9 @@ class Cache:
                 time.sleep(0.05)
 
     def get(self, key: str) -> dict[str, Any] | None:
+        keys = self._keys
+        if keys is not None and key not in keys:  # every key this cache holds is in `keys`: no lock for a miss
+            return None
         with self._lock:
             raw = self._pending.get(key) or self._writing.get(key)
             if raw is None and self._keys is not None and key not in self._keys:

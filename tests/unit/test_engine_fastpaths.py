@@ -483,3 +483,23 @@ def test_a_prompts_dotted_names_are_checked_against_dicts_methods_once(monkeypat
     assert calls <= 2  # (when the source is first read)
     monkeypatch.undo()
     assert templates.render("{{ s.items }}", context).startswith("<built-in method items")
+
+
+def test_a_cache_miss_takes_no_lock(tmp_path: Path) -> None:
+    """Every key the cache holds is in its set of keys (read at open, added by put): a key not there is a miss
+    without the lock the writer thread shares; a hit is answered as before."""
+
+    class Refusing:
+        def __enter__(self) -> None:
+            raise AssertionError("the lock was taken")
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    cache = Cache(tmp_path)
+    cache.put("k", {"text": "a"})
+    lock, cache._lock = cache._lock, Refusing()  # type: ignore[assignment]
+    assert cache.get("other") is None
+    cache._lock = lock
+    assert cache.get("k") == {"text": "a"}
+    cache.close()
