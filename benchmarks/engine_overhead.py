@@ -6,17 +6,22 @@ Messages per second (a message = one model reply written to the transcript) thro
   3. a bare asyncio loop doing the same per-message work (Jinja render, sha256 key, JSON transcript line),
 measured side by side in one process: each round runs all three (their order alternating), and the ratios are
 taken per round, then their median reported, with the load average before and after and each path's CPU time
-(resource.getrusage: every thread of the process, the cache's writer included) beside its wall time.
+(resource.getrusage: every thread of the process, the cache's writer included) beside its wall time. Each path
+starts after a full garbage collection, so none pays for a collection the one before it owed.
+Schola runs as `schola run` and `schola.run` run it, under runtime.quiet_gc (the start-up heap frozen, young
+collections every 20,000 allocations); --plain-gc runs it with Python's default collector, as the other two paths.
 Targets: Schola >= 0.5x the bare loop and >= 60x GraphFlow (medians of the per-round ratios).
 
-    python benchmarks/engine_overhead.py [--episodes 200] [--graphflow-episodes 10] [--rounds 5] [--profile]
+    python benchmarks/engine_overhead.py [--episodes 200] [--graphflow-episodes 10] [--rounds 5] [--plain-gc] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
+import gc
 import hashlib
 import io
 import json
@@ -73,18 +78,22 @@ def schola_config(episodes: int, cache_dir: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+QUIET_GC = True  # --plain-gc: Schola's run with Python's default collector settings, as the bare loop's
+
+
 async def run_schola(episodes: int) -> dict[str, Any]:
     from schola.plan import build_plan
-    from schola.runtime import RunDriver
+    from schola.runtime import RunDriver, quiet_gc
     from schola.schema import Files
     from schola.store import RunStore
 
     with tempfile.TemporaryDirectory() as tmp:
         plan = build_plan(schola_config(episodes, f"{tmp}/cache"), Files())
         runner = RunDriver(plan, RunStore(f"{tmp}/run"))
-        start = clock()
-        outcome = await runner.execute()
-        end = clock()
+        with quiet_gc() if QUIET_GC else contextlib.nullcontext():  # as arun_plan runs it (schola run, schola.run)
+            start = clock()
+            outcome = await runner.execute()
+            end = clock()
         assert outcome.status == "finished", outcome.message
         messages = len((Path(tmp) / "run" / "transcript.jsonl").read_text().splitlines())
     return since(start, messages, end)
@@ -156,13 +165,23 @@ async def run_bare(episodes: int) -> dict[str, Any]:
 PATHS = {"schola": run_schola, "graphflow": run_graphflow, "bare_asyncio": run_bare}
 
 
+def fresh(path: Any, episodes: int) -> dict[str, Any]:
+    """One path's run, after a full collection: a collection of the whole heap (~40 ms with AutoGen loaded, 6 us a
+    message at 200 episodes) is then not owed by one path and paid by whichever runs next."""
+    gc.collect()
+    return asyncio.run(path(episodes))  # type: ignore[no-any-return]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--graphflow-episodes", type=int, default=10)
     p.add_argument("--rounds", type=int, default=5, help="rounds of all three; medians of per-round ratios reported")
     p.add_argument("--profile", action="store_true", help="print where Schola spends its time")
+    p.add_argument("--plain-gc", action="store_true", help="run Schola without quiet_gc (which schola run applies)")
     a = p.parse_args()
+    global QUIET_GC
+    QUIET_GC = not a.plain_gc
     episodes = {"schola": a.episodes, "graphflow": a.graphflow_episodes, "bare_asyncio": a.episodes}
     asyncio.run(run_schola(10))  # warm-up for all: imports, template compilation
     asyncio.run(run_graphflow(1))
@@ -171,9 +190,11 @@ def main() -> None:
     rounds: list[dict[str, Any]] = []
     for i in range(a.rounds):  # interleaved, so machine noise hits all three alike; the order alternates
         order = list(PATHS) if i % 2 == 0 else list(reversed(PATHS))
-        rounds.append({k: asyncio.run(PATHS[k](episodes[k])) for k in order})
+        rounds.append({k: fresh(PATHS[k], episodes[k]) for k in order})
         r = rounds[-1]
-        print(f"round {i + 1}: " + ", ".join(f"{k} {r[k]['messages_per_s']:,.0f} msg/s" for k in PATHS), flush=True)
+        print(f"round {i + 1}: " + ", ".join(
+            f"{k} {r[k]['messages_per_s']:,.0f} msg/s ({r[k]['cpu_us_per_message']:,.1f} us CPU)" for k in PATHS
+        ), flush=True)  # fmt: skip
     load_after = os.getloadavg()
 
     def median(path: str, field: str) -> float:
@@ -189,6 +210,7 @@ def main() -> None:
         "graph": f"teacher -> {STUDENTS} students -> join",
         "episodes": episodes,
         "rounds": a.rounds,
+        "schola_gc": "quiet_gc, as schola run" if QUIET_GC else "Python's defaults (--plain-gc)",
         "load_average": {"before": load_before, "after": load_after},
         "median": {
             k: {f: median(k, f) for f in ("messages_per_s", "seconds", "cpu_s", "cpu_us_per_message")} for k in PATHS
