@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import itertools
 import json
 import math
 import os
@@ -22,8 +23,16 @@ from schola.metrics import StreamingMean, parse_metric_key
 from schola.report import find_runs, findings_of, plot, read_run, sweep_rows, wall_s
 from schola.scenario import member_names
 from schola.secrets import env_secrets, redact, redact_config
-from schola.store import LONE_SURROGATES, STAGE_EPISODE, RunStore, jsonl_lines, open_run_file, read_run_file
-from schola.view.layout import node_stats, scenario_graphs
+from schola.store import (
+    LONE_SURROGATES,
+    STAGE_EPISODE,
+    RunStore,
+    acyclic_encoder,
+    jsonl_lines,
+    open_run_file,
+    read_run_file,
+)
+from schola.view.layout import scenario_graphs, step_of
 
 CHUNK = 100  # episodes per compressed block: opening one episode decodes at most this many
 MAX_PLOT_BYTES = 8_000_000
@@ -43,13 +52,14 @@ def finite(obj: Any) -> Any:
     return obj
 
 
-# one encoder for every value (json.dumps with options builds one per call: a third of a step's cost)
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+# one encoder for every value, built once (JSONEncoder.encode builds its C encoder again per call: a third of an
+# episode row's cost); the payload's values are read from JSON or built here, so they hold no cycle
+_ENCODE = acyclic_encoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
 
 
 def to_json(obj: Any) -> str:
     try:
-        return _ENCODER.encode(obj)
+        return _ENCODE(obj)
     except ValueError:  # a NaN somewhere: the slow path
         return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), default=str)
 
@@ -144,31 +154,54 @@ class Transcript:
             self.file.close()
         self.db.close()
 
-    def scan(self) -> Iterator[dict[str, Any]]:
-        """Every line, once (damaged ones dropped), noting each episode's offsets and steps."""
+    def scan(self) -> dict[str, dict[str, float]]:
+        """Read every line once (damaged ones dropped), noting each episode's offsets and steps; returns what
+        `node_stats` gives of the lines, summed in the same pass."""
         if self.file is None:
-            return
+            return {}
         self.file.seek(0)
         batch: list[tuple[Any, ...]] = []
+        sums: dict[str, list[Any]] = {}  # graph step -> [calls, service time, queue time], in node_stats' order
+        steps: dict[str, str] = {}  # a line's node -> its graph step (`step_of`, once per node)
         for start, text, line in jsonl_lines(self.file):  # a step is its line as written, when it can be
             if self.secrets or not text.endswith("}") or "NaN" in text or "Infinity" in text:  # (JSON has neither)
                 text = to_json(_clean({k: v for k, v in line.items() if k not in ("episode", "round")}, self.secrets))
-            tokens = number(line.get("prompt_tokens")) + number(line.get("completion_tokens"))
-            batch.append((str(line.get("episode")), start, text, tokens, number(line.get("latency_s")),
-                          number(line.get("queue_s")), bool(line.get("cached"))))  # fmt: skip
+            get = line.get
+            tokens = number(get("prompt_tokens")) + number(get("completion_tokens"))
+            latency, queue = number(get("latency_s")), number(get("queue_s"))
+            batch.append((str(get("episode")), start, text, tokens, latency, queue, bool(get("cached"))))
+            node = str(get("node", "-"))
+            if (step := steps.get(node)) is None:
+                step = steps[node] = step_of(node)
+            if (acc := sums.get(step)) is None:
+                acc = sums[step] = [0, 0.0, 0.0]
+            acc[0] += 1
+            acc[1] += latency
+            acc[2] += queue
             if len(batch) == 512:
                 self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
                 batch = []
-            yield line
         self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
         self.db.execute("CREATE INDEX by_episode ON line (episode)")
+        return {s: {"calls": c, "mean_latency_s": lat / c, "mean_queue_s": q / c} for s, (c, lat, q) in sums.items()}
 
-    def steps(self, episode: str) -> list[tuple[str, float, float, float, int]]:
-        """An episode's steps as the viewer shows them (JSON text), each with its tokens, service and queue time
-        and whether it was cached, in order."""
-        return self.db.execute(
-            "SELECT step, tokens, latency, queue, cached FROM line WHERE episode = ? ORDER BY rowid", (episode,)
-        ).fetchall()
+    def steps_of(self, episodes: list[str]) -> dict[str, list[Any]]:
+        """The steps of a block of episodes, each as the viewer shows them (JSON text, in order), with their sums:
+        `[texts, tokens, service time, queue time, cached]` per episode. One query a block: a query per episode
+        cost more than the rest of its row."""
+        out: dict[str, list[Any]] = {e: [[], 0, 0, 0, 0] for e in episodes}
+        marks = ",".join("?" * len(out))
+        query = (
+            f"SELECT episode, step, tokens, latency, queue, cached FROM line WHERE episode IN ({marks}) ORDER BY rowid"
+        )
+        for e, step, tokens, latency, queue, cached in self.db.execute(query, list(out)):
+            s = out[e]
+            s[0].append(step)
+            s[1] += tokens
+            s[2] += latency
+            s[3] += queue
+            s[4] += cached
+        return out
 
     def lines(self, episode: str) -> list[dict[str, Any]]:
         """An episode's lines, read back by their offsets."""
@@ -179,10 +212,18 @@ class Transcript:
             out.append(json.loads(self.file.readline().decode("utf-8")))
         return out
 
-    def finished(self, episode: str) -> bool:
-        """`episode` has a results line (`unfinished` leaves it out); False when it had one already (a repeated
-        line, which `RunStore.results` would drop in a pass of its own)."""
-        return self.db.execute("INSERT OR IGNORE INTO finished VALUES (?)", (episode,)).rowcount == 1
+    def finish(self, episodes: list[str]) -> list[bool]:
+        """Note that `episodes` (a block of results lines, in order) have a results line (`unfinished` leaves them
+        out); for each, False when it had one already (a repeated line, which `RunStore.results` would drop in a
+        pass of its own)."""
+        marks = ",".join("?" * len(episodes))
+        seen = {e for (e,) in self.db.execute(f"SELECT episode FROM finished WHERE episode IN ({marks})", episodes)}
+        first = []
+        for e in episodes:
+            first.append(e not in seen)
+            seen.add(e)
+        self.db.executemany("INSERT OR IGNORE INTO finished VALUES (?)", ((e,) for e in episodes))
+        return first
 
     def unfinished(self) -> Iterator[str]:
         """The episodes of the transcript without a results line, in the order their first lines came."""
@@ -224,9 +265,11 @@ class Episodes:
         self._rows: IO[bytes] | None = None
 
     def _records(self) -> Iterator[tuple[dict[str, Any], str]]:
-        for r in RunStore(self.run_dir).results(once=False):
-            if self.transcript.finished(r["episode"]):  # each episode once
-                yield r, "failed" if "error" in r else "finished"
+        results = RunStore(self.run_dir).results(once=False)
+        while block := list(itertools.islice(results, CHUNK)):
+            for r, first in zip(block, self.transcript.finish([r["episode"] for r in block])):
+                if first:  # each episode once
+                    yield r, "failed" if "error" in r else "finished"
         for e in self.transcript.unfinished():
             status = "stage" if e == STAGE_EPISODE else "unfinished"
             yield {"episode": e, "round": self.transcript.lines(e)[0].get("round")}, status
@@ -234,34 +277,36 @@ class Episodes:
     def chunks(self) -> Iterator[str]:
         """The packed blocks of CHUNK episodes each, as they are made; the index rows go to a temporary file."""
         self._rows = rows = tempfile.TemporaryFile()  # noqa: SIM115  (closed by index(), or json_pieces' end)
-        chunk: list[str] = []
+        records = self._records()
         n_chunks = 0
-        for r, status in self._records():
-            eid = str(r["episode"])
-            steps = self.transcript.steps(eid)
-            scores: dict[str, Any] = r["scores"] if isinstance(r.get("scores"), dict) else {}
-            self.score_keys.update(dict.fromkeys(scores))
-            row = {"id": eid, "round": r.get("round"), "status": status, "scores": scores,
-                   "tokens": int(sum(s[1] for s in steps)), "steps": len(steps),
-                   "latency_s": round(sum(s[2] for s in steps), 6),  # the requests themselves
-                   "queue_s": round(sum(s[3] for s in steps), 6),  # their waits for a turn, apart
-                   "cached": sum(s[4] for s in steps), "chunk": n_chunks}  # fmt: skip
-            rows.write(to_json(_clean(row, self.secrets)).encode("utf-8", LONE_SURROGATES) + b"\n")
-            self.count += 1
-            self.statuses[status] = self.statuses.get(status, 0) + 1
-            # the block's JSON as to_json writes {id: {inputs, outputs, error, steps}}, the steps' own text as scanned
-            shown = {
-                "inputs": r.get("inputs"),
-                "outputs": r.get("outputs"),
-                **({"error": r["error"]} if "error" in r else {}),
-            }
-            text = to_json(_clean(shown, self.secrets))
-            chunk.append(f'{to_json(eid)}:{text[:-1]},"steps":[{",".join(s[0] for s in steps)}]}}')
-            if len(chunk) == CHUNK:
-                yield packed_text("{" + ",".join(chunk) + "}")
-                chunk, n_chunks = [], n_chunks + 1
-        if chunk:
+        while block := list(itertools.islice(records, CHUNK)):
+            steps = self.transcript.steps_of([str(r["episode"]) for r, _ in block])
+            chunk: list[str] = []
+            lines: list[bytes] = []
+            for r, status in block:
+                eid = str(r["episode"])
+                texts, tokens, latency, queue, cached = steps[eid]
+                scores: dict[str, Any] = r["scores"] if isinstance(r.get("scores"), dict) else {}
+                self.score_keys.update(dict.fromkeys(scores))
+                row = {"id": eid, "round": r.get("round"), "status": status, "scores": scores,
+                       "tokens": int(tokens), "steps": len(texts),
+                       "latency_s": round(latency, 6),  # the requests themselves
+                       "queue_s": round(queue, 6),  # their waits for a turn, apart
+                       "cached": cached, "chunk": n_chunks}  # fmt: skip
+                lines.append(to_json(_clean(row, self.secrets)).encode("utf-8", LONE_SURROGATES) + b"\n")
+                self.statuses[status] = self.statuses.get(status, 0) + 1
+                # the block's JSON as to_json writes {id: {inputs, outputs, error, steps}}, the steps' own text
+                shown = {
+                    "inputs": r.get("inputs"),
+                    "outputs": r.get("outputs"),
+                    **({"error": r["error"]} if "error" in r else {}),
+                }
+                text = to_json(_clean(shown, self.secrets))
+                chunk.append(f'{to_json(eid)}:{text[:-1]},"steps":[{",".join(texts)}]}}')
+            rows.write(b"".join(lines))
+            self.count += len(block)
             yield packed_text("{" + ",".join(chunk) + "}")
+            n_chunks += 1
 
     def index(self) -> Iterator[str]:
         """The index, after `chunks`: a JSON list of the rows, packed (gzip+base64) as it is read back."""
@@ -435,7 +480,7 @@ def run_payload(run_dir: Path, *, name: str = ".", live: bool = False, stream: b
     )
     transcript = Transcript(run_dir / "transcript.jsonl", secrets)
     try:
-        stats = node_stats(transcript.scan())
+        stats = transcript.scan()
     except BaseException:
         transcript.close()
         raise
