@@ -151,7 +151,7 @@ async def schola_backend(kind: str, base: str, conc: int, n: int) -> dict[str, A
     model = "openai/stub" if kind == "litellm" else "stub"
     with tempfile.TemporaryDirectory() as tmp:
         cache = Cache(tmp)
-        client = plugins.backends.get(kind)({"kind": kind, "model": model, "base_url": base, "max_concurrency": conc,
+        client = plugins.backend(kind).client({"kind": kind, "model": model, "base_url": base, "max_concurrency": conc,
                                             "max_tokens": 16}, cache=cache)  # fmt: skip
         await client.preflight()
 

@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 import yaml
 
 from schola.compose import load_yaml
+from schola.encoding import acyclic_encoder
 from schola.errors import ConfigError
 from schola.secrets import known_secrets, redact, redact_config
 
@@ -139,37 +140,6 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 def dumps(record: Any) -> str:
     """One JSON line, keys sorted: identical runs write identical bytes."""
     return json.dumps(record, ensure_ascii=False, sort_keys=True, default=str)
-
-
-def acyclic_encoder(
-    *,
-    ensure_ascii: bool = True,
-    sort_keys: bool = False,
-    default: Any = None,
-    separators: tuple[str, str] = (", ", ": "),
-    allow_nan: bool = True,
-) -> Callable[[Any], str]:
-    """`json.dumps` with these options, for values that hold no cycle (records Schola builds itself, or values read
-    from JSON: strings, numbers and plain lists and dicts), at half its cost: json.dumps builds its C encoder again
-    on every call, with a fresh table of the containers it is inside; this one is built once, without the table."""
-    from json import encoder as stdlib
-
-    make = getattr(stdlib, "c_make_encoder", None)
-    if make is None or default is None:  # a Python without the C encoder; json's own default raises TypeError
-        fallback = json.JSONEncoder(
-            ensure_ascii=ensure_ascii, sort_keys=sort_keys, default=default, separators=separators, allow_nan=allow_nan
-        )
-        if make is None:
-            return fallback.encode
-        default = fallback.default
-    basestring = stdlib.encode_basestring_ascii if ensure_ascii else stdlib.encode_basestring
-    item, key = separators
-    encode = make(None, default, basestring, None, key, item, sort_keys, False, allow_nan)
-
-    def dumps(value: Any) -> str:
-        return "".join(encode(value, 0))
-
-    return dumps
 
 
 _dump_acyclic = acyclic_encoder(ensure_ascii=False, sort_keys=True, default=str)

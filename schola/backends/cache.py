@@ -13,6 +13,7 @@ from json.encoder import encode_basestring_ascii as _quote_ascii
 from pathlib import Path
 from typing import Any
 
+from schola.encoding import acyclic_encoder
 from schola.errors import ConfigError
 
 
@@ -137,8 +138,6 @@ class Cache:
                 "cache.enabled=false)",
                 key="cache.dir",
             ) from None
-        from schola.store import acyclic_encoder  # (the run directory's module: only once a cache is opened)
-
         self._encode = acyclic_encoder()  # a reply's fields: strings, numbers, a list of pairs
         self._pending: dict[str, str] = {}
         self._writing: dict[str, str] = {}  # handed to the writer thread, not yet committed: still answered here

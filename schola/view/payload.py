@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import yaml
 
+from schola.encoding import acyclic_encoder
 from schola.errors import ConfigError
 from schola.metrics import StreamingMean, parse_metric_key
 from schola.report import find_runs, findings_of, plot, read_run, sweep_rows, wall_s
@@ -27,7 +28,6 @@ from schola.store import (
     LONE_SURROGATES,
     STAGE_EPISODE,
     RunStore,
-    acyclic_encoder,
     jsonl_lines,
     open_run_file,
     read_run_file,

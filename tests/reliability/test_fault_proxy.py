@@ -31,7 +31,7 @@ MODEL = {"litellm": "openai/smollm2", "openai": "smollm2"}
 
 async def ask(proxy: FaultProxy, kind: str, **config: Any) -> tuple[str | BackendError, float]:
     """One request through the proxy on a fresh client (preflight first); (reply or error, seconds it took)."""
-    client = plugins.backends.get(kind)({"base_url": proxy.url, "model": MODEL[kind], "max_concurrency": 1, **config})
+    client = plugins.backend(kind).client({"base_url": proxy.url, "model": MODEL[kind], "max_concurrency": 1, **config})
     try:
         await client.preflight()
         start = time.monotonic()

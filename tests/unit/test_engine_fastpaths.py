@@ -359,7 +359,7 @@ def test_the_engines_transcript_line_is_formatted_without_the_encoder(monkeypatc
 
 def test_a_cached_replys_json_is_formatted_without_the_encoder() -> None:
     from schola.backends.cache import reply_json
-    from schola.store import acyclic_encoder
+    from schola.encoding import acyclic_encoder
 
     encode = acyclic_encoder()
 
