@@ -169,7 +169,7 @@ class Transcript:
             get = line.get
             tokens = number(get("prompt_tokens")) + number(get("completion_tokens"))
             latency, queue = number(get("latency_s")), number(get("queue_s"))
-            batch.append((str(get("episode")), start, text, tokens, latency, queue, bool(get("cached"))))
+            batch.append((_db(str(get("episode"))), start, _db(text), tokens, latency, queue, bool(get("cached"))))
             node = str(get("node", "-"))
             if (step := steps.get(node)) is None:
                 step = steps[node] = step_of(node)
@@ -194,9 +194,9 @@ class Transcript:
         query = (
             f"SELECT episode, step, tokens, latency, queue, cached FROM line WHERE episode IN ({marks}) ORDER BY rowid"
         )
-        for e, step, tokens, latency, queue, cached in self.db.execute(query, list(out)):
-            s = out[e]
-            s[0].append(step)
+        for e, step, tokens, latency, queue, cached in self.db.execute(query, [_db(e) for e in out]):
+            s = out[_str(e)]
+            s[0].append(_str(step))
             s[1] += tokens
             s[2] += latency
             s[3] += queue
@@ -206,7 +206,7 @@ class Transcript:
     def lines(self, episode: str) -> list[dict[str, Any]]:
         """An episode's lines, read back by their offsets."""
         out = []
-        for (start,) in self.db.execute("SELECT start FROM line WHERE episode = ? ORDER BY rowid", (episode,)):
+        for (start,) in self.db.execute("SELECT start FROM line WHERE episode = ? ORDER BY rowid", (_db(episode),)):
             assert self.file is not None
             self.file.seek(start)
             out.append(json.loads(self.file.readline().decode("utf-8")))
@@ -217,17 +217,18 @@ class Transcript:
         out); for each, False when it had one already (a repeated line, which `RunStore.results` would drop in a
         pass of its own)."""
         marks = ",".join("?" * len(episodes))
-        seen = {e for (e,) in self.db.execute(f"SELECT episode FROM finished WHERE episode IN ({marks})", episodes)}
+        keys = [_db(e) for e in episodes]
+        seen = {_str(e) for (e,) in self.db.execute(f"SELECT episode FROM finished WHERE episode IN ({marks})", keys)}
         first = []
         for e in episodes:
             first.append(e not in seen)
             seen.add(e)
-        self.db.executemany("INSERT OR IGNORE INTO finished VALUES (?)", ((e,) for e in episodes))
+        self.db.executemany("INSERT OR IGNORE INTO finished VALUES (?)", ((k,) for k in keys))
         return first
 
     def unfinished(self) -> Iterator[str]:
         """The episodes of the transcript without a results line, in the order their first lines came."""
-        yield from (e for (e,) in self.db.execute(
+        yield from (_str(e) for (e,) in self.db.execute(
             "SELECT episode FROM line WHERE episode NOT IN (SELECT episode FROM finished) "
             "GROUP BY episode ORDER BY min(rowid)"
         ).fetchall())  # fmt: skip
@@ -237,8 +238,18 @@ class Transcript:
         """Each episode's line offsets (for a test or a small run: this one holds them all)."""
         out: dict[str, list[int]] = {}
         for e, start in self.db.execute("SELECT episode, start FROM line ORDER BY rowid"):
-            out.setdefault(e, []).append(start)
+            out.setdefault(_str(e), []).append(start)
         return out
+
+
+def _db(text: str) -> bytes:
+    """A text as the index stores it: UTF-8 bytes with lone surrogates kept (an id or a reply may hold one, which
+    the store wrote as its escape; SQLite's text would refuse it)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _str(value: bytes) -> str:
+    return value.decode("utf-8", "surrogatepass")
 
 
 def number(value: Any) -> float:

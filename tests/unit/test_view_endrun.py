@@ -124,3 +124,19 @@ def test_jsonl_lines_reads_what_json_loads_reads(raw: bytes) -> None:
         expected = []
     got = list(jsonl_lines(io.BytesIO(raw)))
     assert json.dumps(got) == json.dumps(expected)
+
+
+def test_an_episode_id_with_a_lone_surrogate_is_shown(tmp_path: Path) -> None:
+    """The store writes a lone surrogate as its JSON escape; read back, it must survive the report's SQLite index
+    (found by the run-directory fuzzer: UnicodeEncodeError at the insert)."""
+    eid = "e\ud800x"
+    lines = [line(eid, 0), line(eid, 1, "loop[0].\udfffy"), line("plain", 2)]
+    results = [{"episode": eid, "inputs": {"id": eid}, "outputs": {}, "round": 0, "scores": {}}]
+    (tmp_path / "transcript.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(x) + "\n" for x in results))
+    transcript = Transcript(tmp_path / "transcript.jsonl")
+    transcript.scan()
+    assert [x["node"] for x in transcript.lines(eid)] == ["ask", "loop[0].\udfffy"]
+    out = episodes(tmp_path, transcript, [])
+    assert [e["id"] for e in unpack(out["index"])] == [eid, "plain"]
+    assert out["statuses"] == {"finished": 1, "unfinished": 1}
