@@ -53,6 +53,9 @@ bench: dev
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/cache_replay.py
 	$(BIN)/python benchmarks/embedded_throughput.py
+	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/findings_stopping.py
+	$(BIN)/python benchmarks/ray_scaling.py
 	bash benchmarks/gpu/run.sh --dry-run
 
 clean:
