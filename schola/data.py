@@ -450,7 +450,7 @@ def _jsonl_lines(f: BinaryIO, path: Path, key: str) -> Iterator[tuple[int, int, 
             raise ConfigError(
                 f"{path}:{number}: byte 0x{raw[e.start]:02x} is not UTF-8 text; save the file as UTF-8", key=key
             ) from None
-        if not line.strip():
+        if not line.strip():  # as `blank` says of the bytes
             continue
         try:
             value = json.loads(line)
@@ -465,6 +465,17 @@ def _jsonl_lines(f: BinaryIO, path: Path, key: str) -> Iterator[tuple[int, int, 
         yield start, number, replace_surrogates(record) if "\\u" in line else record
     if not size:
         raise ConfigError(f"{path}: no records (the file is empty, or a CSV/TSV has only its header)", key=key)
+
+
+def blank(raw: bytes, *, first: bool) -> bool:
+    """A line of a JSONL data file that every reader skips: whitespace only as `str.strip` sees it (a no-break
+    space too), after the BOM that may open the file; undecodable bytes are not blank (the row reader names them)."""
+    if raw.isascii():
+        return not raw.strip()
+    try:
+        return not raw.decode("utf-8-sig" if first else "utf-8").strip()
+    except UnicodeDecodeError:
+        return False
 
 
 def _open_data(path: Path, key: str = KEY) -> BinaryIO:
@@ -559,7 +570,7 @@ class FileRecords(Sequence[dict[str, Any]]):
             f.seek(self.start)
             pos = self.start
             for raw in f:
-                if raw.strip():
+                if not blank(raw, first=pos == 0):
                     yield pos
                 pos += len(raw)
 
@@ -601,7 +612,7 @@ class FileRecords(Sequence[dict[str, Any]]):
             for raw in f:
                 if n == self.size:
                     return
-                if raw.strip():
+                if not blank(raw, first=pos == 0):
                     yield self._episode(raw, pos, self.first_row + n)
                     n += 1
                 pos += len(raw)

@@ -264,3 +264,15 @@ def test_a_data_files_records_read_again_are_the_loaders_list(tmp_path: Path) ->
         assert list(lazy[2:5]) == held[2:5] and list(lazy[1:][1:3]) == held[1:][1:3] and lazy[-1] == held[-1]
         assert list(lazy.take([3, 0])) == [held[3], held[0]] and list(lazy[::2]) == held[::2]
     assert FileRecords.load(tmp_path / "d.jsonl", DataConfig(path="d.jsonl")).offsets is None  # nothing per record
+
+
+def test_a_line_of_unicode_whitespace_is_blank_to_every_reader_of_a_data_file(tmp_path: Path) -> None:
+    """A line holding only a no-break space (or a BOM at the start) is skipped by the row reader; the lazy episodes
+    must skip it too, or their count and offsets disagree ("changed while the run used it")."""
+    from schola.data import DataConfig, load_records
+
+    (tmp_path / "d.jsonl").write_bytes(b'\xef\xbb\xbf\n{"id": "a"}\n\xc2\xa0\n{"id": "b"}\n\xe2\x80\x83\n')
+    (tmp_path / "d.json").write_text(json.dumps([{"id": "a"}, {"id": "b"}]))
+    lazy = load_records(DataConfig(path=str(tmp_path / "d.jsonl")))
+    assert list(lazy) == list(load_records(DataConfig(path=str(tmp_path / "d.json"))))
+    assert len(lazy) == 2 and lazy[1] == {"id": "b"} and list(lazy.take([1, 0])) == [{"id": "b"}, {"id": "a"}]
