@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -90,3 +91,17 @@ def spare_llama_server() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
 
 
 SCRIPTED = ["backend=scripted"]
+
+
+@pytest.fixture(scope="session")
+def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The echo plugin (tests/fixtures/schola-echo-plugin) installed once into a folder of its own, for the tests
+    that put it on PYTHONPATH; the dev venv stays clean."""
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("src") / "plugin"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "schola-echo-plugin", build)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(build)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return target

@@ -4,14 +4,11 @@ page a link to an episode not yet written opens it once the run writes it."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from schola.view import main, page, write_report
-from schola.view.serve import make_server
+from schola.view import main, write_report
 from tests.browser.cdp import Chromium
 from tests.browser.runs import quiz_spec, run, start_run, write_yaml
 
@@ -65,17 +62,6 @@ def test_a_sweep_link_names_the_run(browser: Chromium, runs: Path) -> None:
     assert browser.texts("#episode-id") == ["q1"]
     assert browser.eval("document.getElementById('run-select').value") == "1"
     assert browser.errors() == []
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    server = make_server(run_dir, 0, page)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", run_dir
-    server.shutdown()
-    server.server_close()
 
 
 def test_a_live_link_opens_the_episode_once_it_is_written(

@@ -4,32 +4,17 @@ before the run ends."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from schola.view import page
-from schola.view.serve import make_server
 from tests.browser.cdp import Chromium
 from tests.browser.runs import start_run
 
 pytestmark = pytest.mark.browser
 EPISODES = 6
 FINISHED = "[...document.querySelectorAll('#episodes tbody tr')].filter((r) => r.cells[2].textContent === 'finished')"
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    server = make_server(run_dir, 0, page)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", run_dir
-    server.shutdown()
-    server.server_close()
 
 
 def test_the_live_page_shows_episodes_as_they_finish(

@@ -17,7 +17,6 @@ import pytest
 from schola import plugins
 from schola.backends.config import BackendConfig
 
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "schola-echo-plugin"
 ROOT = Path(__file__).parents[2]
 SCENARIO = """\
 name: echoing
@@ -29,18 +28,6 @@ roles:
 graph:
   - {id: say, kind: agent, role: student, prompt: "say {{ question }}", output: reply}
 """
-
-
-@pytest.fixture(scope="module")
-def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("src") / "plugin"
-    subprocess.run(["cp", "-r", str(FIXTURE), str(build)], check=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(build)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return target
 
 
 def python(code: str, *, plugin: Path, cwd: Path) -> subprocess.CompletedProcess[str]:

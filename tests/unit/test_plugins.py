@@ -6,9 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-FIXTURE = Path(__file__).parents[1] / "fixtures" / "schola-echo-plugin"
 ROOT = Path(__file__).parents[2]
 
 SCENARIO = """\
@@ -23,19 +20,6 @@ graph:
 stages:
   - {fn: counting.total}
 """
-
-
-@pytest.fixture(scope="module")
-def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The plugin installed into a folder of its own; the dev venv stays clean."""
-    target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("src") / "plugin"
-    subprocess.run(["cp", "-r", str(FIXTURE), str(build)], check=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(build)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return target
 
 
 def schola(*args: str, plugin: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
