@@ -45,8 +45,7 @@ def run_dir(tmp_path: Path, n: int) -> Path:
 
 def listed(run: Path) -> dict[str, Any]:
     transcript = Transcript(run / "transcript.jsonl")
-    for _ in transcript.scan():  # (a pass of its own before this change; it returns the node stats now)
-        pass
+    transcript.scan()
     return episodes(run, transcript, [])
 
 
@@ -73,8 +72,7 @@ def test_report_asks_sqlite_per_block_not_per_episode(tmp_path: Path) -> None:
     """Before: a SELECT of its steps per episode (and an INSERT to find repeats): 1,000 episodes, 1,000+ queries."""
     run = run_dir(tmp_path, 1000)
     transcript = Transcript(run / "transcript.jsonl")
-    for _ in transcript.scan():
-        pass
+    transcript.scan()
     selects: list[str] = []
     transcript.db.set_trace_callback(lambda sql: selects.append(sql) if sql.lstrip().startswith("SELECT") else None)
     out = episodes(run, transcript, [])
