@@ -332,9 +332,6 @@ class Graph:
                             f"map '{nid}' collects '{v}', which none of its steps outputs", i, f"collect.{k}"
                         )
 
-    def outputs(self) -> set[str]:
-        return set(self.output_names)
-
     @cached_property
     def output_names(self) -> list[str]:
         """What the steps write, sorted (an episode's record lists them): found once per graph."""

@@ -24,22 +24,40 @@ def step_of(node_path: str) -> str:
     return _INDEX.sub("", node_path)
 
 
-def _seconds(value: Any) -> float:
+def number(value: Any) -> float:
+    """A count or a time a transcript line holds; 0 for anything else (the viewer never fails on what a run stored)."""
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
 
 
-def node_stats(lines: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+class StepStats:
     """Per graph step: calls, mean service time (`latency_s`: the request itself) and mean queue wait (`queue_s`:
-    behind the concurrency limit or the model's thread) in seconds, over transcript lines."""
-    calls: dict[str, int] = {}
-    latency: dict[str, float] = {}
-    queue: dict[str, float] = {}
+    behind the concurrency limit or the model's thread) in seconds, summed as transcript lines come."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list[Any]] = {}  # graph step -> [calls, service time, queue time]
+        self._steps: dict[str, str] = {}  # a line's node -> its graph step (`step_of`, once per node)
+
+    def add(self, node: str, latency: float, queue: float) -> None:
+        if (step := self._steps.get(node)) is None:
+            step = self._steps[node] = step_of(node)
+        if (acc := self.sums.get(step)) is None:
+            acc = self.sums[step] = [0, 0.0, 0.0]
+        acc[0] += 1
+        acc[1] += latency
+        acc[2] += queue
+
+    def means(self) -> dict[str, dict[str, float]]:
+        return {
+            s: {"calls": c, "mean_latency_s": lat / c, "mean_queue_s": q / c} for s, (c, lat, q) in self.sums.items()
+        }
+
+
+def node_stats(lines: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """`StepStats` of these transcript lines."""
+    stats = StepStats()
     for line in lines:
-        step = step_of(str(line.get("node", "-")))
-        calls[step] = calls.get(step, 0) + 1
-        latency[step] = latency.get(step, 0.0) + _seconds(line.get("latency_s"))
-        queue[step] = queue.get(step, 0.0) + _seconds(line.get("queue_s"))
-    return {s: {"calls": c, "mean_latency_s": latency[s] / c, "mean_queue_s": queue[s] / c} for s, c in calls.items()}
+        stats.add(str(line.get("node", "-")), number(line.get("latency_s")), number(line.get("queue_s")))
+    return stats.means()
 
 
 def _detail(node: Any) -> str:

@@ -32,7 +32,7 @@ from schola.store import (
     open_run_file,
     read_run_file,
 )
-from schola.view.layout import scenario_graphs, step_of
+from schola.view.layout import StepStats, number, scenario_graphs
 
 CHUNK = 100  # episodes per compressed block: opening one episode decodes at most this many
 MAX_PLOT_BYTES = 8_000_000
@@ -64,20 +64,15 @@ def to_json(obj: Any) -> str:
         return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def packed(obj: Any) -> str:
-    """gzip+base64 of `obj` as JSON (mtime 0: the same run gives the same bytes); a lone surrogate travels as its
-    JSON escape."""
-    return packed_text(to_json(obj))
-
-
 def packed_text(text: str) -> str:
-    """gzip+base64 of JSON text (`packed`)."""
+    """gzip+base64 of JSON text (mtime 0: the same run gives the same bytes; a lone surrogate travels as its JSON
+    escape)."""
     raw = text.encode("utf-8", LONE_SURROGATES)
     return base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
 
 
 def packed_pieces(raw: Iterable[bytes]) -> Iterator[str]:
-    """gzip+base64 of bytes that come in pieces, as base64 text in pieces: the bytes `packed` gives their whole
+    """gzip+base64 of bytes that come in pieces, as base64 text in pieces: the bytes `packed_text` gives their whole
     (gzip.compress with mtime 0 is zlib's gzip format at wbits 31), never holding them."""
     deflate = zlib.compressobj(6, zlib.DEFLATED, 31)
     left = b""
@@ -161,8 +156,7 @@ class Transcript:
             return {}
         self.file.seek(0)
         batch: list[tuple[Any, ...]] = []
-        sums: dict[str, list[Any]] = {}  # graph step -> [calls, service time, queue time], in node_stats' order
-        steps: dict[str, str] = {}  # a line's node -> its graph step (`step_of`, once per node)
+        stats = StepStats()
         for start, text, line in jsonl_lines(self.file):  # a step is its line as written, when it can be
             if self.secrets or not text.endswith("}") or "NaN" in text or "Infinity" in text:  # (JSON has neither)
                 text = to_json(_clean({k: v for k, v in line.items() if k not in ("episode", "round")}, self.secrets))
@@ -170,20 +164,13 @@ class Transcript:
             tokens = number(get("prompt_tokens")) + number(get("completion_tokens"))
             latency, queue = number(get("latency_s")), number(get("queue_s"))
             batch.append((_db(str(get("episode"))), start, _db(text), tokens, latency, queue, bool(get("cached"))))
-            node = str(get("node", "-"))
-            if (step := steps.get(node)) is None:
-                step = steps[node] = step_of(node)
-            if (acc := sums.get(step)) is None:
-                acc = sums[step] = [0, 0.0, 0.0]
-            acc[0] += 1
-            acc[1] += latency
-            acc[2] += queue
+            stats.add(str(get("node", "-")), latency, queue)
             if len(batch) == 512:
                 self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
                 batch = []
         self.db.executemany("INSERT INTO line VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
         self.db.execute("CREATE INDEX by_episode ON line (episode)")
-        return {s: {"calls": c, "mean_latency_s": lat / c, "mean_queue_s": q / c} for s, (c, lat, q) in sums.items()}
+        return stats.means()
 
     def steps_of(self, episodes: list[str]) -> dict[str, list[Any]]:
         """The steps of a block of episodes, each as the viewer shows them (JSON text, in order), with their sums:
@@ -233,14 +220,6 @@ class Transcript:
             "GROUP BY episode ORDER BY min(rowid)"
         ).fetchall())  # fmt: skip
 
-    @property
-    def offsets(self) -> dict[str, list[int]]:
-        """Each episode's line offsets (for a test or a small run: this one holds them all)."""
-        out: dict[str, list[int]] = {}
-        for e, start in self.db.execute("SELECT episode, start FROM line ORDER BY rowid"):
-            out.setdefault(_str(e), []).append(start)
-        return out
-
 
 def _db(text: str) -> bytes:
     """A text as the index stores it: UTF-8 bytes with lone surrogates kept (an id or a reply may hold one, which
@@ -250,11 +229,6 @@ def _db(text: str) -> bytes:
 
 def _str(value: bytes) -> str:
     return value.decode("utf-8", "surrogatepass")
-
-
-def number(value: Any) -> float:
-    """A count or a time a transcript line holds; 0 for anything else (the viewer never fails on what a run stored)."""
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
 
 
 class Episodes:
