@@ -467,6 +467,13 @@ def _jsonl_lines(f: BinaryIO, path: Path, key: str) -> Iterator[tuple[int, int, 
         raise ConfigError(f"{path}: no records (the file is empty, or a CSV/TSV has only its header)", key=key)
 
 
+def take(episodes: Sequence[dict[str, Any]], positions: Any) -> Sequence[dict[str, Any]]:
+    """The episodes at these positions (a numpy array), in this order: a `FileRecords` stays one (still unread)."""
+    if isinstance(episodes, FileRecords):
+        return episodes.take(positions)
+    return [episodes[i] for i in positions.tolist()]
+
+
 def blank(raw: bytes, *, first: bool) -> bool:
     """A line of a JSONL data file that every reader skips: whitespace only as `str.strip` sees it (a no-break
     space too), after the BOM that may open the file; undecodable bytes are not blank (the row reader names them)."""

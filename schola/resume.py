@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,7 +149,7 @@ def check_resume(saved: dict[str, Any], plan: Plan, finished: Iterable[dict[str,
     # one over the plan's, in batches, looking up each id among them
     import numpy as np
 
-    from schola.data import id_hashes
+    from schola.data import id_hashes, take
 
     ids, digests = array("q"), array("q")
     for r in finished:
@@ -166,7 +166,7 @@ def check_resume(saved: dict[str, Any], plan: Plan, finished: Iterable[dict[str,
     found = np.flatnonzero(keys[at] == hashes)
     if not len(found):
         return
-    for i, e in zip(found.tolist(), _at(plan.episodes, found)):
+    for i, e in zip(found.tolist(), take(plan.episodes, found)):
         same = sums[at[i] : np.searchsorted(keys, hashes[i], side="right")]  # an id saved twice: each line
         if (same != _digest(json.loads(json.dumps(e, default=str)))).any():
             raise ConfigError(
@@ -181,15 +181,6 @@ def _digest(inputs: Any) -> int:
     text = json.dumps(inputs, sort_keys=True, ensure_ascii=False, default=str)
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little",
                           signed=True)  # fmt: skip
-
-
-def _at(episodes: Sequence[dict[str, Any]], found: Any) -> Iterable[dict[str, Any]]:
-    """The episodes at the positions `found` (increasing), in one pass."""
-    from schola.data import FileRecords
-
-    if isinstance(episodes, FileRecords):
-        return episodes.take(found)
-    return (episodes[i] for i in found.tolist())
 
 
 def same_inputs(inputs: dict[str, Any], saved: dict[str, Any]) -> bool:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from schola import findings, plugins, templates
 from schola.aio import run_sync
-from schola.data import FileRecords, id_hashes
+from schola.data import id_hashes, take
 from schola.engine import Episode, EpisodeEngine, EpisodeFailed
 from schola.errors import BackendError, BudgetExceeded, ConfigError, PluginError
 from schola.executors import Executor, LocalExecutor, RayExecutor
@@ -572,7 +572,7 @@ def not_kept(episodes: Sequence[dict[str, Any]], kept: Any) -> Sequence[dict[str
     import numpy as np
 
     left = np.flatnonzero(~kept_among(kept, id_hashes(episodes)))
-    return episodes.take(left) if isinstance(episodes, FileRecords) else [episodes[i] for i in left.tolist()]
+    return take(episodes, left)
 
 
 def stage_labels(fn: Any, args: dict[str, Any], context: Mapping[str, Any]) -> dict[str, str]:
