@@ -500,24 +500,62 @@ def _unit(
     return np.clip((values - low) / (high - low), 0.0, 1.0), (0.0 - low) / (high - low)
 
 
-def log_capital(x: np.ndarray[Any, Any], m: np.ndarray[Any, Any], alpha: float = ALPHA) -> tuple[Any, Any]:
+def log_capital(
+    x: np.ndarray[Any, Any], m: np.ndarray[Any, Any], alpha: float = ALPHA, wealth: Wealth | None = None
+) -> tuple[Any, Any]:
     """Log wealth of the betting processes K+ (betting that the mean exceeds m) and K- (below m) after each
     observation, for observations `x` in [0, 1] (shape (..., T)) and candidate means `m` (shape (G,)):
     arrays (..., T, G). Bets are Waudby-Smith & Ramdas' predictable plug-in (eq. 26), truncated at 1/2 of the
-    largest bet that keeps wealth positive."""
+    largest bet that keeps wealth positive. `wealth`: the test so far, carried on from (and updated to include
+    `x`); none: from the start."""
     import numpy as np
 
-    t = np.arange(1, x.shape[-1] + 1, dtype=float)
-    mu_hat = (0.5 + np.cumsum(x, axis=-1)) / (t + 1)
-    var_hat = (0.25 + np.cumsum((x - mu_hat) ** 2, axis=-1)) / (t + 1)
-    var_before = np.concatenate([np.full(x.shape[:-1] + (1,), 0.25), var_hat[..., :-1]], axis=-1)
+    w = Wealth() if wealth is None else wealth
+    t = np.arange(w.t + 1, w.t + x.shape[-1] + 1, dtype=float)
+    sum_x = _carried_cumsum(w.sum_x, x, -1)
+    mu_hat = (0.5 + sum_x) / (t + 1)
+    sum_sq = _carried_cumsum(w.sum_sq, (x - mu_hat) ** 2, -1)
+    var_hat = (0.25 + sum_sq) / (t + 1)
+    var_before = np.concatenate([np.broadcast_to(w.var, x.shape[:-1] + (1,)), var_hat[..., :-1]], axis=-1)
     lam = np.sqrt(2 * math.log(2 / alpha) / (var_before * t * np.log1p(t)))[..., None]
     m = np.asarray(m, dtype=float)
     up = np.minimum(lam, 0.5 / np.maximum(m, 1e-12))
     down = np.minimum(lam, 0.5 / np.maximum(1 - m, 1e-12))
     centred = x[..., None] - m
     with np.errstate(divide="ignore"):
-        return np.cumsum(np.log1p(up * centred), axis=-2), np.cumsum(np.log1p(-down * centred), axis=-2)
+        k_up = _carried_cumsum(w.up, np.log1p(up * centred), -2)
+        k_down = _carried_cumsum(w.down, np.log1p(-down * centred), -2)
+    w.t += x.shape[-1]
+    w.sum_x, w.sum_sq, w.var = sum_x[..., -1], sum_sq[..., -1], var_hat[..., -1]
+    w.up, w.down = k_up[..., -1, :], k_down[..., -1, :]
+    return k_up, k_down
+
+
+@dataclass
+class Wealth:
+    """The betting test after `t` observations, all `log_capital` needs to go on with the next ones: the running
+    sums (of x, and of squares about the running mean), the last variance estimate and the two log wealths (the
+    start: none seen). Running sums go on from where they were, added in the order a whole series adds them, so
+    a series fed in batches gets the same numbers as at once."""
+
+    t: int = 0
+    sum_x: Any = 0.0
+    sum_sq: Any = 0.0
+    var: Any = 0.25
+    up: Any = 0.0
+    down: Any = 0.0
+
+
+def _carried_cumsum(carry: Any, x: Any, axis: int) -> Any:
+    """The running sums of `x` along `axis` after `carry`, added one by one as `np.cumsum` over the whole series
+    adds them (0.0 first: the same numbers)."""
+    import numpy as np
+
+    shape = list(x.shape)
+    shape[axis] = 1
+    first = np.broadcast_to(carry if np.ndim(carry) == 0 else np.expand_dims(carry, axis), shape)
+    sums = np.cumsum(np.concatenate([first, x], axis=axis), axis=axis)
+    return sums[(..., slice(1, None)) + (slice(None),) * (-1 - axis)]  # without the carry
 
 
 def sequential_decision(
@@ -526,19 +564,9 @@ def sequential_decision(
     """+1 when the hedged betting test at some point so far showed the effect is above 0 (mean above the null),
     -1 below, 0 not yet: each side bets half the wealth, so a side decides at wealth 2/alpha, and under an effect
     of 0 the chance that either ever does is at most alpha (Ville's inequality)."""
-    import numpy as np
-
-    if len(values) == 0:
-        return 0
-    x, null = _unit(np.asarray(values, dtype=float), bounds, contrast)
-    if not 0 < null < 1:
-        return 0
-    up, down = log_capital(x, np.asarray([null]), alpha)
-    threshold = math.log(2 / alpha)
-    hit_up, hit_down = np.nonzero(up[:, 0] >= threshold)[0], np.nonzero(down[:, 0] >= threshold)[0]
-    first_up = hit_up[0] if len(hit_up) else math.inf
-    first_down = hit_down[0] if len(hit_down) else math.inf
-    return 0 if first_up == first_down == math.inf else (1 if first_up < first_down else -1)
+    test = _Bets()
+    test.add(values, bounds, contrast, alpha)
+    return test.decision
 
 
 def sequence_interval(
@@ -593,47 +621,23 @@ class Decider:
 
 
 class _Bets:
-    """One finding's betting test so far (`log_capital` and `sequential_decision`, carried)."""
+    """One finding's sequential decision so far (`sequential_decision`), its test carried in a `Wealth`."""
 
     def __init__(self) -> None:
-        self.t, self.sum_x, self.sum_sq, self.var, self.up, self.down = 0, 0.0, 0.0, 0.25, 0.0, 0.0
-        self.decision = 0
+        self.wealth, self.decision = Wealth(), 0
 
     def add(self, values: Sequence[float], bounds: tuple[float, float], contrast: bool, alpha: float) -> None:
         import numpy as np
 
         if not len(values) or self.decision:
             return
-        x, m = _unit(np.asarray(values, dtype=float), bounds, contrast)
-        if not 0 < m < 1:
+        x, null = _unit(np.asarray(values, dtype=float), bounds, contrast)
+        if not 0 < null < 1:
             return
-        t = np.arange(self.t + 1, self.t + len(x) + 1, dtype=float)
-        cx = _carried_cumsum(self.sum_x, x)
-        mu_hat = (0.5 + cx) / (t + 1)
-        sq = _carried_cumsum(self.sum_sq, (x - mu_hat) ** 2)
-        var_hat = (0.25 + sq) / (t + 1)
-        var_before = np.concatenate([[self.var], var_hat[:-1]])
-        lam = np.sqrt(2 * math.log(2 / alpha) / (var_before * t * np.log1p(t)))
-        up, down = np.minimum(lam, 0.5 / max(m, 1e-12)), np.minimum(lam, 0.5 / max(1 - m, 1e-12))
-        with np.errstate(divide="ignore"):
-            k_up = _carried_cumsum(self.up, np.log1p(up * (x - m)))
-            k_down = _carried_cumsum(self.down, np.log1p(-down * (x - m)))
-        threshold = math.log(2 / alpha)
-        hit_up, hit_down = np.nonzero(k_up >= threshold)[0], np.nonzero(k_down >= threshold)[0]
-        first_up = hit_up[0] if len(hit_up) else math.inf
-        first_down = hit_down[0] if len(hit_down) else math.inf
-        if first_up != first_down:
-            self.decision = 1 if first_up < first_down else -1
-        self.t += len(x)
-        self.sum_x, self.sum_sq, self.var = float(cx[-1]), float(sq[-1]), float(var_hat[-1])
-        self.up, self.down = float(k_up[-1]), float(k_down[-1])
-
-
-def _carried_cumsum(carry: float, x: Any) -> Any:
-    """The running sums of `x` after `carry`, added one by one as `np.cumsum` over the whole series adds them."""
-    import numpy as np
-
-    return np.cumsum(np.concatenate([[carry], x]))[1:]
+        up, down = log_capital(x, np.asarray([null]), alpha, self.wealth)
+        crossed = np.nonzero(np.maximum(up[:, 0], down[:, 0]) >= math.log(2 / alpha))[0]
+        if len(crossed):  # the first side to cross decides (were both to cross at once: the richer one)
+            self.decision = 1 if up[crossed[0], 0] > down[crossed[0], 0] else -1
 
 
 def decided(findings: Sequence[FindingConfig], results: Sequence[Mapping[str, Any]]) -> dict[str, int]:
