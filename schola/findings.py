@@ -516,7 +516,8 @@ def log_capital(
     mu_hat = (0.5 + sum_x) / (t + 1)
     sum_sq = _carried_cumsum(w.sum_sq, (x - mu_hat) ** 2, -1)
     var_hat = (0.25 + sum_sq) / (t + 1)
-    var_before = np.concatenate([np.broadcast_to(w.var, x.shape[:-1] + (1,)), var_hat[..., :-1]], axis=-1)
+    first_var = np.broadcast_to(np.expand_dims(w.var, -1), x.shape[:-1] + (1,))
+    var_before = np.concatenate([first_var, var_hat[..., :-1]], axis=-1)
     lam = np.sqrt(2 * math.log(2 / alpha) / (var_before * t * np.log1p(t)))[..., None]
     m = np.asarray(m, dtype=float)
     up = np.minimum(lam, 0.5 / np.maximum(m, 1e-12))
