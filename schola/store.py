@@ -11,7 +11,6 @@ lock on `.lock` in the directory from its first write (the kernel drops it when 
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import csv
 import errno
@@ -345,20 +344,18 @@ class RunStore:
 
     def results(self, *, once: bool = True, since: int = 0) -> Iterator[dict[str, Any]]:
         """Finished (and failed) episodes as they are read, each once (a duplicated line counts once; damaged
-        lines are dropped), never the records held. Finding the ids that come twice takes a first pass holding
-        8 bytes a line (their hashes), then only those ids are remembered (`once=False`: no first pass, for the
-        file of a run this store is writing, which has each episode once). `since`: only the lines after this
-        offset (`results_size`)."""
-        path = self.dir / "results.jsonl"
-        twice = repeated_hashes(r["episode"] for r in iter_jsonl(path) if episode_record(r)) if once else set()
-        seen: set[str] = set()  # of the ids in `twice` alone
-        for r in iter_jsonl(path, since=since):
-            if episode_record(r):
-                if twice and hash(eid := r["episode"]) in twice:
-                    if eid in seen:
-                        continue
-                    seen.add(eid)
-                yield r
+        lines are dropped), in one pass that never holds the records: the ids met are remembered as `SeenIds`,
+        16 bytes a line (`once=False`: not remembered, for the file of a run this store is writing, which has
+        each episode once). `since`: only the lines after this offset (`results_size`)."""
+        f = open_run_file(self.dir / "results.jsonl")
+        if f is None:
+            return
+        with f:
+            f.seek(since)
+            seen = SeenIds(f) if once else None
+            for start, _, r in jsonl_lines(f):
+                if episode_record(r) and (seen is None or seen.first(r["episode"], start)):
+                    yield r
 
     def prepare_resume(self, keep: Callable[[dict[str, Any]], None] | None = None) -> np.ndarray[Any, Any]:
         """Keep finished episodes, handing each to `keep` (the driver's counts and sums) in the one pass that
@@ -555,17 +552,55 @@ def jsonl_lines(f: BinaryIO) -> Iterator[tuple[int, str, dict[str, Any]]]:
             yield start, text.rstrip("\r\n"), record
 
 
-def repeated_hashes(ids: Iterable[str]) -> set[int]:
-    """The hashes of the ids that come more than once, from their hashes sorted (8 bytes an id; two ids that share a
-    hash are both in it: the caller compares the ids themselves)."""
-    hashes = array("q", (hash(i) for i in ids))
-    if len(hashes) < 4096:
-        return {h for h, n in collections.Counter(hashes).items() if n > 1}
-    import numpy as np
+class SeenIds:
+    """The episode ids met so far in an open results file, as each one's hash and where its line starts (16 bytes
+    an id, never the id): sorted arrays, the latest few in a dict until they are a sixteenth of the arrays. A hash
+    met again is a repeat only when the line it was first met on has the same id (read back: two ids that share
+    a hash are both kept, and such an id is remembered by itself)."""
 
-    ordered = np.sort(np.frombuffer(hashes, dtype=np.int64))
-    del hashes
-    return set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+    def __init__(self, f: BinaryIO) -> None:
+        import numpy as np
+
+        self.f = f
+        self.hashes = self.starts = np.empty(0, dtype=np.int64)
+        self.recent: dict[int, int] = {}
+        self.shared: set[str] = set()  # ids met whose hash an earlier, other id has
+
+    def first(self, eid: str, start: int) -> bool:
+        """Whether `eid`, on the line at `start`, is met here for the first time (it is remembered)."""
+        h = hash(eid)
+        at = self.recent.get(h)
+        if at is None and len(self.hashes):
+            i = int(self.hashes.searchsorted(h))
+            at = int(self.starts[i]) if i < len(self.hashes) and self.hashes[i] == h else None
+        if at is None:
+            self.recent[h] = start
+            if len(self.recent) >= max(4096, len(self.hashes) >> 4):
+                self._merge()
+            return True
+        if eid in self.shared or self._id_at(at) == eid:
+            return False
+        self.shared.add(eid)
+        return True
+
+    def _id_at(self, start: int) -> Any:
+        """The episode id of the line at `start` (read back, then the file is where it was)."""
+        here = self.f.tell()
+        self.f.seek(start)
+        found = next(jsonl_lines(self.f), None)
+        self.f.seek(here)
+        return found[2].get("episode") if found else None
+
+    def _merge(self) -> None:
+        import numpy as np
+
+        h = np.fromiter(self.recent, dtype=np.int64, count=len(self.recent))
+        s = np.fromiter(self.recent.values(), dtype=np.int64, count=len(self.recent))
+        self.recent = {}
+        order = np.argsort(h)
+        at = self.hashes.searchsorted(h[order])
+        self.hashes = np.insert(self.hashes, at, h[order])  # one array at a time: the old one goes before the next
+        self.starts = np.insert(self.starts, at, s[order])
 
 
 def kept_among(kept: np.ndarray[Any, Any], hashes: Iterable[int]) -> np.ndarray[Any, Any]:

@@ -3,9 +3,17 @@ viewer's walk cached, `schola report` reading a sweep once."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pytest
+
+import schola.store
 from schola.findings import Wealth, log_capital
+from schola.store import RunStore
 
 
 def test_log_capital_carried_in_batches_is_the_whole_series() -> None:
@@ -25,3 +33,46 @@ def test_log_capital_carried_in_batches_is_the_whole_series() -> None:
         for side in (0, 1):
             assert np.array_equal(np.concatenate([p[side] for p in parts], axis=-2), whole[side])
         assert wealth.t == x.shape[-1]
+
+
+def results_file(tmp_path: Path, ids: list[str]) -> Path:
+    lines = [json.dumps({"episode": e, "inputs": {"i": i}, "scores": {"s": 1}}) for i, e in enumerate(ids)]
+    lines.insert(len(lines) // 2, '{"episode": "torn')  # a damaged line, dropped
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_results_once_reads_the_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """results(once=True) reads each line of results.jsonl once (it read the whole file twice: a first pass for
+    the ids that repeat); a repeated line is read back once more to compare its id."""
+    ids = [f"e{i}" for i in range(10_000)] + ["e5", "e9999"]
+    run = results_file(tmp_path, ids)
+    read = 0
+
+    def counted(f: Any) -> Iterator[Any]:
+        nonlocal read
+        for x in real(f):
+            read += 1
+            yield x
+
+    real = schola.store.jsonl_lines
+    monkeypatch.setattr(schola.store, "jsonl_lines", counted)
+    got = [r["episode"] for r in RunStore(run).results()]
+    assert got == ids[:10_000]
+    assert read <= len(ids) + 2, read  # 2 * 10,002 before
+
+
+def test_results_once_drops_a_repeat_by_its_id_not_its_hash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two ids that share a hash are both kept, each once, before and after the remembered hashes are merged into
+    their sorted arrays (here 30,000 ids, every one then met again, in another order)."""
+    import builtins
+
+    def shared(value: Any) -> int:  # "a" and "b", and "c" and "d", share a hash
+        return {"a": 1, "b": 1, "c": 2, "d": 2}.get(value, builtins.hash(value))
+
+    monkeypatch.setattr(schola.store, "hash", shared, raising=False)
+    first = ["a", *(f"e{i}" for i in range(30_000)), "b", "c"]
+    again = ["b", "a", *(f"e{i}" for i in range(29_999, -1, -1)), "d", "c", "d"]
+    run = results_file(tmp_path, first + again)
+    assert [r["episode"] for r in RunStore(run).results()] == [*first, "d"]
+    assert [r["episode"] for r in RunStore(run).results(once=False)] == first + again
