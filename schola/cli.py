@@ -281,7 +281,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     plan, store = open_run(spec)
     setup_logging()
     with Progress(len(plan.selected)) as progress:
-        outcome = run_plan(plan, store, progress=progress.update, debug=ns.debug)
+        outcome = run_plan(plan, store, progress=progress.update, debug=ns.debug, report=True)
     return finish(outcome)
 
 
@@ -362,7 +362,7 @@ def run_job(cfg: Any, sweep: RunSpec, *, debug: bool) -> int:
     try:
         spec = dataclasses.replace(sweep, overrides=tuple(HydraConfig.get().overrides.task), job=cfg)
         plan, store = open_run(spec)
-        return finish(run_plan(plan, store, debug=debug))
+        return finish(run_plan(plan, store, debug=debug, report=True))
     except ScholaError as e:
         if debug:
             raise
@@ -400,7 +400,7 @@ def _finish(result: RunResult) -> int:
     from schola.view import write_report
 
     try:
-        write_report(result.run_dir)
+        write_report(result.run_dir, result.blocks)
     except Exception as e:  # the viewer never changes how a run ended
         logging.getLogger("schola").warning("report.html not written: %s", e)
     out.print(metrics_table(result.run_dir))

@@ -35,7 +35,7 @@ log = logging.getLogger("schola")
 class TranscriptSink(Protocol):
     """Where the engine writes a transcript line per model reply (the run directory, or a Ray worker's buffer)."""
 
-    def transcript(self, line: dict[str, Any]) -> None: ...
+    def transcript(self, line: dict[str, Any]) -> object: ...  # (what it returns is its own)
 
 
 class EpisodeFailed(Exception):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from schola import findings, plugins, templates
 from schola.aio import run_sync
 from schola.data import id_hashes, take
-from schola.engine import Episode, EpisodeEngine, EpisodeFailed
+from schola.engine import Episode, EpisodeEngine, EpisodeFailed, TranscriptSink
 from schola.errors import BackendError, BudgetExceeded, ConfigError, PluginError
 from schola.executors import Executor, LocalExecutor, RayExecutor
 from schola.metrics import MetricRow, StreamingMean, parse_metric_key
@@ -39,6 +39,8 @@ from schola.types import Budget, Ledger
 
 if TYPE_CHECKING:
     import pandas
+
+    from schola.view.blocks import EpisodeBlocks
 
 log = logging.getLogger("schola")
 Progress = Callable[[int, int, Ledger], None]
@@ -59,6 +61,8 @@ class RunResult:
         message: why it stopped, when it did.
         metrics: the metric rows of metrics.json.
         hint: how to continue it, when it can be.
+        blocks: report.html's episode entries, built as the run went (`RunDriver(report=True)`), for
+            `schola.view.write_report`.
     """
 
     run_dir: Path
@@ -67,6 +71,7 @@ class RunResult:
     message: str = ""
     metrics: list[MetricRow] = field(default_factory=list)
     hint: str = ""
+    blocks: EpisodeBlocks | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -133,11 +138,27 @@ class RunDriver:
         progress: a callback(done, total, ledger) after each episode, for a progress bar.
     """
 
-    def __init__(self, plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        store: RunStore,
+        *,
+        progress: Progress | None = None,
+        debug: bool = False,
+        report: bool = False,
+    ) -> None:
         self.plan, self.store, self.progress, self.debug = plan, store, progress, debug
         self.seed = plan.config.seed
         self.ledger = Ledger(budget=Budget(**plan.config.budget.model_dump()))
-        self.engine = EpisodeEngine(plan, sink=store, ledger=self.ledger)
+        # report.html's episode entries, built from each line as it is written (a resume reads its files instead)
+        self.blocks: EpisodeBlocks | None = None
+        self.sink: TranscriptSink = store
+        if report and not plan.config.resume:
+            from schola.view.blocks import EpisodeBlocks
+
+            self.blocks = EpisodeBlocks()
+            self.sink = _Noted(store, self.blocks)
+        self.engine = EpisodeEngine(plan, sink=self.sink, ledger=self.ledger)
         # A run is a stream: a finished episode is its results line, counted and summed here, then forgotten;
         # stages read results.jsonl (ctx.results). Nothing here grows with the number of episodes but the ids
         # of failed ones (at most run.max_failed of them).
@@ -159,7 +180,7 @@ class RunDriver:
         if self._executor is None:
             cfg = self.plan.config
             if cfg.run.executor == "ray":  # each finished episode comes back to finished()
-                self._executor = RayExecutor(self.plan, sink=self.store, ledger=self.ledger)
+                self._executor = RayExecutor(self.plan, sink=self.sink, ledger=self.ledger)
             else:
                 self._executor = LocalExecutor(self.engine, self.plan.concurrency)
         return self._executor
@@ -212,7 +233,9 @@ class RunDriver:
         on disk when a stage reads it after new episodes finished (`StageContext.results`)."""
         if self._unsorted:
             self._unsorted = False
-            self.store.sort_results(self._ranks)
+            order = self.store.sort_results(self._ranks)
+            if order is not None and self.blocks is not None:
+                self.blocks.reorder(order, self.store.dir / "results.jsonl")
 
     def _ranks(self, hashes: Any) -> Any:
         """Each episode's place in the order asked (`hash(id)`s in, numpy; one never asked goes last)."""
@@ -230,7 +253,9 @@ class RunDriver:
     def finished(self, record: dict[str, Any], cause: BaseException | None = None) -> None:
         """An episode ended: its results line, the run's counts and score sums (or failures), the ledger file now
         and then, progress. Raises EpisodeFailed once more episodes failed than run.max_failed allows."""
-        self.store.result(record)
+        line = self.store.result(record)
+        if self.blocks is not None:
+            self.blocks.result(line)
         if "error" in record:
             self.failed.add(record["episode"])
         else:
@@ -356,7 +381,7 @@ class RunDriver:
         self._write_metrics(metrics, status, measured=self.findings(rows))
         self.store.write_status(status=status, exit_code=code, message=message, hint=hint)
         signals.close()
-        return RunResult(self.store.dir, status, code, message=message, metrics=rows, hint=hint)
+        return RunResult(self.store.dir, status, code, message=message, metrics=rows, hint=hint, blocks=self.blocks)
 
     def _on_signals(self) -> _Signals:
         """Ctrl-C and SIGTERM stop the run (main thread only)."""
@@ -473,6 +498,16 @@ class RunDriver:
         if self._executor is not None:
             self._executor.close()
         await self.engine.close()
+
+
+class _Noted:
+    """The run directory as the engine's transcript sink, each line written also handed to report.html's blocks."""
+
+    def __init__(self, store: RunStore, blocks: EpisodeBlocks) -> None:
+        self.store, self.blocks = store, blocks
+
+    def transcript(self, line: dict[str, Any]) -> None:
+        self.blocks.line(self.store.transcript(line))
 
 
 class StageContext:
@@ -674,14 +709,19 @@ def quiet_gc() -> Iterator[None]:
                 gc.unfreeze()
 
 
-async def arun_plan(plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False) -> RunResult:
+async def arun_plan(
+    plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False, report: bool = False
+) -> RunResult:
+    """Run a plan; `report`: build report.html's episode entries as it goes (`RunResult.blocks`)."""
     with quiet_gc():
-        return await RunDriver(plan, store, progress=progress, debug=debug).execute()
+        return await RunDriver(plan, store, progress=progress, debug=debug, report=report).execute()
 
 
-def run_plan(plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False) -> RunResult:
+def run_plan(
+    plan: Plan, store: RunStore, *, progress: Progress | None = None, debug: bool = False, report: bool = False
+) -> RunResult:
     """Run a plan to completion from synchronous code (in a fresh loop; on a worker thread inside a running one)."""
     try:
-        return run_sync(lambda: arun_plan(plan, store, progress=progress, debug=debug))
+        return run_sync(lambda: arun_plan(plan, store, progress=progress, debug=debug, report=report))
     except KeyboardInterrupt:
         return RunResult(store.dir, "interrupted", 130, message="interrupted")

@@ -323,17 +323,23 @@ class RunStore:
         secrets = self._secrets
         return redact(line, secrets) if secrets and any(s in line for s in secrets) else line
 
-    def transcript(self, record: dict[str, Any]) -> None:
+    def transcript(self, record: dict[str, Any]) -> bytes:
+        """Append a transcript line; returns its bytes (the report's blocks are built from them as the run goes)."""
         assert self._transcript is not None, "RunStore.open() first"
         # As a text file in UTF-8 with LONE_SURROGATES writes it, without its layer over the buffer (half the cost)
-        self._transcript.write((self._masked(dump_line(record)) + "\n").encode("utf-8", LONE_SURROGATES))
+        raw = (self._masked(dump_line(record)) + "\n").encode("utf-8", LONE_SURROGATES)
+        self._transcript.write(raw)
+        return raw
 
-    def result(self, record: dict[str, Any]) -> None:
-        """Append a finished episode; the transcript is flushed first so a finished episode is whole on disk."""
+    def result(self, record: dict[str, Any]) -> str:
+        """Append a finished episode; the transcript is flushed first so a finished episode is whole on disk.
+        Returns the line written."""
         assert self._transcript is not None and self._results is not None, "RunStore.open() first"
         self._transcript.flush()
-        self._results.write(self._masked(dumps(record)) + "\n")
+        line = self._masked(dumps(record)) + "\n"
+        self._results.write(line)
         self._results.flush()
+        return line
 
     def results_size(self) -> int:
         """Where results.jsonl ends now (its lines after this offset are those written since: `results(since=)`)."""
@@ -392,18 +398,19 @@ class RunStore:
         self.write_jsonl("transcript.jsonl", lines())
         return kept
 
-    def sort_results(self, rank: Callable[[Any], Any]) -> None:
+    def sort_results(self, rank: Callable[[Any], Any]) -> np.ndarray[Any, Any] | None:
         """Rewrite results.jsonl with its lines in the order `rank` gives (stable), so readers see the episodes in
         the order they were asked for whatever order they finished in. `rank` maps a numpy array of the lines'
         episode ids, as `hash(id)`, to their ranks. One pass reads where each line starts and its id's hash,
         one writes the lines in order (read back by offset): 8 bytes a line each, never a record. A file already
-        in order is left as it is."""
+        in order is left as it is. Returns the order given to the lines read (damaged ones are dropped), or None
+        when nothing moved."""
         import numpy as np
 
         path = self.dir / "results.jsonl"
         f = open_run_file(path)
         if f is None:
-            return
+            return None
         with f:
             hashes, starts = array("q"), array("q")
             for start, r in jsonl_records(f):
@@ -412,7 +419,7 @@ class RunStore:
             order = np.argsort(rank(np.frombuffer(hashes, dtype=np.int64)), kind="stable")
             del hashes
             if np.array_equal(order, np.arange(len(order))):
-                return
+                return None
 
             def lines() -> Iterator[bytes]:
                 for i in order:
@@ -426,6 +433,7 @@ class RunStore:
             self.write_file(path.name, lines())
             if appending:
                 self._results = self._append(path.name)
+        return order
 
     def write_jsonl(self, name: str, records: Iterable[dict[str, Any]]) -> Path:
         """Write `name` as JSON lines, whole (a crash never leaves half a file), each line as it comes."""
@@ -538,18 +546,24 @@ def jsonl_lines(f: BinaryIO) -> Iterator[tuple[int, str, dict[str, Any]]]:
                 raw = f.readline(MAX_LINE_BYTES)
                 pos += len(raw)
             continue
-        try:
-            text = raw.decode("utf-8")
-            if text[:1] == "{":  # json.loads without its layers (a third of its cost on a short line): its scanner
-                record, end = _scan_json(text, 0)
-                if end < len(text) and not text[end:].isspace():
-                    continue  # what json.loads calls extra data
-            else:
-                record = json.loads(text)
-        except (UnicodeDecodeError, StopIteration, json.JSONDecodeError, RecursionError):
-            continue
-        if isinstance(record, dict):
-            yield start, text.rstrip("\r\n"), record
+        if parsed := parse_line(raw):
+            yield start, *parsed
+
+
+def parse_line(raw: bytes) -> tuple[str, dict[str, Any]] | None:
+    """(the text without its newline, object) of one JSONL line as `jsonl_lines` reads it, or None when it is damaged
+    (not UTF-8, not JSON, not an object; the caller drops one longer than MAX_LINE_BYTES)."""
+    try:
+        text = raw.decode("utf-8")
+        if text[:1] == "{":  # json.loads without its layers (a third of its cost on a short line): its scanner
+            record, end = _scan_json(text, 0)
+            if end < len(text) and not text[end:].isspace():
+                return None  # what json.loads calls extra data
+        else:
+            record = json.loads(text)
+    except (UnicodeDecodeError, StopIteration, json.JSONDecodeError, RecursionError):
+        return None
+    return (text.rstrip("\r\n"), record) if isinstance(record, dict) else None
 
 
 class SeenIds:

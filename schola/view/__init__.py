@@ -25,6 +25,7 @@ from typing import Any
 
 from schola.errors import ConfigError, ScholaError
 from schola.store import write_atomic
+from schola.view.blocks import EpisodeBlocks
 from schola.view.payload import json_pieces, run_payload, sweep_payload, to_json
 
 __all__ = ["build_html", "main", "write_report"]
@@ -88,14 +89,15 @@ def build_html(path: Path) -> str:
     return "".join(html_pieces(path))
 
 
-def html_pieces(path: Path) -> Iterator[str]:
+def html_pieces(path: Path, blocks: EpisodeBlocks | None = None) -> Iterator[str]:
     """The report of a run directory or a sweep, in pieces: each run's episodes are read as the page is written
     (a million-episode run's page is never held in memory). Checks and reads everything else first, so a damaged
-    file is a ConfigError before the first piece."""
+    file is a ConfigError before the first piece. `blocks`: a run's episode entries built as it went
+    (`run_payload`)."""
     if not path.is_dir():
         raise ConfigError(f"{path} is not a folder (expected a run directory or a sweep's folder)")
     if is_run(path):
-        run = run_payload(path, stream=True)
+        run = run_payload(path, stream=True, blocks=blocks)
         payload: dict[str, Any] = {"kind": "run", "runs": [run], "sweep": None}
         title = f"{run['scenario']} · {run['status'].get('status', '?')} · schola view"
     else:
@@ -116,11 +118,15 @@ def write_page(path: Path, text: str | Iterable[str]) -> Path:
     return write_atomic(path, text)
 
 
-def write_report(run_dir: Path) -> Path:
-    """Write report.html into a run directory (`schola run` calls this at the end), as it is made; returns its
-    path."""
+def write_report(run_dir: Path, blocks: EpisodeBlocks | None = None) -> Path:
+    """Write report.html into a run directory (`schola run` calls this at the end, with the episode entries the run
+    built as it went), as it is made; returns its path."""
     run_dir = Path(run_dir)
-    return write_page(run_dir / REPORT, html_pieces(run_dir))
+    try:
+        return write_page(run_dir / REPORT, html_pieces(run_dir, blocks))
+    finally:
+        if blocks is not None:
+            blocks.close()
 
 
 def main(argv: list[str]) -> int:

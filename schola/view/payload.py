@@ -4,10 +4,10 @@ metrics, plots, graph) whose episodes travel as gzip+base64 blocks, decoded lazi
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import itertools
 import json
-import math
 import os
 import sqlite3
 import tempfile
@@ -18,7 +18,6 @@ from typing import IO, Any
 
 import yaml
 
-from schola.encoding import acyclic_encoder
 from schola.errors import ConfigError
 from schola.metrics import StreamingMean, parse_metric_key
 from schola.report import find_runs, findings_of, plot, read_run, sweep_rows, wall_s
@@ -32,6 +31,8 @@ from schola.store import (
     open_run_file,
     read_run_file,
 )
+from schola.view.blocks import Entry, EpisodeBlocks, entry, finite, step_text
+from schola.view.blocks import to_json as to_json  # (the viewer's modules import it from here)
 from schola.view.layout import StepStats, number, scenario_graphs
 
 CHUNK = 100  # episodes per compressed block: opening one episode decodes at most this many
@@ -41,38 +42,14 @@ MAX_PLOT_BYTES = 8_000_000
 MAX_SCORE_COLUMNS = 12
 
 
-def finite(obj: Any) -> Any:
-    """`obj` with NaN and infinities as None (JSON has neither)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [finite(v) for v in obj]
-    return obj
-
-
-# one encoder for every value, built once (JSONEncoder.encode builds its C encoder again per call: a third of an
-# episode row's cost); the payload's values are read from JSON or built here, so they hold no cycle
-_ENCODE = acyclic_encoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
-
-
-def to_json(obj: Any) -> str:
-    try:
-        return _ENCODE(obj)
-    except ValueError:  # a NaN somewhere: the slow path
-        return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def packed_text(text: str) -> str:
-    """gzip+base64 of JSON text (mtime 0: the same run gives the same bytes; a lone surrogate travels as its JSON
-    escape)."""
-    raw = text.encode("utf-8", LONE_SURROGATES)
+def packed(raw: bytes) -> str:
+    """gzip+base64 of JSON text's UTF-8 (mtime 0: the same run gives the same bytes; a lone surrogate travels as its
+    JSON escape)."""
     return base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
 
 
 def packed_pieces(raw: Iterable[bytes]) -> Iterator[str]:
-    """gzip+base64 of bytes that come in pieces, as base64 text in pieces: the bytes `packed_text` gives their whole
+    """gzip+base64 of bytes that come in pieces, as base64 text in pieces: the bytes `packed` gives their whole
     (gzip.compress with mtime 0 is zlib's gzip format at wbits 31), never holding them."""
     deflate = zlib.compressobj(6, zlib.DEFLATED, 31)
     left = b""
@@ -158,8 +135,10 @@ class Transcript:
         batch: list[tuple[Any, ...]] = []
         stats = StepStats()
         for start, text, line in jsonl_lines(self.file):  # a step is its line as written, when it can be
-            if self.secrets or not text.endswith("}") or "NaN" in text or "Infinity" in text:  # (JSON has neither)
+            if self.secrets:
                 text = to_json(_clean({k: v for k, v in line.items() if k not in ("episode", "round")}, self.secrets))
+            else:
+                text = step_text(text, line)
             get = line.get
             tokens = number(get("prompt_tokens")) + number(get("completion_tokens"))
             latency, queue = number(get("latency_s")), number(get("queue_s"))
@@ -240,16 +219,21 @@ class Episodes:
         run_dir: the run directory.
         transcript: its transcript, scanned already (`Transcript.scan`); closed at the end of `json_pieces`.
         secrets: values masked wherever they appear.
+        blocks: the entries the run built as it went, checked against its files (`EpisodeBlocks.matches`), read
+            instead of the files (then `transcript` is None); closed at the end of `json_pieces`.
     """
 
-    def __init__(self, run_dir: Path, transcript: Transcript, secrets: list[str]) -> None:
-        self.run_dir, self.transcript, self.secrets = run_dir, transcript, secrets
+    def __init__(
+        self, run_dir: Path, transcript: Transcript | None, secrets: list[str], blocks: EpisodeBlocks | None = None
+    ) -> None:
+        self.run_dir, self.transcript, self.secrets, self.blocks = run_dir, transcript, secrets, blocks
         self.count = 0
         self.statuses: dict[str, int] = {}
         self.score_keys: dict[str, None] = {}
         self._rows: IO[bytes] | None = None
 
     def _records(self) -> Iterator[tuple[dict[str, Any], str]]:
+        assert self.transcript is not None
         results = RunStore(self.run_dir).results(once=False)
         while block := list(itertools.islice(results, CHUNK)):
             for r, first in zip(block, self.transcript.finish([r["episode"] for r in block])):
@@ -259,38 +243,31 @@ class Episodes:
             status = "stage" if e == STAGE_EPISODE else "unfinished"
             yield {"episode": e, "round": self.transcript.lines(e)[0].get("round")}, status
 
+    def _read(self) -> Iterator[Entry]:
+        """The entries read from the run's files: its results, each with its steps from the transcript's index."""
+        assert self.transcript is not None
+        records = self._records()
+        clean = functools.partial(_clean, secrets=self.secrets)
+        while block := list(itertools.islice(records, CHUNK)):
+            steps = self.transcript.steps_of([str(r["episode"]) for r, _ in block])
+            for r, status in block:
+                yield entry(r, status, steps[str(r["episode"])], clean)
+
     def chunks(self) -> Iterator[str]:
         """The packed blocks of CHUNK episodes each, as they are made; the index rows go to a temporary file."""
         self._rows = rows = tempfile.TemporaryFile()  # noqa: SIM115  (closed by index(), or json_pieces' end)
-        records = self._records()
+        entries = self.blocks.entries() if self.blocks is not None else self._read()
         n_chunks = 0
-        while block := list(itertools.islice(records, CHUNK)):
-            steps = self.transcript.steps_of([str(r["episode"]) for r, _ in block])
-            chunk: list[str] = []
+        while block := list(itertools.islice(entries, CHUNK)):
             lines: list[bytes] = []
-            for r, status in block:
-                eid = str(r["episode"])
-                texts, tokens, latency, queue, cached = steps[eid]
-                scores: dict[str, Any] = r["scores"] if isinstance(r.get("scores"), dict) else {}
-                self.score_keys.update(dict.fromkeys(scores))
-                row = {"id": eid, "round": r.get("round"), "status": status, "scores": scores,
-                       "tokens": int(tokens), "steps": len(texts),
-                       "latency_s": round(latency, 6),  # the requests themselves
-                       "queue_s": round(queue, 6),  # their waits for a turn, apart
-                       "cached": cached, "chunk": n_chunks}  # fmt: skip
-                lines.append(to_json(_clean(row, self.secrets)).encode("utf-8", LONE_SURROGATES) + b"\n")
+            for status, keys, row, _ in block:
+                self.score_keys.update(dict.fromkeys(keys))
+                lines.append(f'{row},"chunk":{n_chunks}}}\n'.encode("utf-8", LONE_SURROGATES))
                 self.statuses[status] = self.statuses.get(status, 0) + 1
-                # the block's JSON as to_json writes {id: {inputs, outputs, error, steps}}, the steps' own text
-                shown = {
-                    "inputs": r.get("inputs"),
-                    "outputs": r.get("outputs"),
-                    **({"error": r["error"]} if "error" in r else {}),
-                }
-                text = to_json(_clean(shown, self.secrets))
-                chunk.append(f'{to_json(eid)}:{text[:-1]},"steps":[{",".join(texts)}]}}')
             rows.write(b"".join(lines))
             self.count += len(block)
-            yield packed_text("{" + ",".join(chunk) + "}")
+            # the block's JSON as to_json writes {id: {inputs, outputs, error, steps}}, the steps' own text
+            yield packed(b"{" + b",".join(e[3] for e in block) + b"}")
             n_chunks += 1
 
     def index(self) -> Iterator[str]:
@@ -330,9 +307,7 @@ class Episodes:
             yield from self.index()
             yield '",' + to_json(self.tail())[1:]
         finally:
-            self.transcript.close()
-            if self._rows is not None:
-                self._rows.close()
+            self.close()
 
     def to_dict(self) -> dict[str, Any]:
         """All of it as one value (the live viewer's data.json, tests)."""
@@ -340,9 +315,12 @@ class Episodes:
             chunks = list(self.chunks())
             return {"index": "".join(self.index()), **self.tail(), "chunks": chunks}
         finally:
-            self.transcript.close()
-            if self._rows is not None:
-                self._rows.close()
+            self.close()
+
+    def close(self) -> None:
+        for f in (self.transcript, self.blocks, self._rows):
+            if f is not None:
+                f.close()
 
 
 class Streamed:
@@ -445,10 +423,13 @@ def partial_metrics(store: RunStore) -> list[dict[str, Any]]:
     return rows
 
 
-def run_payload(run_dir: Path, *, name: str = ".", live: bool = False, stream: bool = False) -> dict[str, Any]:
+def run_payload(
+    run_dir: Path, *, name: str = ".", live: bool = False, stream: bool = False, blocks: EpisodeBlocks | None = None
+) -> dict[str, Any]:
     """Everything the viewer shows of one run directory; a damaged file is a ConfigError naming it. `live`: a run
     still going (`running`) is shown from what it has written so far, its metrics over the finished episodes.
-    `stream`: its episodes (and the counts that need them) are `Streamed` values, made as the page is written."""
+    `stream`: its episodes (and the counts that need them) are `Streamed` values, made as the page is written.
+    `blocks`: the episode entries the run built as it went (`schola run`), used where they match its files."""
     store = RunStore(run_dir)
     going = live and running(run_dir)
     metrics: dict[str, Any] = {"metrics": partial_metrics(store), "status": "running"} if going else read_run(run_dir)
@@ -463,13 +444,18 @@ def run_payload(run_dir: Path, *, name: str = ".", live: bool = False, stream: b
     status = (
         {"status": "running"} if going else store.read_json("status.json") or {"status": metrics.get("status", "?")}
     )
-    transcript = Transcript(run_dir / "transcript.jsonl", secrets)
-    try:
-        stats = transcript.scan()
-    except BaseException:
-        transcript.close()
-        raise
-    listed = Episodes(run_dir, transcript, secrets)  # closes the transcript once made
+    if blocks is not None and not secrets and blocks.matches(run_dir):  # (the blocks mask nothing)
+        stats, listed = blocks.stats.means(), Episodes(run_dir, None, secrets, blocks)  # closes the blocks once made
+    else:
+        if blocks is not None:
+            blocks.close()
+        transcript = Transcript(run_dir / "transcript.jsonl", secrets)
+        try:
+            stats = transcript.scan()
+        except BaseException:
+            transcript.close()
+            raise
+        listed = Episodes(run_dir, transcript, secrets)  # closes the transcript once made
     planned = metrics.get("episodes") or {}
     counts: Any = Streamed(lambda: [to_json(episode_counts(planned, listed.statuses))])  # after the episodes
     episode_data: Any = Streamed(listed.json_pieces)

@@ -1,0 +1,283 @@
+"""report.html's episode entries built while the run goes, from the lines the run writes: the end of a run then only
+joins and compresses them (issue 18: at a million episodes, reading the transcript and results again and ordering
+the transcript through a SQLite index was a tenth of the run's wall).
+
+The entries are a cache of what `payload.Episodes` reads from the files, used only when it is checked against them
+(`EpisodeBlocks.matches`: the same sizes and the same SHA-1 as the bytes it saw, from the files' first byte on), so
+a resumed run, a file changed by another writer or a run with secrets to mask takes the files' path and shows the
+same page. Nothing per episode stays in memory: the entries wait in a temporary file, as does the id hash of each
+(8 bytes); only the episodes in flight (their steps so far) are held."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from schola.encoding import acyclic_encoder
+from schola.store import LONE_SURROGATES, MAX_LINE_BYTES, STAGE_EPISODE, episode_record, open_run_file, parse_line
+from schola.view.layout import StepStats, number
+
+# An episode's entry, as the page's blocks take it: (status, its score keys, its index row as JSON without the block
+# number and the closing brace, `"id":{inputs, outputs, error, steps}` as UTF-8)
+Entry = tuple[str, list[str], str, bytes]
+_KEYS_MEMO = 1024  # distinct score-key lists remembered while reading entries back (one per episode with labels)
+
+
+def finite(obj: Any) -> Any:
+    """`obj` with NaN and infinities as None (JSON has neither)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite(v) for v in obj]
+    return obj
+
+
+# one encoder for every value, built once (JSONEncoder.encode builds its C encoder again per call: a third of an
+# episode row's cost); the payload's values are read from JSON or built here, so they hold no cycle
+_ENCODE = acyclic_encoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def to_json(obj: Any) -> str:
+    try:
+        return _ENCODE(obj)
+    except ValueError:  # a NaN somewhere: the slow path
+        return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def step_text(text: str, line: dict[str, Any]) -> str:
+    """A transcript line as the page shows it: the line as written where it can be (JSON has no NaN or Infinity)."""
+    if not text.endswith("}") or "NaN" in text or "Infinity" in text:
+        return to_json({k: v for k, v in line.items() if k not in ("episode", "round")})
+    return text
+
+
+def entry(record: dict[str, Any], status: str, steps: list[Any], clean: Any = None) -> Entry:
+    """An episode's entry from its results record (or `{episode, round}` of one without) and its steps
+    `[texts, tokens, service time, queue time, cached]`; `clean` masks secrets in what it shows."""
+    keys, row, block = _texts(record, status, steps, clean)
+    return status, keys, row, block.encode("utf-8", LONE_SURROGATES)
+
+
+def _texts(record: dict[str, Any], status: str, steps: list[Any], clean: Any = None) -> tuple[list[str], str, str]:
+    """`entry`'s score keys, row and block, as text."""
+    eid = str(record["episode"])
+    texts, tokens, latency, queue, cached = steps
+    scores: dict[str, Any] = record["scores"] if isinstance(record.get("scores"), dict) else {}
+    row = {"id": eid, "round": record.get("round"), "status": status, "scores": scores,
+           "tokens": int(tokens), "steps": len(texts),
+           "latency_s": round(latency, 6),  # the requests themselves
+           "queue_s": round(queue, 6),  # their waits for a turn, apart
+           "cached": cached}  # fmt: skip
+    shown = {"inputs": record.get("inputs"), "outputs": record.get("outputs"),
+             **({"error": record["error"]} if "error" in record else {})}  # fmt: skip
+    if clean is not None:
+        shown, row = clean(shown), clean(row)
+    text = to_json(shown)
+    return list(scores), to_json(row)[:-1], f'{to_json(eid)}:{text[:-1]},"steps":[{",".join(texts)}]}}'
+
+
+class EpisodeBlocks:
+    """The page's episode entries, built from each line as the run writes it (`line`, `result`), in the order of
+    results.jsonl (`reorder` follows its sort); read back by `entries` once `matches` says the files are what it saw.
+    """
+
+    def __init__(self) -> None:
+        self.stats = StepStats()  # the graph's per-step calls and times, over every transcript line
+        self._pending: dict[str, list[Any]] = {}  # episode in flight -> [round of its first line, steps]
+        self._stage: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
+        self._entries: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self._hashes: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115  (hash(id) per entry, for repeats)
+        # what it saw of each file, from its first byte: SHA-1 and size
+        self._digests = {n: hashlib.sha1(usedforsecurity=False) for n in ("transcript.jsonl", "results.jsonl")}
+        self._sizes = dict.fromkeys(self._digests, 0)
+        self._unhashed: dict[str, list[bytes]] = {n: [] for n in self._digests}  # hashed a batch at a time
+        self._ids = array("q")  # hash(id) of the entries not yet in self._hashes
+        self._keys: tuple[list[str], str] = ([], "[]")  # the last score keys and their JSON
+        self.count = 0  # entries, one a results line
+        self.valid = True  # False once something it cannot follow happened (`matches` then says no)
+
+    def close(self) -> None:
+        for f in (self._stage, self._entries, self._hashes):
+            f.close()
+
+    def _saw(self, name: str, raw: bytes) -> None:
+        batch = self._unhashed[name]
+        batch.append(raw)
+        if len(batch) == 512:
+            self._hash(name)
+
+    def _hash(self, name: str) -> None:
+        batch = self._unhashed[name]
+        joined = b"".join(batch)
+        self._digests[name].update(joined)
+        self._sizes[name] += len(joined)
+        batch.clear()
+
+    def _flush(self) -> None:
+        """Everything seen is in the digests and the files (before they are read or compared)."""
+        for name in self._unhashed:
+            self._hash(name)
+        self._hashes.write(self._ids.tobytes())
+        self._ids = array("q")
+        for f in (self._entries, self._hashes, self._stage):
+            f.flush()
+
+    def line(self, raw: bytes) -> None:
+        """A transcript line as written (its bytes, newline included)."""
+        self._saw("transcript.jsonl", raw)
+        parsed = parse_line(raw) if len(raw) <= MAX_LINE_BYTES else None
+        if parsed is None:  # damaged: the reader drops it too
+            return
+        text, line = parsed
+        get = line.get
+        eid = str(get("episode"))
+        latency, queue = number(get("latency_s")), number(get("queue_s"))
+        self.stats.add(str(get("node", "-")), latency, queue)
+        steps = self._pending.get(eid)
+        if steps is None:
+            steps = self._pending[eid] = [get("round"), [[], 0, 0, 0, 0]]
+        acc = steps[1]
+        shown = step_text(text, line)
+        if eid == STAGE_EPISODE:  # the stages' replies may be many: their texts wait on disk
+            self._stage.write(shown.encode("utf-8", LONE_SURROGATES) + b"\n")
+            acc[0].append(None)
+        else:
+            acc[0].append(shown)
+        acc[1] += number(get("prompt_tokens")) + number(get("completion_tokens"))
+        acc[2] += latency
+        acc[3] += queue
+        acc[4] += bool(get("cached"))
+
+    def result(self, line: str) -> None:
+        """A results line as written (newline included): the episode's entry, its steps given back."""
+        raw = line.encode("utf-8", LONE_SURROGATES)
+        self._saw("results.jsonl", raw)
+        parsed = parse_line(raw) if len(raw) <= MAX_LINE_BYTES else None
+        if parsed is None or not episode_record(parsed[1]):
+            self.valid = False  # a line the reader drops: the entries no longer follow the file line by line
+            return
+        r = parsed[1]
+        eid = r["episode"]
+        pending = self._pending.pop(eid, None)
+        if pending is None:
+            pending = [None, [[], 0, 0, 0, 0]]
+        elif eid == STAGE_EPISODE:
+            self.valid = False
+            return
+        status = "failed" if "error" in r else "finished"
+        keys, row, block = _texts(r, status, pending[1])
+        if keys != self._keys[0]:
+            self._keys = keys, to_json(keys)
+        self._entries.write(f"{status}\t{self._keys[1]}\t{row}\t{block}\n".encode("utf-8", LONE_SURROGATES))
+        self._ids.append(hash(eid))
+        if len(self._ids) == 4096:
+            self._hashes.write(self._ids.tobytes())
+            self._ids = array("q")
+        self.count += 1
+
+    def reorder(self, order: Any, results: Path) -> None:
+        """results.jsonl was sorted (`RunStore.sort_results` gave `order`): the entries follow, and what it saw of
+        the file is the file as now written."""
+        import numpy as np
+
+        if not self.valid or len(order) != self.count:
+            self.valid = False
+            return
+        self._flush()
+        self._entries.seek(0)
+        starts = array("q")
+        at = 0
+        for raw in self._entries:
+            starts.append(at)
+            at += len(raw)
+        moved = tempfile.TemporaryFile()  # noqa: SIM115
+        for i in order:
+            self._entries.seek(starts[i])
+            moved.write(self._entries.readline())
+        self._entries.close()
+        self._entries = moved
+        self._hashes.seek(0)
+        hashes = np.frombuffer(self._hashes.read(), dtype=np.int64)[order]
+        self._hashes.seek(0)
+        self._hashes.truncate()
+        self._hashes.write(hashes.tobytes())
+        self._digests["results.jsonl"], self._sizes["results.jsonl"] = hashlib.sha1(usedforsecurity=False), 0
+        f = open_run_file(results)
+        if f is None:
+            self.valid = False
+            return
+        with f:
+            while chunk := f.read(1 << 20):
+                self._digests["results.jsonl"].update(chunk)
+                self._sizes["results.jsonl"] += len(chunk)
+
+    def matches(self, run_dir: Path) -> bool:
+        """Whether the run directory's transcript and results are, byte for byte, the lines this saw (and no episode
+        id came twice, and none went on after its results line): only then are the entries the files' page."""
+        import numpy as np
+
+        if not self.valid:
+            return False
+        self._flush()
+        for name, digest in self._digests.items():
+            if not _same(run_dir / name, self._sizes[name], digest.hexdigest()):
+                return False
+        self._hashes.seek(0)
+        done = np.sort(np.frombuffer(self._hashes.read(), dtype=np.int64))
+        if len(done) and (done[1:] == done[:-1]).any():
+            return False  # two entries may share an id: the reader shows the first alone
+        late = np.array([hash(e) for e in self._pending], dtype=np.int64)
+        return not (len(done) and len(late) and np.isin(late, done).any())
+
+    def entries(self) -> Iterator[Entry]:
+        """The entries in the page's order: each results line's, then the episodes begun and not finished (and the
+        stages' replies), in the order their first lines came."""
+        self._flush()
+        self._entries.seek(0)
+        memo: dict[bytes, list[str]] = {}
+        for raw in self._entries:
+            said, keys_text, row, block = raw[:-1].split(b"\t", 3)
+            keys = memo.get(keys_text)
+            if keys is None:
+                keys = _keys(keys_text)
+                if len(memo) < _KEYS_MEMO:
+                    memo[keys_text] = keys
+            yield said.decode(), keys, row.decode("utf-8"), block
+        self._stage.seek(0)
+        for eid, (rnd, steps) in self._pending.items():
+            if eid == STAGE_EPISODE:
+                steps[0] = [self._stage.readline()[:-1].decode("utf-8") for _ in steps[0]]
+            status = "stage" if eid == STAGE_EPISODE else "unfinished"
+            yield entry({"episode": eid, "round": rnd}, status, steps)
+
+
+def _keys(text: bytes) -> list[str]:
+    keys: list[str] = json.loads(text)
+    return keys
+
+
+def _same(path: Path, size: int, digest: str) -> bool:
+    """Whether `path` is a regular file of `size` bytes whose SHA-1 is `digest`."""
+    try:
+        f = open_run_file(path)
+    except Exception:
+        return False
+    if f is None:
+        return size == 0
+    with f:
+        h = hashlib.sha1(usedforsecurity=False)
+        n = 0
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+            if n > size:
+                return False
+    return n == size and h.hexdigest() == digest
