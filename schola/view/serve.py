@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from schola.errors import ConfigError, ScholaError
-from schola.view.payload import live_runs, run_payload, sweep_payload, to_json
+from schola.view.payload import run_payload, sweep_payload, to_json
 
 HOST = "127.0.0.1"
 POLL_MS = 1500
@@ -34,18 +36,67 @@ def is_live_run(path: Path) -> bool:
     return any(os.path.lexists(path / n) for n in ("config.yaml", "metrics.json"))
 
 
-def version(root: Path) -> str:
+Listing = tuple[tuple[int, int] | None, list[str], list[str]]  # a folder's (mtime_ns, size), subfolders, files
+
+
+class Tree:
+    """The watched files of a run (or of every folder below a sweep's), for `version`: a folder is listed again only
+    when its (mtime_ns, size) changed (adding, removing or renaming an entry changes its folder's), so a request
+    for an unchanged run stats its folders and files and lists or reads nothing. A folder changed within
+    `RECENT_NS` of its listing is listed again at the next request: a change in the same clock tick as the
+    listing leaves its mtime as it was."""
+
+    RECENT_NS = 2_000_000_000
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.folders: dict[str, Listing] = {}
+        self.listed = 0  # folders listed so far
+
+    def files(self) -> list[str]:
+        """The watched files' paths (those that were there when their folder was last listed), in a fixed order."""
+        out: list[str] = []
+        self._visit(str(self.root), out, recurse=not is_live_run(self.root))
+        return out
+
+    def _visit(self, folder: str, out: list[str], recurse: bool) -> None:
+        try:
+            st = os.stat(folder, follow_symlinks=folder == str(self.root))  # a link to a run may be given
+        except OSError:
+            self.folders.pop(folder, None)
+            return
+        key = (st.st_mtime_ns, st.st_size)
+        known = self.folders.get(folder)
+        if known is None or known[0] != key:
+            known = self.folders[folder] = self._list(folder, key, st.st_mode)
+        out += (os.path.join(folder, name) for name in known[2])
+        for sub in known[1] if recurse else ():
+            self._visit(os.path.join(folder, sub), out, recurse)
+
+    def _list(self, folder: str, key: tuple[int, int], mode: int) -> Listing:
+        now = time.time_ns()
+        if not stat.S_ISDIR(mode):
+            return key, [], []
+        self.listed += 1
+        subs, names = [], []
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    subs.append(e.name)
+                elif e.name in WATCHED or e.name.endswith(".png"):
+                    names.append(e.name)
+        return (key if key[0] < now - self.RECENT_NS else None), sorted(subs), sorted(names)
+
+
+def version(tree: Tree) -> str:
     """What the payload depends on, as a short digest: each watched file's path, size and mtime."""
-    files = [root] if is_live_run(root) else live_runs(root)
     parts = []
-    for d in files:
-        for name in sorted(os.listdir(d)) if d.is_dir() else ():
-            if name in WATCHED or name.endswith(".png"):
-                try:
-                    st = os.stat(d / name, follow_symlinks=False)
-                except OSError:
-                    continue
-                parts.append(f"{d / name}\0{st.st_size}\0{st.st_mtime_ns}")
+    for path in tree.files():
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            continue
+        parts.append(f"{path}\0{st.st_size}\0{st.st_mtime_ns}")
     return hashlib.blake2b("\n".join(parts).encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
 
 
@@ -65,6 +116,7 @@ class Live:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.tree = Tree(root)
         self._lock = threading.Lock()
         self._version = ""
         self._body = b""
@@ -74,7 +126,7 @@ class Live:
     def current(self) -> tuple[str, bytes, str, dict[str, Any]]:
         """(version, payload as JSON bytes, title, payload); a damaged file is a ConfigError naming it."""
         with self._lock:
-            now = version(self.root)
+            now = version(self.tree)
             if now != self._version:
                 payload, self._title = live_payload(self.root)
                 payload["live"] = {"version": now, "poll_ms": POLL_MS}

@@ -4,6 +4,9 @@ viewer's walk cached, `schola report` reading a sweep once."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,3 +79,41 @@ def test_results_once_drops_a_repeat_by_its_id_not_its_hash(tmp_path: Path, monk
     run = results_file(tmp_path, first + again)
     assert [r["episode"] for r in RunStore(run).results()] == [*first, "d"]
     assert [r["episode"] for r in RunStore(run).results(once=False)] == first + again
+
+
+def test_the_live_viewer_lists_nothing_again_for_an_unchanged_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request for an unchanged sweep lists no folder (it walked the tree and listed every run at each request);
+    a run's file that grows, and a run that appears, are seen at the next request."""
+    from schola.view.serve import Live
+    from tests.browser.runs import quiz_spec, run, write_yaml
+
+    sweep = tmp_path / "sweep"
+    spec = write_yaml(tmp_path / "quiz.yaml", quiz_spec(2))
+    for name in ("a", "b"):
+        run(spec, sweep / name, cache=tmp_path / "cache")
+    old = time.time() - 60  # folders last changed a minute ago (a change just now is listed again, to be sure)
+    for folder in [sweep, *(p for p in sweep.rglob("*") if p.is_dir())]:
+        os.utime(folder, (old, old))
+    listed = 0
+    real = os.scandir
+
+    def counted(path: Any = ".") -> Any:
+        nonlocal listed
+        listed += 1
+        return real(path)
+
+    live = Live(sweep)
+    first = live.current()
+    assert [r["name"] for r in first[3]["runs"]] == ["a", "b"]
+    monkeypatch.setattr(os, "scandir", counted)
+    monkeypatch.setattr(os, "listdir", lambda *a: pytest.fail("listed"))
+    assert live.current()[0] == first[0]
+    assert listed == 0
+    with open(sweep / "a" / "results.jsonl", "a") as f:  # grows (a line the viewer drops: not an episode)
+        f.write("{}\n")
+    assert live.current()[0] != first[0]  # seen by its size (the payload is then built again)
+    monkeypatch.undo()
+    shutil.copytree(sweep / "b", sweep / "c")
+    assert [r["name"] for r in live.current()[3]["runs"]] == ["a", "b", "c"]
