@@ -601,12 +601,13 @@ def print_findings(run_dir: Path) -> None:
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
-    from schola.report import findings_report, report
+    from schola.report import Sweep, findings_report, report
 
-    table, csv_path, png = report(Path(ns.path))
+    sweep = Sweep.read(Path(ns.path))  # each run's files read once, for both tables
+    table, csv_path, png = report(sweep)
     out.print(table)
     written = [csv_path, png]
-    found = findings_report(Path(ns.path))  # README "Findings": which arms support which finding
+    found = findings_report(sweep)  # README "Findings": which arms support which finding
     if found is not None:
         out.print(found[0])
         for line in found[1]:

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,12 @@ def metrics_table(run_dir: Path) -> Table:
 
 def findings_of(run_dir: Path) -> list[dict[str, Any]]:
     """The findings a run measured (metrics.json `findings`), each with its sentence (`line`)."""
-    found = read_run(run_dir).get("findings")
+    return findings_in(read_run(run_dir))
+
+
+def findings_in(m: dict[str, Any]) -> list[dict[str, Any]]:
+    """`findings_of` a run's metrics.json as `read_run` gives it."""
+    found = m.get("findings")
     rows = [f for f in found if isinstance(f, dict) and "name" in f] if isinstance(found, list) else []
     return [{**f, "line": finding_line(f)} for f in rows]
 
@@ -170,15 +176,35 @@ def find_runs(root: Path) -> list[Path]:
     return sorted(p.parent for p in root.rglob("metrics.json"))
 
 
-def sweep_rows(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
+@dataclass
+class Sweep:
+    """The runs below a folder, read once for all of `schola report`'s tables: each run's metrics.json and saved
+    config, and the config keys whose values differ."""
+
+    root: Path
+    runs: list[Path]
+    metrics: dict[Path, dict[str, Any]]
+    configs: dict[Path, dict[str, Any]]
+    varying: list[str]
+
+    @classmethod
+    def read(cls, root: Path | Sweep) -> Sweep:
+        if isinstance(root, Sweep):
+            return root
+        runs = find_runs(root)
+        if not runs:
+            raise ConfigError(f"no runs (metrics.json) under {root}")
+        configs, varying = run_configs(runs)
+        return cls(root, runs, {r: read_run(r) for r in runs}, configs, varying)
+
+
+def sweep_rows(root: Path | Sweep) -> tuple[list[str], list[dict[str, Any]]]:
     """One row per (run, metric): the config keys that differ between runs, then metric, CI, n, tokens, cost, time."""
-    runs = find_runs(root)
-    if not runs:
-        raise ConfigError(f"no runs (metrics.json) under {root}")
-    configs, varying = run_configs(runs)
+    sweep = Sweep.read(root)
+    root, configs, varying = sweep.root, sweep.configs, sweep.varying
     rows = []
-    for r in runs:
-        m = read_run(r)
+    for r in sweep.runs:
+        m = sweep.metrics[r]
         total = m.get("usage", {}).get("total", {})
         for row in m["metrics"]:
             rows.append(
@@ -277,10 +303,11 @@ class ArmLabels:
         return ", ".join(f"{short}={self.value(k, row.get(k))}" for k, short in self.keys.items()) or str(row["run"])
 
 
-def report(root: Path) -> tuple[Table, Path, Path]:
+def report(root: Path | Sweep) -> tuple[Table, Path, Path]:
     """Write report.csv (every key and value in full) and report.png under `root`; return the terminal table (short
     headers and values, long ones listed in its caption) and both paths."""
-    varying, rows = sweep_rows(root)
+    sweep = Sweep.read(root)
+    root, (varying, rows) = sweep.root, sweep_rows(sweep)
     columns = list(rows[0])
     text = io.StringIO(newline="")
     w = csv.DictWriter(text, fieldnames=columns)
@@ -314,7 +341,7 @@ FINDING_FIELDS = ("name", "effect", "direction", "paper_effect", "value", "ci_lo
                   "n_needed", "n_needed_paper", "method", "reason")  # fmt: skip
 
 
-def sweep_findings(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
+def sweep_findings(root: Path | Sweep) -> tuple[list[str], list[dict[str, Any]]]:
     """One row per finding and run (what its metrics.json says); a finding whose rows name a differing config key
     (`score{variant=spp} - score{variant=standard}` in a sweep of scenario.variant) instead gets one row per
     setting of the other keys, measured across the arms (`findings.measure_arms`: paired by episode id); and
@@ -322,17 +349,15 @@ def sweep_findings(root: Path) -> tuple[list[str], list[dict[str, Any]]]:
     from schola import findings as fnd
     from schola.metrics import MetricRow
 
-    runs = find_runs(root)
-    if not runs:
-        raise ConfigError(f"no runs (metrics.json) under {root}")
-    configs, varying = run_configs(runs)
-    own = {r: {str(f["name"]): f for f in findings_of(r)} for r in runs}
+    sweep = Sweep.read(root)
+    root, runs, configs, varying = sweep.root, sweep.runs, sweep.configs, sweep.varying
+    own = {r: {str(f["name"]): f for f in findings_in(sweep.metrics[r])} for r in runs}
     arms: dict[Path, fnd.Arm] = {}
 
     def arm(r: Path) -> fnd.Arm:  # results.jsonl is read only for a finding measured across runs
         if r not in arms:
             rows = [MetricRow(str(m["name"]), m.get("value"), m.get("labels") or {}, m.get("ci_low"),
-                                  m.get("ci_high"), m.get("n") or 0) for m in read_run(r)["metrics"]]  # fmt: skip
+                                  m.get("ci_high"), m.get("n") or 0) for m in sweep.metrics[r]["metrics"]]  # fmt: skip
             arms[r] = fnd.Arm(configs[r], list(RunStore(r).results()), rows)
         return arms[r]
 
@@ -417,10 +442,11 @@ def _groups(runs: list[Path], configs: dict[Path, dict[str, Any]], keys: list[st
     return list(groups.values())
 
 
-def findings_report(root: Path) -> tuple[Table, list[str], Path] | None:
+def findings_report(root: Path | Sweep) -> tuple[Table, list[str], Path] | None:
     """`schola report`'s findings: write report_findings.csv (every field in full) under `root`; return the
     terminal table, one line per finding saying which arms support it, and the CSV's path (None: no findings)."""
-    varying, rows = sweep_findings(root)
+    sweep = Sweep.read(root)
+    root, (varying, rows) = sweep.root, sweep_findings(sweep)
     if not rows:
         return None
     text = io.StringIO(newline="")

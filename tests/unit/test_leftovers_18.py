@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,24 @@ def test_the_live_viewer_lists_nothing_again_for_an_unchanged_sweep(
     monkeypatch.undo()
     shutil.copytree(sweep / "b", sweep / "c")
     assert [r["name"] for r in live.current()[3]["runs"]] == ["a", "b", "c"]
+
+
+def test_schola_report_reads_each_file_of_a_sweep_once(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`schola report` reads each file of each run once for its two tables (the metrics table and the findings'
+    read the sweep again: metrics.json three times with a finding across arms, config.yaml twice)."""
+    from tests.unit.test_findings_sweep import sweep, variants
+
+    root = sweep(tmp_path, cli, variants(b_hits={0, 1}), "scenario.variant=a,b")
+    opened: Counter[str] = Counter()
+    real = schola.store.open_run_file
+
+    def counted(path: Path) -> Any:
+        opened[str(Path(path).relative_to(root))] += 1
+        return real(path)
+
+    monkeypatch.setattr(schola.store, "open_run_file", counted)
+    code, out = cli("report", str(root))
+    assert code == 0 and "a_beats_b: supported" in out, out
+    assert len(opened) == 8 and set(opened.values()) == {1}, opened  # metrics, config, ledger and results of each
