@@ -236,19 +236,10 @@ class Watchdog:
         self.expired: set[asyncio.Task[Any]] = set()
         self._task: asyncio.Task[None] | None = None
 
-    async def run(self, coro: Any) -> Any:
-        task = self.arm()
-        try:
-            return await coro
-        except asyncio.CancelledError:
-            self.timed_out(task)
-            raise
-        finally:
-            self.deadlines.pop(task, None)
-
     def arm(self, started: float | None = None) -> asyncio.Task[Any]:
         """Start the clock of the request the running task makes (at `started`, a `time.monotonic()`; default: now);
-        it stops with `deadlines.pop(task)`."""
+        it stops with `deadlines.pop(task)`. Its one user is `ScholaClient._with_retries`, which arms it, awaits the
+        request and, on a cancel, asks `timed_out` whether it was the deadline's (no coroutine layer of its own)."""
         task = asyncio.current_task()
         assert task is not None
         loop = task.get_loop()
@@ -270,7 +261,7 @@ class Watchdog:
     async def queued(self) -> AsyncIterator[None]:
         """Time spent waiting for a turn (a slot on a server, a batch) is not the request's: the clock stops inside
         and starts again, at the full timeout_s, when the request is served; the wait is booked as queue time, not
-        service time (`schola.types.queued`). Outside `run` the clock is not touched."""
+        service time (`schola.types.queued`). Outside an armed request the clock is not touched."""
         task = asyncio.current_task()
         stopped = self.deadlines.pop(task, None) if task is not None else None
         asked = time.perf_counter()
@@ -393,6 +384,7 @@ class ScholaClient(ChatCompletionClient):
         return (probs, "logprobs") if probs is not None else None
 
     has_logprobs: bool = False  # set by backends that implement _top_logprobs (cleared when a server lacks them)
+    always_suspends: ClassVar[bool] = False  # every request waits on the network (an HTTP backend): see `_start`
 
     async def _top_logprobs(
         self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
@@ -443,10 +435,12 @@ class ScholaClient(ChatCompletionClient):
     def _start(self, fn: Any, msgs: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> tuple[Any, Any]:
         """One attempt of `fn`, stepped by hand: (its Completion, None) when it answers without suspending (a cached or
         scripted reply never gave the loop a turn, so no timeout could fire and the watchdog is not involved); else
-        (None, what is pending): the rest of the request and when it started, or the error it raised."""
+        (None, what is pending): the rest of the request and when it started, or the error it raised. A backend whose
+        every request waits on the network (`always_suspends`) is not stepped: its request is awaited as it is, without
+        `resume` between it and the task at each of its suspensions."""
         try:
             started, request = time.monotonic(), fn(msgs, sampling, info)
-            if isinstance(request, types.CoroutineType):  # (an `async def`, as backends write _complete)
+            if isinstance(request, types.CoroutineType) and not self.always_suspends:  # (an `async def`)
                 try:
                     request = resume(request, request.send(None))
                 except StopIteration as answered:

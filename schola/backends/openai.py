@@ -21,8 +21,9 @@ import logging
 import os
 import time
 import urllib.request
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -41,6 +42,7 @@ from schola.types import CallInfo
 log = logging.getLogger("schola.backends")
 OPENAI_URL = "https://api.openai.com/v1"
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+T = TypeVar("T")
 CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "exceeds the")
 
 
@@ -56,6 +58,15 @@ class Endpoint:
     failures: int = 0  # connection failures in a row
     dead_until: float = 0.0
     slots: int | None = None  # requests the server answers at a time, where it says (None: not known)
+    _chat: tuple[str, Any] = field(default=("", None), repr=False)
+
+    def chat(self) -> Any:
+        """`url`/chat/completions as a yarl URL, parsed once per `url` (aiohttp parsed the string at every request)."""
+        if self._chat[0] is not self.url:
+            from yarl import URL  # (aiohttp's own URL type)
+
+            self._chat = (self.url, URL(self.url + "/chat/completions"))
+        return self._chat[1]
 
 
 def proxy_for(url: str) -> str | None:
@@ -112,6 +123,7 @@ class OpenAIClient(ScholaClient):
     Config = OpenAIConfig
     config: OpenAIConfig
     has_logprobs = True
+    always_suspends = True  # every request waits on the server: awaited as it is (ScholaClient._start)
 
     def __init__(self, config: Any = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
@@ -228,8 +240,13 @@ class OpenAIClient(ScholaClient):
         return {"model": self.config.model, "messages": messages, **sampling,
                 "seed": info.seed * 1_000_003 + info.sample, **self.config.extra}  # fmt: skip
 
-    async def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
-        data, url = await self._post(self._body(messages, sampling, info))
+    def _complete(
+        self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
+    ) -> Coroutine[Any, Any, Completion]:
+        """`_post`'s coroutine, which reads its reply with `_completion`: one coroutine a request, not two."""
+        return self._post(self._body(messages, sampling, info), self._completion)
+
+    def _completion(self, data: Any, url: str) -> Completion:
         try:
             choice = data["choices"][0]
             text = (choice.get("message") or {}).get("content") or ""
@@ -247,14 +264,17 @@ class OpenAIClient(ScholaClient):
             done.cost_usd = (done.prompt_tokens * p + done.completion_tokens * c) / 1000
         return done
 
-    async def _top_logprobs(
+    def _top_logprobs(
         self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo
-    ) -> Completion:
+    ) -> Coroutine[Any, Any, Completion]:
         """One token with its top alternatives (`logprobs`/`top_logprobs`; vLLM, llama.cpp's server, SGLang and
         OpenAI answer them). A server that does not raises NoLogprobs: the role then samples."""
         body = self._body(messages, {"max_tokens": 1, "temperature": 0.0}, info)
         body.update(logprobs=True, top_logprobs=int(sampling.get("top_logprobs", 20)))
-        data, url = await self._post(body, asking="logprobs")
+        return self._post(body, self._logprobs, asking="logprobs")
+
+    @staticmethod
+    def _logprobs(data: Any, url: str) -> Completion:
         try:
             choice = data["choices"][0]
             top = choice["logprobs"]["content"][0]["top_logprobs"]
@@ -266,15 +286,15 @@ class OpenAIClient(ScholaClient):
                           prompt_tokens=int(usage.get("prompt_tokens") or 0),
                           completion_tokens=int(usage.get("completion_tokens") or 0))  # fmt: skip
 
-    async def _post(self, body: dict[str, Any], *, asking: str = "") -> tuple[Any, str]:
-        """POST `body` to the chosen endpoint's /chat/completions; (parsed reply, endpoint URL)."""
+    async def _post(self, body: dict[str, Any], read: Callable[[Any, str], T], *, asking: str = "") -> T:
+        """POST `body` to the chosen endpoint's /chat/completions; `read(parsed reply, endpoint URL)`."""
         endpoint = self.endpoints.pick()
         url = endpoint.url
         endpoint.inflight += 1
         try:
             # Awaited, not `async with`: one coroutine frame less on every resume of the request.
             response = await self.session().post(
-                url + "/chat/completions",
+                endpoint.chat(),
                 data=json.dumps(body).encode(),
                 headers=endpoint.headers,
                 proxy=endpoint.proxy,
@@ -299,9 +319,10 @@ class OpenAIClient(ScholaClient):
         if endpoint.failures:
             endpoint.failures, endpoint.dead_until = 0, 0.0
         try:
-            return json.loads(raw), url
+            data = json.loads(raw)
         except ValueError:
             raise TransientBackendError(f"{url} answered with something that is not JSON: {raw[:120]!r}") from None
+        return read(data, url)
 
     def _refusal(self, url: str, status: int, headers: Any, raw: bytes, asking: str) -> BackendError:
         try:

@@ -186,23 +186,40 @@ async def test_autogen_assistant_agent_runs_on_a_schola_backend() -> None:
     assert client.ledger.total().requests == 1
 
 
-async def test_an_outside_cancel_in_the_same_tick_as_a_timeout_stays_a_cancel() -> None:
-    from schola.backends.base import Watchdog
+class Waiting(ScholaClient):
+    """A backend whose request waits on its reply until cancelled."""
 
-    watchdog = Watchdog(10.0)
-    task = asyncio.ensure_future(watchdog.run(asyncio.sleep(10)))
-    await asyncio.sleep(0)  # the request is waiting on its reply
-    watchdog.expired.add(task)  # what the watchdog does at the deadline ...
+    identity = "waiting"
+
+    async def _complete(self, messages: list[dict[str, str]], sampling: dict[str, Any], info: CallInfo) -> Completion:
+        await asyncio.sleep(10)
+        raise AssertionError("a request past its timeout is cancelled")
+
+
+@pytest.mark.parametrize("always_suspends", [False, True])
+async def test_an_outside_cancel_in_the_same_tick_as_a_timeout_stays_a_cancel(always_suspends: bool) -> None:
+    """Through a request's own path (_call, _with_retries and its watchdog), stepped first or awaited as it is."""
+    client = Waiting({"kind": "waiting", "max_retries": 0, "timeout_s": 10.0})
+    client.always_suspends = always_suspends  # type: ignore[misc]
+
+    async def request() -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(client.reply([{"role": "user", "content": "2+2?"}], {}))
+        await asyncio.sleep(0)  # the request is waiting on its reply, on the watchdog's clock
+        assert task in client._watchdog.deadlines
+        return task
+
+    task = await request()
+    client._watchdog.expired.add(task)  # what the watchdog does at the deadline ...
     task.cancel()
     task.cancel()  # ... and Ctrl-C (or a failing sibling) in the same tick
     with pytest.raises(asyncio.CancelledError):
         await task
-    alone = asyncio.ensure_future(watchdog.run(asyncio.sleep(10)))
-    await asyncio.sleep(0)
-    watchdog.expired.add(alone)
-    alone.cancel()  # the deadline alone is a timeout, retried as a transient error
-    with pytest.raises(TimeoutError):
+    alone = await request()
+    client._watchdog.expired.add(alone)
+    alone.cancel()  # the deadline alone is a timeout, retried as a transient error (here: no retries left)
+    with pytest.raises(BackendError, match="no reply within timeout_s=10"):
         await alone
+    assert not client._watchdog.deadlines and not client._watchdog.expired
 
 
 async def test_two_autogen_clients_that_differ_anywhere_never_share_a_cached_reply(tmp_path: Path) -> None:
