@@ -12,6 +12,11 @@ Targets: time and memory linear in N and M (episodes: peak RSS flat in N, a run 
 
     python benchmarks/scale.py [--sizes 10 100 1000 10000] [--axis episodes agents] [--repeat 1] [--profile]
     python benchmarks/scale.py --axis episodes --sizes 1000 10000 --million   # + 100,000 and 1,000,000
+    python benchmarks/scale.py --axis episodes --sizes 100000 --repeat 3 --before /tmp/old   # side by side
+
+`--before TREE` measures the code in TREE (a `git worktree` of an earlier commit, put first on PYTHONPATH) beside
+this code, in interleaved rounds (which goes first alternates), and gives the median of the per-round ratios
+(after / before) of wall, CPU, peak RSS and the end of the run.
 
 `--profile` also profiles the configuration of the largest agent group in-process (cProfile, top entries).
 """
@@ -25,6 +30,7 @@ import json
 import math
 import os
 import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,10 +94,25 @@ def write(folder: Path, scenario: dict[str, Any]) -> Path:
     return path
 
 
-def measure(args: list[str], cwd: Path) -> dict[str, Any]:
+def tree_env(tree: str | None) -> dict[str, str] | None:
+    """The environment that runs the code in `tree` (None: this checkout's, as installed)."""
+    if tree is None:
+        return None
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tree, os.environ.get("PYTHONPATH")]))}
+
+
+def schola_file(tree: str | None) -> str:
+    """Where `import schola` finds it in a process run as `measure` runs one (checks that `--before` took)."""
+    out = subprocess.run([sys.executable, "-c", "import schola; print(schola.__file__)"], env=tree_env(tree),
+                         cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True)  # fmt: skip
+    return out.stdout.strip()
+
+
+def measure(args: list[str], cwd: Path, tree: str | None = None) -> dict[str, Any]:
     """Run `schola ARGS` in a fresh process; its wall time and its own peak RSS."""
     start = time.perf_counter()
-    proc = subprocess.Popen([*SCHOLA, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([*SCHOLA, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=tree_env(tree))  # fmt: skip
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -114,14 +135,16 @@ def point(axis: str, size: int, repeat: int = 1) -> dict[str, Any]:
     return pt
 
 
-def measure_point(axis: str, size: int) -> dict[str, Any]:
+def measure_point(axis: str, size: int, tree: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="schola-scale-") as tmp:
         folder = Path(tmp)
         path = (episodes_scenario if axis == "episodes" else agents_scenario)(size, folder)
         common = [str(path), "backend=scripted", f"cache.dir={folder / 'cache'}"]
-        check = measure(["check", *common], folder)
+        check = measure(["check", *common], folder, tree)
         run_dir = folder / "run"
-        run = measure(["run", *common, f"hydra.run.dir={run_dir}"], folder)
+        load = os.getloadavg()[0]
+        run = measure(["run", *common, f"hydra.run.dir={run_dir}"], folder, tree)
+        run["load_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
         engine = json.loads((run_dir / "ledger.json").read_text())["wall_s"]
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert metrics["status"] == "finished", metrics
@@ -142,6 +165,26 @@ def measure_point(axis: str, size: int) -> dict[str, Any]:
             "run_per_unit_ms": round(1000 * run["wall_s"] / size, 3),
             "engine_per_unit_ms": round(1000 * engine / size, 3),
             "check_per_unit_ms": round(1000 * check["wall_s"] / size, 3)}  # fmt: skip
+
+
+def side_by_side(axis: str, size: int, rounds: int, before: str) -> dict[str, Any]:
+    """This code and the code in `before`, `rounds` times each, interleaved (which goes first alternates): every
+    round's figures and the median of the per-round ratios (after / before)."""
+    keys = ("wall_s", "cpu_s", "peak_rss_mb", "end_phase_s", "end_phase_share")
+    pairs = []
+    for i in range(rounds):
+        order = ("before", "after") if i % 2 == 0 else ("after", "before")
+        got = {name: measure_point(axis, size, before if name == "before" else None)["run"] for name in order}
+        pairs.append(got)
+        print(f"round {i + 1}: " + "; ".join(
+            f"{name} wall {r['wall_s']:.2f} s cpu {r['cpu_s']:.2f} s rss {r['peak_rss_mb']:.1f} MB "
+            f"end {r['end_phase_s']:.2f} s ({100 * r['end_phase_share']:.1f}%) load {r['load_1min']}"
+            for name, r in got.items()), flush=True)  # fmt: skip
+    ratios = {k: statistics.median(p["after"][k] / p["before"][k] for p in pairs if p["before"][k]) for k in keys}
+    return {"axis": axis, "size": size, "rounds": pairs, "median_ratio_after_over_before": ratios,
+            "median": {name: {k: statistics.median(p[name][k] for p in pairs) for k in keys}
+                       for name in ("before", "after")},
+            "schola_file": {"before": schola_file(before), "after": schola_file(None)}}  # fmt: skip
 
 
 def slope(points: list[dict[str, Any]], value: Any) -> float | None:
@@ -214,7 +257,15 @@ def main() -> None:
     p.add_argument("--million", action="store_true", help="add 100,000 and 1,000,000 episodes (hours on 2 cores)")
     p.add_argument("--profile", action="store_true", help="profile the configuration of the largest agent group")
     p.add_argument("--name", default="scale", help="results/<name>.json and .png (a smoke run: --name scale_smoke)")
+    p.add_argument("--before", metavar="TREE", help="measure the code in TREE beside this code (--repeat rounds)")
     a = p.parse_args()
+    if a.before:
+        compared = [side_by_side(axis, size, a.repeat, a.before) for axis in a.axis for size in a.sizes]
+        for c in compared:
+            print(f"{c['axis']} {c['size']}: after/before (median of {a.repeat} rounds): "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in c["median_ratio_after_over_before"].items()))  # fmt: skip
+        save(a.name, {"command": " ".join(["python", *sys.argv]), "side_by_side": compared})
+        return
     results: dict[str, list[dict[str, Any]]] = {}
     for axis in a.axis:
         results[axis] = []

@@ -25,8 +25,7 @@ from typing import Any
 
 from schola.errors import ConfigError, ScholaError
 from schola.store import write_atomic
-from schola.view.blocks import EpisodeBlocks
-from schola.view.payload import json_pieces, run_payload, sweep_payload, to_json
+from schola.view.blocks import EpisodeBlocks, to_json  # (light: `schola run` imports it as it starts)
 
 __all__ = ["build_html", "main", "write_report"]
 
@@ -62,6 +61,8 @@ def page(payload: dict[str, Any], title: str) -> str:
 def page_pieces(payload: dict[str, Any], title: str) -> Iterator[str]:
     """`page` in pieces, its data block as it is made (`json_pieces`: a run's episodes are written as they are
     read, never held whole)."""
+    from schola.view.payload import json_pieces
+
     script = (HERE / "view.js").read_text(encoding="utf-8")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     csp = (
@@ -94,6 +95,8 @@ def html_pieces(path: Path, blocks: EpisodeBlocks | None = None) -> Iterator[str
     (a million-episode run's page is never held in memory). Checks and reads everything else first, so a damaged
     file is a ConfigError before the first piece. `blocks`: a run's episode entries built as it went
     (`run_payload`)."""
+    from schola.view.payload import run_payload, sweep_payload
+
     if not path.is_dir():
         raise ConfigError(f"{path} is not a folder (expected a run directory or a sweep's folder)")
     if is_run(path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import tempfile
 from array import array
 from collections.abc import Iterator
@@ -21,12 +22,45 @@ from typing import IO, Any
 
 from schola.encoding import acyclic_encoder
 from schola.store import LONE_SURROGATES, MAX_LINE_BYTES, STAGE_EPISODE, episode_record, open_run_file, parse_line
-from schola.view.layout import StepStats, number
 
 # An episode's entry, as the page's blocks take it: (status, its score keys, its index row as JSON without the block
 # number and the closing brace, `"id":{inputs, outputs, error, steps}` as UTF-8)
 Entry = tuple[str, list[str], str, bytes]
 _KEYS_MEMO = 1024  # distinct score-key lists remembered while reading entries back (one per episode with labels)
+_INDEX = re.compile(r"\[\d+\]")
+
+
+def step_of(node_path: str) -> str:
+    """`teach[1].exam[2].solve` -> `teach.exam.solve`: the graph step a transcript line comes from."""
+    return _INDEX.sub("", node_path)
+
+
+def number(value: Any) -> float:
+    """A count or a time a transcript line holds; 0 for anything else (the viewer never fails on what a run stored)."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+
+class StepStats:
+    """Per graph step: calls, mean service time (`latency_s`: the request itself) and mean queue wait (`queue_s`:
+    behind the concurrency limit or the model's thread) in seconds, summed as transcript lines come."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list[Any]] = {}  # graph step -> [calls, service time, queue time]
+        self._steps: dict[str, str] = {}  # a line's node -> its graph step (`step_of`, once per node)
+
+    def add(self, node: str, latency: float, queue: float) -> None:
+        if (step := self._steps.get(node)) is None:
+            step = self._steps[node] = step_of(node)
+        if (acc := self.sums.get(step)) is None:
+            acc = self.sums[step] = [0, 0.0, 0.0]
+        acc[0] += 1
+        acc[1] += latency
+        acc[2] += queue
+
+    def means(self) -> dict[str, dict[str, float]]:
+        return {
+            s: {"calls": c, "mean_latency_s": lat / c, "mean_queue_s": q / c} for s, (c, lat, q) in self.sums.items()
+        }
 
 
 def finite(obj: Any) -> Any:

@@ -4,7 +4,6 @@ with the edges the engine follows and, per step, its call count and mean latency
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -13,43 +12,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from schola.errors import ConfigError
 from schola.graph import AgentNode, Graph, MapNode, Node, RouteNode, ScoreNode
+from schola.view.blocks import StepStats, number
+from schola.view.blocks import step_of as step_of  # (where the tests and the graph code have found it)
 
-_INDEX = re.compile(r"\[\d+\]")
 BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN, INDENT = 190, 58, 30, 46, 20, 28
 LOOP_BEND = 40  # how far right of its steps a loop's back edge curves (the drawing is widened to hold it)
-
-
-def step_of(node_path: str) -> str:
-    """`teach[1].exam[2].solve` -> `teach.exam.solve`: the graph step a transcript line comes from."""
-    return _INDEX.sub("", node_path)
-
-
-def number(value: Any) -> float:
-    """A count or a time a transcript line holds; 0 for anything else (the viewer never fails on what a run stored)."""
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
-
-
-class StepStats:
-    """Per graph step: calls, mean service time (`latency_s`: the request itself) and mean queue wait (`queue_s`:
-    behind the concurrency limit or the model's thread) in seconds, summed as transcript lines come."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, list[Any]] = {}  # graph step -> [calls, service time, queue time]
-        self._steps: dict[str, str] = {}  # a line's node -> its graph step (`step_of`, once per node)
-
-    def add(self, node: str, latency: float, queue: float) -> None:
-        if (step := self._steps.get(node)) is None:
-            step = self._steps[node] = step_of(node)
-        if (acc := self.sums.get(step)) is None:
-            acc = self.sums[step] = [0, 0.0, 0.0]
-        acc[0] += 1
-        acc[1] += latency
-        acc[2] += queue
-
-    def means(self) -> dict[str, dict[str, float]]:
-        return {
-            s: {"calls": c, "mean_latency_s": lat / c, "mean_queue_s": q / c} for s, (c, lat, q) in self.sums.items()
-        }
 
 
 def node_stats(lines: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float]]:

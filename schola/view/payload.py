@@ -31,9 +31,9 @@ from schola.store import (
     open_run_file,
     read_run_file,
 )
-from schola.view.blocks import Entry, EpisodeBlocks, entry, finite, step_text
+from schola.view.blocks import Entry, EpisodeBlocks, StepStats, entry, finite, number, step_text
 from schola.view.blocks import to_json as to_json  # (the viewer's modules import it from here)
-from schola.view.layout import StepStats, number, scenario_graphs
+from schola.view.layout import scenario_graphs
 
 CHUNK = 100  # episodes per compressed block: opening one episode decodes at most this many
 MAX_PLOT_BYTES = 8_000_000
