@@ -19,7 +19,8 @@ Targets (issue 18): ray with 2 workers >= 1.6x ray with 1 worker end to end, Ray
     python benchmarks/ray_scaling.py [--episodes 10000] [--rounds 3] [--delay-ms 50] [--concurrency 256]
     python benchmarks/ray_scaling.py --trees before=/tmp/old after=/tmp/new   # two checkouts, side by side
 
-With --trees, every path runs on each checkout (PYTHONPATH=DIR, which Ray's workers inherit) in the same rounds,
+With --trees, every path runs on each checkout in the same rounds, as installed from the checkout's own
+pyproject.toml (`_common.overlay` first on PYTHONPATH, which Ray's workers inherit: its package and entry points),
 and each path's after/before ratio is reported too.
 """
 
@@ -29,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import save
+from _common import child_cpu, env_of, overlay, save
 from stub_server import start_stub
 
 PATHS = {"local": None, "ray1": 1, "ray2": 2}  # name: Ray workers (None: the local executor)
+Tree = tuple[dict[str, str], Path]  # a checkout's environment (`env_of` its overlay) and its folder
 
 
 def config(base: str, n: int, conc: int, workers: int | None, tmp: str) -> dict[str, Any]:
@@ -90,7 +91,7 @@ def child(path: str, base: str, n: int, conc: int) -> dict[str, Any]:
     if startup or PATHS[path] is None:  # the run once Ray was up (the local executor has no Ray to start)
         startup["after_ray_start_s"] = wall - startup.get("ray_start_s", 0.0)
     first, last = marks[0] - start, marks[-1] - start
-    return {"path": path, "schola": schola.__file__, "end_to_end_s": wall, "driver_cpu_s": cpu, "first_s": first,
+    return {"path": path, "schola": str(Path(schola.__file__).resolve()), "end_to_end_s": wall, "driver_cpu_s": cpu, "first_s": first,
             "steady_eps": (n - 1) / (last - first) if last > first else None, **startup}  # fmt: skip
 
 
@@ -100,17 +101,18 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(path: str, tree: str | None, base: str, n: int, conc: int, stub: int, timeout: float) -> dict[str, Any]:
-    before, stub_before, load = resource.getrusage(resource.RUSAGE_CHILDREN), proc_cpu(stub), os.getloadavg()
+def measure(path: str, tree: Tree | None, base: str, n: int, conc: int, stub: int, timeout: float) -> dict[str, Any]:
+    stub_before, load = proc_cpu(stub), os.getloadavg()
     argv = [sys.executable, __file__, "--child", path, "--base", base, "--episodes", str(n), "--concurrency", str(conc)]
-    env = {**os.environ, "PYTHONPATH": tree} if tree else None
     # run in the checkout: Ray puts the driver's folder first on its workers' sys.path
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=tree or None)
+    env, cwd = tree if tree else (None, None)
+    done, cpu = child_cpu(
+        lambda: subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+    )
     if done.returncode:
         raise SystemExit(f"{path} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     out: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    out["cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    out["cpu_s"] = cpu
     out["stub_cpu_s"] = proc_cpu(stub) - stub_before
     out["load_average"] = load
     print(f"{path:12s} end to end {out['end_to_end_s']:6.1f} s  first reply {out['first_s']:5.1f} s  "
@@ -151,6 +153,9 @@ def main() -> None:
         return
     trees = dict(t.split("=", 1) for t in a.trees) or {"": ""}
     names = [f"{path}@{tree}" if tree else path for tree in trees for path in a.paths]
+    overlays = tempfile.TemporaryDirectory(prefix="schola-ray-trees-")
+    installed = {name: (env_of(overlay(Path(d).resolve(), Path(overlays.name) / name / "path"), None), Path(d).resolve())
+                 for name, d in trees.items() if d}  # fmt: skip
     proc, base = start_stub(delay_ms=a.delay_ms)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     load_before = os.getloadavg()
@@ -158,10 +163,11 @@ def main() -> None:
         for r in range(a.rounds):  # interleaved, the order rotated: machine noise falls on every path alike
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 path, _, tree = name.partition("@")
-                runs[name].append(measure(path, trees[tree] or None, base, a.episodes, a.concurrency, proc.pid,
+                runs[name].append(measure(path, installed.get(tree), base, a.episodes, a.concurrency, proc.pid,
                                           a.timeout))  # fmt: skip
     finally:
         proc.kill()
+        overlays.cleanup()
     keys = ("end_to_end_s", "after_ray_start_s", "first_s", "steady_eps", "cpu_s", "driver_cpu_s", "stub_cpu_s",
             "ray_start_s", "workers_ready_s")  # fmt: skip
     medians = {name: {k: statistics.median(r[k] for r in rs) for k in keys if all(r.get(k) is not None for r in rs)}

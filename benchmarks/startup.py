@@ -19,65 +19,31 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import save
+from _common import child_cpu, env_of, overlay, save
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHOLA = [sys.executable, "-m", "schola.cli"]
 TARGETS = {"help": 0.15, "show": 0.15, "list": 0.5, "check": 0.5}
-MAPPED = {"agents": "agents", "scenarios": "scenarios", "conf": "conf"}  # schola.X -> the tree's folder
-
-
-def overlay(tree: Path, into: Path) -> Path:
-    """A folder that, first on PYTHONPATH, makes `tree` the installed schola: its package (schola.agents,
-    .scenarios, .conf mapped as the editable install maps them) and a dist-info with its entry points."""
-    pkg = into / "schola"
-    pkg.mkdir(parents=True)
-    for p in (tree / "schola").iterdir():
-        if p.name not in MAPPED:
-            (pkg / p.name).symlink_to(p)
-    for name, folder in MAPPED.items():
-        (pkg / name).symlink_to(tree / folder)
-    project = tomllib.loads((tree / "pyproject.toml").read_text())["project"]
-    info = into / f"schola-{project['version']}.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: schola\nVersion: {project['version']}\n")
-    lines = [f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
-             for group, eps in project.get("entry-points", {}).items()]  # fmt: skip
-    (info / "entry_points.txt").write_text("\n".join(lines))
-    return into
-
-
-def env_of(path: Path, cache: Path | None) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(path), "SCHOLA_CACHE_DIR": str(path.parent / "cache")}
-    if cache is not None:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(cache)
-    return env
 
 
 def cpu_of(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """(CPU seconds, wall seconds) of one `schola ARGS` in a fresh process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([*SCHOLA, *args], cwd=cwd, capture_output=True, text=True, env=env)
+    proc, cpu = child_cpu(lambda: subprocess.run([*SCHOLA, *args], cwd=cwd, capture_output=True, text=True, env=env))
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(
             f"schola {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
         )
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return cpu, wall
 
 
