@@ -512,7 +512,7 @@ def log_capital(
 
     w = Wealth() if wealth is None else wealth
     t = np.arange(w.t + 1, w.t + x.shape[-1] + 1, dtype=float)
-    sum_x = _carried_cumsum(w.sum_x, x, -1)
+    sum_x = _carried_cumsum(w.sum_x, np.array(x, dtype=float), -1)
     mu_hat = (0.5 + sum_x) / (t + 1)
     sum_sq = _carried_cumsum(w.sum_sq, (x - mu_hat) ** 2, -1)
     var_hat = (0.25 + sum_sq) / (t + 1)
@@ -548,15 +548,13 @@ class Wealth:
 
 
 def _carried_cumsum(carry: Any, x: Any, axis: int) -> Any:
-    """The running sums of `x` along `axis` after `carry`, added one by one as `np.cumsum` over the whole series
-    adds them (0.0 first: the same numbers)."""
+    """The running sums of `x` (an array of the caller's own: its first term takes the carry) along `axis` after
+    `carry`, added one by one as `np.cumsum` over the whole series adds them (0.0 first: the same numbers)."""
     import numpy as np
 
-    shape = list(x.shape)
-    shape[axis] = 1
-    first = np.broadcast_to(carry if np.ndim(carry) == 0 else np.expand_dims(carry, axis), shape)
-    sums = np.cumsum(np.concatenate([first, x], axis=axis), axis=axis)
-    return sums[(..., slice(1, None)) + (slice(None),) * (-1 - axis)]  # without the carry
+    head = (..., slice(0, 1)) + (slice(None),) * (-1 - axis)  # the first term along `axis`
+    x[head] += carry if np.ndim(carry) == 0 else np.expand_dims(carry, axis)
+    return np.cumsum(x, axis=axis)
 
 
 def sequential_decision(
