@@ -35,6 +35,7 @@ from schola.backends.base import (
     retry_after_seconds,
 )
 from schola.backends.config import OpenAIConfig
+from schola.encoding import acyclic_encoder
 from schola.errors import BackendError, ContextOverflow, NoLogprobs, TransientBackendError
 from schola.secrets import redact
 from schola.types import CallInfo
@@ -43,6 +44,24 @@ log = logging.getLogger("schola.backends")
 OPENAI_URL = "https://api.openai.com/v1"
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 T = TypeVar("T")
+_dumps = acyclic_encoder()  # a request body as json.dumps writes it, without building json's C encoder per request
+_scan = json.JSONDecoder().scan_once  # json's own C scanner, which json.loads reaches through four layers
+
+
+def loads(raw: bytes) -> Any:
+    """`json.loads(raw)` for a server's reply: a UTF-8 document without surrounding whitespace is read by the scanner
+    itself (half json.loads' cost); anything else (whitespace, a BOM, UTF-16, extra data, not JSON) by json.loads,
+    so the value or the error is json.loads' own."""
+    try:
+        text = raw.decode()
+        value, end = _scan(text, 0)
+        if end == len(text):
+            return value
+    except (ValueError, StopIteration):
+        pass
+    return json.loads(raw)
+
+
 CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "exceeds the")
 
 
@@ -295,7 +314,7 @@ class OpenAIClient(ScholaClient):
             # Awaited, not `async with`: one coroutine frame less on every resume of the request.
             response = await self.session().post(
                 endpoint.chat(),
-                data=json.dumps(body).encode(),
+                data=_dumps(body).encode(),
                 headers=endpoint.headers,
                 proxy=endpoint.proxy,
             )
@@ -319,7 +338,7 @@ class OpenAIClient(ScholaClient):
         if endpoint.failures:
             endpoint.failures, endpoint.dead_until = 0, 0.0
         try:
-            data = json.loads(raw)
+            data = loads(raw)
         except ValueError:
             raise TransientBackendError(f"{url} answered with something that is not JSON: {raw[:120]!r}") from None
         return read(data, url)
