@@ -45,7 +45,8 @@ OPENAI_URL = "https://api.openai.com/v1"
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 T = TypeVar("T")
 _dumps = acyclic_encoder()  # a request body as json.dumps writes it, without building json's C encoder per request
-_scan = json.JSONDecoder().scan_once  # json's own C scanner, which json.loads reaches through four layers
+# json's own C scanner, which json.loads reaches through four layers
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def loads(raw: bytes) -> Any:
