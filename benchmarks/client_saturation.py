@@ -45,7 +45,6 @@ import gc
 import json
 import logging
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -57,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, save
+from _common import RESULTS, child_cpu, env_of, overlay, save
 from stub_server import start_stub
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -196,7 +195,8 @@ async def timed(self):
     try:
         return await execute(self)
     finally:
-        window = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}
+        window = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,
+                  "schola": os.path.realpath(schola.runtime.__file__)}
         with open(os.environ["SATURATION_WINDOW"], "w") as f:
             json.dump(window, f)
 
@@ -207,36 +207,33 @@ sys.exit(entry())
 """
 
 
-BEFORE_TREE: str | None = None  # --before DIR: `schola_run_before` runs the code there (PYTHONPATH=DIR)
+# --before DIR: `schola_run_before` runs the code there, as installed from its own pyproject.toml (an overlay first on
+# PYTHONPATH: its package and its entry points)
+BEFORE_ENV: dict[str, str] | None = None
 
 
 def schola_run_once(
-    folder: Path, base: str, conc: int, episodes: int, tree: str | None = None
-) -> tuple[dict[str, Any], dict[str, float], float]:
-    """One `schola run` of the saturation scenario in a subprocess (Schola from `tree` where given): (ledger.json,
-    the run window's CPU and wall seconds, the whole child's CPU seconds)."""
+    folder: Path, base: str, conc: int, episodes: int, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any], float]:
+    """One `schola run` of the saturation scenario in a subprocess (in `env` where given): (ledger.json, the run
+    window's CPU and wall seconds and the schola it ran, the whole child's CPU seconds)."""
     run_dir = folder / f"run-{episodes}"
     argv = [sys.executable, "-c", CHILD, "run", str(folder / "saturation.yaml"), "backend=openai", "backend.model=stub",
             f"backend.base_url={base}", f"backend.max_concurrency={conc}", "backend.max_tokens=16",
             f"run.episodes={episodes}", f"cache.dir={folder / f'cache-{episodes}'}", f"hydra.run.dir={run_dir}"]  # fmt: skip
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    env = {**os.environ, "SATURATION_WINDOW": str(folder / f"window-{episodes}.json")}
-    if tree:
-        env["PYTHONPATH"] = tree
-    done = subprocess.run(argv, cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          timeout=PATH_TIMEOUT_S)  # fmt: skip
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    env = {**(env or os.environ), "SATURATION_WINDOW": str(folder / f"window-{episodes}.json")}
+    done, cpu = child_cpu(lambda: subprocess.run(argv, cwd=folder, env=env, stdout=subprocess.DEVNULL,
+                                                 stderr=subprocess.PIPE, timeout=PATH_TIMEOUT_S))  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(f"schola run exited {done.returncode}: {done.stderr.decode(errors='replace')[-2000:]}")
     ledger = json.loads((run_dir / "ledger.json").read_text())
     replies = [json.loads(line)["outputs"]["reply"] for line in (run_dir / "results.jsonl").open()]
     assert len(replies) == episodes and set(replies) == {"An answer."}, replies[:3]
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     window = json.loads((folder / f"window-{episodes}.json").read_text())
     return ledger, window, cpu
 
 
-async def schola_run(base: str, conc: int, n: int, tree: str | None = None) -> dict[str, Any]:
+async def schola_run(base: str, conc: int, n: int, env: dict[str, str] | None = None) -> dict[str, Any]:
     """`n` requests through a real `schola run`, and a one-episode run of the same command: what the run costs
     whatever its size. `cpu_s` (the run window's) and `cpu_whole_s` are set in `main` from the rounds' fixed costs."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -244,13 +241,13 @@ async def schola_run(base: str, conc: int, n: int, tree: str | None = None) -> d
         (folder / "saturation.yaml").write_text(SCENARIO)
         rows = (json.dumps({"id": f"e{i}", "question": f"What is {i} + {i}?"}) for i in range(n))
         (folder / "questions.jsonl").write_text("\n".join(rows) + "\n")
-        _, one, fixed = schola_run_once(folder, base, conc, 1, tree)
-        ledger, window, cpu = schola_run_once(folder, base, conc, n, tree)
+        _, one, fixed = schola_run_once(folder, base, conc, 1, env)
+        ledger, window, cpu = schola_run_once(folder, base, conc, n, env)
     assert ledger["total"]["requests"] == n, ledger["total"]
     wall = window["wall_s"]
     return {"requests": n, "seconds": wall, "inflight_mean": ledger["total"]["latency_s"] / wall,
             "cpu_window_s": window["cpu_s"], "cpu_window_fixed_s": one["cpu_s"],
-            "cpu_total_s": cpu, "cpu_fixed_s": fixed}  # fmt: skip
+            "cpu_total_s": cpu, "cpu_fixed_s": fixed, "schola": window["schola"]}  # fmt: skip
 
 
 def per_request_cpu(rounds: list[dict[str, Any]], n: int) -> None:
@@ -298,7 +295,7 @@ async def schola_engine(base: str, conc: int, n: int, *, episodes_at_once: int |
 
 PATHS: dict[str, Measure] = {
     "schola_run": schola_run,
-    "schola_run_before": lambda b, c, n: schola_run(b, c, n, BEFORE_TREE),
+    "schola_run_before": lambda b, c, n: schola_run(b, c, n, BEFORE_ENV),
     "schola_openai": lambda b, c, n: schola_backend("openai", b, c, n),
     "schola_openai_engine": schola_engine,
     "bare_aiohttp": bare_aiohttp,
@@ -410,8 +407,8 @@ def main() -> None:
                    "commit before), interleaved: path schola_run_before")  # fmt: skip
     a = p.parse_args()
     if a.before:
-        global BEFORE_TREE
-        BEFORE_TREE = str(Path(a.before).resolve())
+        global BEFORE_ENV
+        BEFORE_ENV = env_of(overlay(Path(a.before).resolve(), Path(tempfile.mkdtemp(prefix="before-")) / "path"), None)
         a.paths = list(dict.fromkeys([*a.paths, "schola_run_before"]))
     elif "schola_run_before" in a.paths:
         raise SystemExit("schola_run_before needs --before DIR")
@@ -458,6 +455,7 @@ def main() -> None:
                        "cpu_ms_per_request": statistics.median(1000 * r["cpu_s"] / n for r in rs),
                        "inflight_mean": statistics.median(r["inflight_mean"] for r in rs)}  # fmt: skip
                 if "cpu_fixed_s" in rs[0]:  # a `schola run`: the whole process's CPU, with and without start-up
+                    row["schola"] = sorted({r["schola"] for r in rs})  # the code the child ran (schola.runtime's file)
                     row["cpu_fixed_s"] = statistics.median(r["cpu_fixed_s"] for r in rs)
                     row["cpu_window_fixed_s"] = statistics.median(r["cpu_window_fixed_s"] for r in rs)
                     row["cpu_whole_ms_per_request"] = statistics.median(1000 * r["cpu_whole_s"] / n for r in rs)
