@@ -156,7 +156,7 @@ class RunDriver:
         if report and not plan.config.resume:
             from schola.view.blocks import EpisodeBlocks
 
-            self.blocks = EpisodeBlocks()
+            self.blocks = EpisodeBlocks(masked=store.masks)
             self.sink = _Noted(store, self.blocks)
         self.engine = EpisodeEngine(plan, sink=self.sink, ledger=self.ledger)
         # A run is a stream: a finished episode is its results line, counted and summed here, then forgotten;
@@ -255,7 +255,7 @@ class RunDriver:
         and then, progress. Raises EpisodeFailed once more episodes failed than run.max_failed allows."""
         line = self.store.result(record)
         if self.blocks is not None:
-            self.blocks.result(line)
+            self.blocks.result(line, record)
         if "error" in record:
             self.failed.add(record["episode"])
         else:
@@ -507,7 +507,7 @@ class _Noted:
         self.store, self.blocks = store, blocks
 
     def transcript(self, line: dict[str, Any]) -> None:
-        self.blocks.line(self.store.transcript(line))
+        self.blocks.line(self.store.transcript(line), line)
 
 
 class StageContext:

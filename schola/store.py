@@ -318,6 +318,11 @@ class RunStore:
                 f.close()
         self._transcript = self._results = None
 
+    @property
+    def masks(self) -> bool:
+        """Whether a line written may differ from its record's JSON (known secrets are masked in every line)."""
+        return bool(self._secrets)
+
     def _masked(self, line: str) -> str:
         """A line with every known secret masked wherever it appears (a model may echo a key it was shown)."""
         secrets = self._secrets

@@ -86,6 +86,19 @@ def to_json(obj: Any) -> str:
         return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+_ENCODE_SORTED = acyclic_encoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str, sort_keys=True
+)
+
+
+def to_sorted_json(obj: Any) -> str:
+    """`to_json` of `obj` as written to a JSONL line (keys sorted at every level: `store.dumps`) and read back."""
+    try:
+        return _ENCODE_SORTED(obj)
+    except ValueError:
+        return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), default=str, sort_keys=True)
+
+
 def step_text(text: str, line: dict[str, Any]) -> str:
     """A transcript line as the page shows it: the line as written where it can be (JSON has no NaN or Infinity)."""
     if not text.endswith("}") or "NaN" in text or "Infinity" in text:
@@ -118,12 +131,33 @@ def _texts(record: dict[str, Any], status: str, steps: list[Any], clean: Any = N
     return list(scores), to_json(row)[:-1], f'{to_json(eid)}:{text[:-1]},"steps":[{",".join(texts)}]}}'
 
 
+def _own_texts(record: dict[str, Any], status: str, steps: list[Any]) -> tuple[list[str], str, str]:
+    """`_texts` of the run's own record (`_plain`), not read back from the line written from it: its values as that
+    line has them (keys sorted at every level: `store.dumps`), the row formatted directly (its fields are numbers)."""
+    eid = record["episode"]
+    eid = f'"{eid}"' if eid.isascii() and eid.isprintable() and '"' not in eid and "\\" not in eid else to_json(eid)
+    texts, tokens, latency, queue, cached = steps
+    scores = record.get("scores") or {}
+    rnd = record.get("round")
+    row = (f'{{"id":{eid},"round":{"null" if rnd is None else rnd},"status":"{status}",'
+           f'"scores":{to_sorted_json(scores)},"tokens":{int(tokens)},"steps":{len(texts)},'
+           f'"latency_s":{round(latency, 6)!r},"queue_s":{round(queue, 6)!r},"cached":{cached}')  # fmt: skip
+    if "error" in record:
+        error = to_sorted_json(record["error"])
+        inputs, outputs = to_sorted_json(record.get("inputs")), to_sorted_json(record.get("outputs"))
+        shown = f'{{"inputs":{inputs},"outputs":{outputs},"error":{error}}}'
+    else:  # one call: "inputs" comes before "outputs" in the sorted order too
+        shown = to_sorted_json({"inputs": record.get("inputs"), "outputs": record.get("outputs")})
+    return sorted(scores), row, f'{eid}:{shown[:-1]},"steps":[{",".join(texts)}]}}'
+
+
 class EpisodeBlocks:
     """The page's episode entries, built from each line as the run writes it (`line`, `result`), in the order of
     results.jsonl (`reorder` follows its sort); read back by `entries` once `matches` says the files are what it saw.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, masked: bool = False) -> None:
+        self.masked = masked  # the run masks secrets in its lines (`RunStore.masks`): they are read, not the records
         self.stats = StepStats()  # the graph's per-step calls and times, over every transcript line
         self._pending: dict[str, list[Any]] = {}  # episode in flight -> [round of its first line, steps]
         self._stage: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
@@ -164,13 +198,25 @@ class EpisodeBlocks:
         for f in (self._entries, self._hashes, self._stage):
             f.flush()
 
-    def line(self, raw: bytes) -> None:
-        """A transcript line as written (its bytes, newline included)."""
+    def line(self, raw: bytes, record: dict[str, Any] | None = None) -> None:
+        """A transcript line as written (its bytes, newline included) and the record written (`record`: its values
+        are those the line reads back as, unless a secret was masked in it or a value is not of the engine's types,
+        and then the line is read)."""
         self._saw("transcript.jsonl", raw)
-        parsed = parse_line(raw) if len(raw) <= MAX_LINE_BYTES else None
-        if parsed is None:  # damaged: the reader drops it too
+        if len(raw) > MAX_LINE_BYTES:  # the reader drops it too
             return
-        text, line = parsed
+        text, line = "", record
+        if (line is not None and not self.masked and type(line.get("episode")) is str
+                and type(line.get("node", "-")) is str and type(line.get("cached", False)) is bool):  # fmt: skip
+            text = raw.decode("utf-8").rstrip("\r\n")
+            if not text.endswith("}") or "NaN" in text or "Infinity" in text:
+                text = ""  # (shown from the line as read back: `step_text`)
+        if not text:
+            parsed = parse_line(raw)
+            if parsed is None:  # damaged: the reader drops it too
+                return
+            text, line = parsed
+        assert line is not None
         get = line.get
         eid = str(get("episode"))
         latency, queue = number(get("latency_s")), number(get("queue_s"))
@@ -190,15 +236,18 @@ class EpisodeBlocks:
         acc[3] += queue
         acc[4] += bool(get("cached"))
 
-    def result(self, line: str) -> None:
-        """A results line as written (newline included): the episode's entry, its steps given back."""
+    def result(self, line: str, record: dict[str, Any] | None = None) -> None:
+        """A results line as written (newline included) and the record written (as `line`'s): the episode's entry,
+        its steps given back."""
         raw = line.encode("utf-8", LONE_SURROGATES)
         self._saw("results.jsonl", raw)
-        parsed = parse_line(raw) if len(raw) <= MAX_LINE_BYTES else None
-        if parsed is None or not episode_record(parsed[1]):
-            self.valid = False  # a line the reader drops: the entries no longer follow the file line by line
-            return
-        r = parsed[1]
+        r, own = record, True
+        if r is None or self.masked or len(raw) > MAX_LINE_BYTES or not _plain(r):
+            parsed = parse_line(raw) if len(raw) <= MAX_LINE_BYTES else None
+            if parsed is None or not episode_record(parsed[1]):
+                self.valid = False  # a line the reader drops: the entries no longer follow the file line by line
+                return
+            r, own = parsed[1], False
         eid = r["episode"]
         pending = self._pending.pop(eid, None)
         if pending is None:
@@ -207,7 +256,7 @@ class EpisodeBlocks:
             self.valid = False
             return
         status = "failed" if "error" in r else "finished"
-        keys, row, block = _texts(r, status, pending[1])
+        keys, row, block = (_own_texts if own else _texts)(r, status, pending[1])
         if keys != self._keys[0]:
             self._keys = keys, to_json(keys)
         self._entries.write(f"{status}\t{self._keys[1]}\t{row}\t{block}\n".encode("utf-8", LONE_SURROGATES))
@@ -291,6 +340,15 @@ class EpisodeBlocks:
                 steps[0] = [self._stage.readline()[:-1].decode("utf-8") for _ in steps[0]]
             status = "stage" if eid == STAGE_EPISODE else "unfinished"
             yield entry({"episode": eid, "round": rnd}, status, steps)
+
+
+def _plain(record: dict[str, Any]) -> bool:
+    """Whether a results record reads back as itself but for the order of its keys (`_texts(unsorted=True)`)."""
+    return (
+        episode_record(record)
+        and type(record["episode"]) is str
+        and all(type(k) is str for k in record.get("scores") or ())
+    )
 
 
 def _keys(text: bytes) -> list[str]:

@@ -177,3 +177,44 @@ def test_no_blocks_for_a_run_with_secrets_to_mask_or_without_a_report(
     monkeypatch.setattr(payload.Transcript, "scan", lambda self: calls.append(1) or scan(self))
     write_report(tmp_path / "s", result.blocks)
     assert calls == [1]  # the view masks secrets the blocks do not know: it reads the files
+
+
+def test_the_records_in_hand_give_the_entries_their_lines_give() -> None:
+    """The blocks read the run's own records instead of parsing the lines written from them (the lines' keys are
+    sorted at every level, a NaN is null, a non-string key or value is what json makes of it): the same entries."""
+    import numpy as np
+
+    from schola.store import dump_line, dumps
+
+    odd: list[dict[str, Any]] = [
+        {"z": 1, "a": {"y": [1, (2, 3)], "b": None}},
+        {"b": float("nan"), "a": float("inf"), "k": {3: "int key", 1: "first", 2.5: None}},
+        {"s": 'lone \ud800 surrogate, \u2028, </script> & "quotes"', "n": np.float64(0.5), "i": np.int64(3)},
+        {"obj": object.__name__, "set": {1}, "big": 10**30, "neg": -0.0},
+    ]
+    records = [
+        {"episode": f"e{i}", "inputs": {"id": f"e{i}", **o}, "outputs": {**o, "reply": "x"}, "round": i % 2,
+         "scores": {"z": 1.0, "a": float("nan") if i == 1 else i, **({"b": True} if i == 2 else {})},
+         **({"error": {"type": "X", "step": "s", "message": "m", "a": 1}} if i == 3 else {})}
+        for i, o in enumerate(odd)
+    ]  # fmt: skip
+    lines = [
+        {"agent": "a", "cached": c, "completion_tokens": t, "episode": f"e{i % 4}", "iteration": 0,
+         "latency_s": lat, "node": "ask[0].x", "prompt": p, "prompt_tokens": 2, "queue_s": 0.0, "round": 0,
+         "sample": 0, "text": p}
+        for i, (c, t, lat, p) in enumerate([(True, 1, 0.25, "NaN and Infinity"), (False, 2, float("nan"), "\ud800"),
+                                            (np.bool_(False), 3, 0.5, "x"), (False, np.int64(4), np.float64(0.1), "y"),
+                                            (False, 5, 0.75, "z")])
+    ]  # fmt: skip
+    made = {}
+    for kind in ("records", "lines"):
+        blocks = blocks_module.EpisodeBlocks()
+        for line in lines:
+            raw = (dump_line(line) + "\n").encode("utf-8", "backslashreplace")
+            blocks.line(raw, line if kind == "records" else None)
+        for r in records:
+            blocks.result(dumps(r) + "\n", r if kind == "records" else None)
+        assert blocks.valid and blocks.count == len(records)
+        made[kind] = (list(blocks.entries()), blocks.stats.means())
+        blocks.close()
+    assert made["records"] == made["lines"]
