@@ -107,6 +107,7 @@ def _insert(db: sqlite3.Connection, rows: dict[str, str]) -> None:
 # Keys written by this process that the set of known keys takes in before it is given up (a miss then asks SQLite):
 # a run of a million replies must not hold a million keys (~200 bytes each).
 NEW_KEYS = 20_000
+MAX_QUEUED = 4  # batches on their way to the writer thread before put() waits for it (what is held stays bounded)
 
 
 class Cache:
@@ -233,6 +234,9 @@ class Cache:
             self._writer = threading.Thread(target=self._write_behind, name="schola-cache", daemon=True)
             self._writer.start()
         self._queue.put(rows)
+        if self._queued >= MAX_QUEUED:  # the disk keeps the writer behind: wait for it rather than hold every reply
+            with self._written:
+                self._written.wait_for(lambda: self._queued < MAX_QUEUED)
 
     def _write_behind(self) -> None:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)

@@ -503,3 +503,35 @@ def test_a_cache_miss_takes_no_lock(tmp_path: Path) -> None:
     cache._lock = lock
     assert cache.get("k") == {"text": "a"}
     cache.close()
+
+
+def test_replies_waiting_for_a_slow_disk_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer thread's queue had no bound: while a disk (or a loaded machine) kept the writer behind, every reply
+    of a long run waited in memory. put() now waits for the writer once MAX_QUEUED batches are on their way, so what
+    is held is bounded whatever the disk does."""
+    import threading
+
+    from schola.backends import cache as module
+
+    release = threading.Event()
+    real = module._insert
+
+    def slow(db: sqlite3.Connection, rows: dict[str, str]) -> None:
+        release.wait(10)  # the disk is stuck until the test lets it go
+        real(db, rows)
+
+    monkeypatch.setattr(module, "_insert", slow)
+    cache = Cache(tmp_path, batch=2)
+    putting = threading.Thread(target=lambda: [cache.put(f"k{i}", {"text": str(i)}) for i in range(200)])
+    putting.start()
+    putting.join(1.0)
+    try:
+        assert putting.is_alive(), "every batch was queued with the writer stuck: nothing bounds the replies held"
+        assert cache._queued <= module.MAX_QUEUED and len(cache._writing) <= 2 * module.MAX_QUEUED
+    finally:
+        release.set()
+        putting.join(10)
+    assert not putting.is_alive()
+    cache.close()
+    with Cache(tmp_path) as again:
+        assert all(again.get(f"k{i}") == {"text": str(i)} for i in range(200))  # every reply written, none lost
