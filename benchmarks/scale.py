@@ -14,9 +14,9 @@ Targets: time and memory linear in N and M (episodes: peak RSS flat in N, a run 
     python benchmarks/scale.py --axis episodes --sizes 1000 10000 --million   # + 100,000 and 1,000,000
     python benchmarks/scale.py --axis episodes --sizes 100000 --repeat 3 --before /tmp/old   # side by side
 
-`--before TREE` measures the code in TREE (a `git worktree` of an earlier commit, put first on PYTHONPATH) beside
-this code, in interleaved rounds (which goes first alternates), and gives the median of the per-round ratios
-(after / before) of wall, CPU, peak RSS and the end of the run.
+`--before TREE` measures the code in TREE (a `git worktree` of an earlier commit, run as installed from its own
+pyproject.toml: `_common.overlay`) beside this code, in interleaved rounds (which goes first alternates), and gives
+the median of the per-round ratios (after / before) of wall, CPU, peak RSS and the end of the run.
 
 `--profile` also profiles the configuration of the largest agent group in-process (cProfile, top entries).
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import json
 import math
@@ -41,7 +42,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, save
+from _common import RESULTS, env_of, overlay, save
 
 SCHOLA = [sys.executable, "-m", "schola.cli"]
 RULES = [{"match": "What is (\\d+)", "reply": "{{ numbers(prompt)[0] + 1 }}"}]
@@ -94,11 +95,13 @@ def write(folder: Path, scenario: dict[str, Any]) -> Path:
     return path
 
 
+@functools.cache
 def tree_env(tree: str | None) -> dict[str, str] | None:
-    """The environment that runs the code in `tree` (None: this checkout's, as installed)."""
+    """The environment that runs the code in `tree` as installed from its own pyproject.toml (`_common.overlay`: its
+    package and entry points; None: this checkout's, as installed)."""
     if tree is None:
         return None
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tree, os.environ.get("PYTHONPATH")]))}
+    return env_of(overlay(Path(tree).resolve(), Path(tempfile.mkdtemp(prefix="scale-before-")) / "path"), None)
 
 
 def schola_file(tree: str | None) -> str:
