@@ -218,3 +218,39 @@ def test_the_records_in_hand_give_the_entries_their_lines_give() -> None:
         made[kind] = (list(blocks.entries()), blocks.stats.means())
         blocks.close()
     assert made["records"] == made["lines"]
+
+
+def test_a_repeated_id_or_a_line_after_its_result_sends_the_page_to_the_files(tmp_path: Path) -> None:
+    """The entries are the page only when results.jsonl has each id once and no episode wrote after its results line
+    (the reader shows the first of two lines, and a late step under the finished episode): `matches` says no for
+    either, also among thousands of entries (the ids' hashes are sorted in place at the end)."""
+    from schola.store import dump_line, dumps
+
+    def fed(run: Path, episodes: list[str], late: str | None = None) -> bool:
+        run.mkdir()
+        blocks = blocks_module.EpisodeBlocks()
+        with (run / "transcript.jsonl").open("wb") as t, (run / "results.jsonl").open("wb") as r:
+
+            def step(eid: str) -> None:
+                line = {"episode": eid, "node": "ask", "round": 0, "reply": "x", "latency_s": 0.1}
+                raw = (dump_line(line) + "\n").encode()
+                t.write(raw)
+                blocks.line(raw, line)
+
+            for eid in episodes:
+                step(eid)
+                record = {"episode": eid, "inputs": {"id": eid}, "outputs": {}, "round": 0, "scores": {}}
+                text = dumps(record) + "\n"
+                r.write(text.encode())
+                blocks.result(text, record)
+            if late is not None:
+                step(late)  # a step of an episode whose results line is written
+        try:
+            return blocks.matches(run)
+        finally:
+            blocks.close()
+
+    ids = [f"e{i}" for i in range(5000)]
+    assert fed(tmp_path / "clean", ids)
+    assert not fed(tmp_path / "twice", [*ids, "e1234"])
+    assert not fed(tmp_path / "late", ids, late="e4321")
