@@ -156,7 +156,7 @@ class RunDriver:
         if report and not plan.config.resume:
             from schola.view.blocks import EpisodeBlocks
 
-            self.blocks = EpisodeBlocks(masked=store.masks)
+            self.blocks = EpisodeBlocks(masked=store.masks, folder=store.dir)
             self.sink = _Noted(store, self.blocks)
         self.engine = EpisodeEngine(plan, sink=self.sink, ledger=self.ledger)
         # A run is a stream: a finished episode is its results line, counted and summed here, then forgotten;

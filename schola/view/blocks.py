@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import tempfile
@@ -22,6 +23,8 @@ from typing import IO, Any
 
 from schola.encoding import acyclic_encoder
 from schola.store import LONE_SURROGATES, MAX_LINE_BYTES, STAGE_EPISODE, episode_record, open_run_file, parse_line
+
+log = logging.getLogger("schola")
 
 # An episode's entry, as the page's blocks take it: (status, its score keys, its index row as JSON without the block
 # number and the closing brace, `"id":{inputs, outputs, error, steps}` as UTF-8)
@@ -69,7 +72,7 @@ def finite(obj: Any) -> Any:
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
+    if isinstance(obj, (list, tuple)):  # (a run's own records may hold tuples: JSON writes them as lists)
         return [finite(v) for v in obj]
     return obj
 
@@ -83,7 +86,7 @@ def to_json(obj: Any) -> str:
     try:
         return _ENCODE(obj)
     except ValueError:  # a NaN somewhere: the slow path
-        return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), default=str)
+        return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
 
 
 _ENCODE_SORTED = acyclic_encoder(
@@ -96,7 +99,8 @@ def to_sorted_json(obj: Any) -> str:
     try:
         return _ENCODE_SORTED(obj)
     except ValueError:
-        return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), default=str, sort_keys=True)
+        return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str,
+                          sort_keys=True)  # fmt: skip
 
 
 def step_text(text: str, line: dict[str, Any]) -> str:
@@ -156,13 +160,14 @@ class EpisodeBlocks:
     results.jsonl (`reorder` follows its sort); read back by `entries` once `matches` says the files are what it saw.
     """
 
-    def __init__(self, *, masked: bool = False) -> None:
+    def __init__(self, *, masked: bool = False, folder: Path | None = None) -> None:
+        self.folder = folder  # where its files go (the run directory: the same disk as the files it follows; unnamed)
         self.masked = masked  # the run masks secrets in its lines (`RunStore.masks`): they are read, not the records
         self.stats = StepStats()  # the graph's per-step calls and times, over every transcript line
         self._pending: dict[str, list[Any]] = {}  # episode in flight -> [round of its first line, steps]
-        self._stage: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
-        self._entries: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
-        self._hashes: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115  (hash(id) per entry, for repeats)
+        self._stage: IO[bytes] = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115  (closed by close())
+        self._entries: IO[bytes] = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115
+        self._hashes: IO[bytes] = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115  (hash(id) per entry, for repeats)
         # what it saw of each file, from its first byte: SHA-1 and size
         self._digests = {n: hashlib.sha1(usedforsecurity=False) for n in ("transcript.jsonl", "results.jsonl")}
         self._sizes = dict.fromkeys(self._digests, 0)
@@ -199,6 +204,29 @@ class EpisodeBlocks:
             f.flush()
 
     def line(self, raw: bytes, record: dict[str, Any] | None = None) -> None:
+        """A transcript line as written (`_line`); whatever goes wrong here only sends the page to the files."""
+        if self.valid:
+            try:
+                self._line(raw, record)
+            except Exception as e:
+                self._gave_up(e)
+
+    def result(self, line: str, record: dict[str, Any] | None = None) -> None:
+        """A results line as written (`_result`); whatever goes wrong here only sends the page to the files."""
+        if self.valid:
+            try:
+                self._result(line, record)
+            except Exception as e:
+                self._gave_up(e)
+
+    def _gave_up(self, e: Exception) -> None:
+        """The report never changes how a run ends: the page is read from the run's files at the end instead."""
+        self.valid = False
+        log.warning(
+            "report.html's entries given up while the run went (%s: %s); it is made from the files", type(e).__name__, e
+        )
+
+    def _line(self, raw: bytes, record: dict[str, Any] | None = None) -> None:
         """A transcript line as written (its bytes, newline included) and the record written (`record`: its values
         are those the line reads back as, unless a secret was masked in it or a value is not of the engine's types,
         and then the line is read)."""
@@ -236,7 +264,7 @@ class EpisodeBlocks:
         acc[3] += queue
         acc[4] += bool(get("cached"))
 
-    def result(self, line: str, record: dict[str, Any] | None = None) -> None:
+    def _result(self, line: str, record: dict[str, Any] | None = None) -> None:
         """A results line as written (newline included) and the record written (as `line`'s): the episode's entry,
         its steps given back."""
         raw = line.encode("utf-8", LONE_SURROGATES)
@@ -267,6 +295,14 @@ class EpisodeBlocks:
         self.count += 1
 
     def reorder(self, order: Any, results: Path) -> None:
+        """results.jsonl was sorted (`_reorder`); whatever goes wrong here only sends the page to the files."""
+        if self.valid:
+            try:
+                self._reorder(order, results)
+            except Exception as e:
+                self._gave_up(e)
+
+    def _reorder(self, order: Any, results: Path) -> None:
         """results.jsonl was sorted (`RunStore.sort_results` gave `order`): the entries follow, and what it saw of
         the file is the file as now written."""
         if not self.valid or len(order) != self.count:
@@ -279,7 +315,7 @@ class EpisodeBlocks:
         for raw in self._entries:
             starts.append(at)
             at += len(raw)
-        moved = tempfile.TemporaryFile()  # noqa: SIM115
+        moved = tempfile.TemporaryFile(dir=self.folder)  # noqa: SIM115
         for i in order:
             self._entries.seek(starts[i])
             moved.write(self._entries.readline())

@@ -191,6 +191,7 @@ def test_the_records_in_hand_give_the_entries_their_lines_give() -> None:
         {"b": float("nan"), "a": float("inf"), "k": {3: "int key", 1: "first", 2.5: None}},
         {"s": 'lone \ud800 surrogate, \u2028, </script> & "quotes"', "n": np.float64(0.5), "i": np.int64(3)},
         {"obj": object.__name__, "set": {1}, "big": 10**30, "neg": -0.0},
+        {"t": (1.0, float("nan"), (float("-inf"), {"x": [float("nan")]}))},  # a NaN inside tuples (JSON: lists)
     ]
     records = [
         {"episode": f"e{i}", "inputs": {"id": f"e{i}", **o}, "outputs": {**o, "reply": "x"}, "round": i % 2,
@@ -254,3 +255,24 @@ def test_a_repeated_id_or_a_line_after_its_result_sends_the_page_to_the_files(tm
     assert fed(tmp_path / "clean", ids)
     assert not fed(tmp_path / "twice", [*ids, "e1234"])
     assert not fed(tmp_path / "late", ids, late="e4321")
+
+
+def test_entries_that_fail_while_the_run_goes_leave_the_run_as_it_was(
+    cli: Any, tmp_path: Path, scans: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report never changes how a run ends: an error while building the entries (a full disk, a bug) gives them up
+    with a warning, the run finishes as it would have, and the page is read from the files."""
+
+    def broken(self: Any, *args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    path = scenario(tmp_path, 12)
+    run_cli(cli, path, tmp_path / "ok")
+    monkeypatch.setattr(blocks_module.EpisodeBlocks, "_result", broken)
+    run = tmp_path / "run"
+    out = run_cli(cli, path, run)
+    assert scans == [1]  # the page came from the files
+    assert "report.html's entries given up" in out and "No space left" in out
+    ended = [json.loads((r / "metrics.json").read_text())["episodes"] for r in (tmp_path / "ok", run)]
+    assert ended[0] == ended[1] and ended[0]["failed"] == 1  # (q7 fails, as in every run here)
+    same_as_the_files(run)
