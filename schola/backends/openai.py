@@ -35,7 +35,7 @@ from schola.backends.base import (
     retry_after_seconds,
 )
 from schola.backends.config import OpenAIConfig
-from schola.encoding import acyclic_encoder
+from schola.encoding import acyclic_encoder, loads
 from schola.errors import BackendError, ContextOverflow, NoLogprobs, TransientBackendError
 from schola.secrets import redact
 from schola.types import CallInfo
@@ -45,23 +45,6 @@ OPENAI_URL = "https://api.openai.com/v1"
 TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 T = TypeVar("T")
 _dumps = acyclic_encoder()  # a request body as json.dumps writes it, without building json's C encoder per request
-# json's own C scanner, which json.loads reaches through four layers
-_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-
-
-def loads(raw: bytes) -> Any:
-    """`json.loads(raw)` for a server's reply: a UTF-8 document without surrounding whitespace is read by the scanner
-    itself (half json.loads' cost); anything else (whitespace, a BOM, UTF-16, extra data, not JSON) by json.loads,
-    so the value or the error is json.loads' own."""
-    try:
-        text = raw.decode()
-        value, end = _scan(text, 0)
-        if end == len(text):
-            return value
-    except (ValueError, StopIteration):
-        pass
-    return json.loads(raw)
-
 
 CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "exceeds the")
 
