@@ -215,8 +215,9 @@ class Cache:
 
     def put(self, key: str, value: dict[str, Any]) -> None:
         """Keep a reply; every `batch` of them is written in one transaction by a thread of the cache's own, so the
-        caller (the event loop) never waits on SQLite (its commits and checkpoints wait on the disk). A write that
-        failed there is raised by the next put, flush or close."""
+        caller (the event loop) does not wait on SQLite (its commits and checkpoints wait on the disk), unless the
+        writer is MAX_QUEUED batches behind: then it waits for it, so what is held stays bounded. A write that failed
+        there is raised by the next put, flush or close."""
         if self._error is not None:
             self._raise_failed()
         with self._lock:
@@ -229,7 +230,8 @@ class Cache:
                 return
             rows, self._pending = self._pending, {}
             self._writing.update(rows)
-            self._queued += 1
+            with self._written:  # (the writer counts down under it: `+=` is not atomic across threads)
+                self._queued += 1
         if self._writer is None:
             self._writer = threading.Thread(target=self._write_behind, name="schola-cache", daemon=True)
             self._writer.start()
