@@ -8,6 +8,7 @@ import os
 import platform
 import resource
 import sys
+import tempfile
 import time
 import tomllib
 from collections.abc import Callable
@@ -66,6 +67,17 @@ def env_of(path: Path, cache: Path | None) -> dict[str, str]:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(cache)
     return env
+
+
+_TREES: list[tempfile.TemporaryDirectory[str]] = []  # the overlays of `installed`, removed when the script exits
+
+
+def installed(tree: Path) -> dict[str, str]:
+    """The environment of a child that runs the checkout `tree` as installed (`env_of` an `overlay` of it, in a
+    temporary folder removed when the script exits)."""
+    folder = tempfile.TemporaryDirectory(prefix="schola-tree-")
+    _TREES.append(folder)
+    return env_of(overlay(tree.resolve(), Path(folder.name) / "path"), None)
 
 
 def child_cpu(call: Callable[[], T]) -> tuple[T, float]:

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, child_cpu, env_of, overlay, save
+from _common import RESULTS, child_cpu, installed, save
 from stub_server import start_stub
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -408,7 +408,7 @@ def main() -> None:
     a = p.parse_args()
     if a.before:
         global BEFORE_ENV
-        BEFORE_ENV = env_of(overlay(Path(a.before).resolve(), Path(tempfile.mkdtemp(prefix="before-")) / "path"), None)
+        BEFORE_ENV = installed(Path(a.before))
         a.paths = list(dict.fromkeys([*a.paths, "schola_run_before"]))
     elif "schola_run_before" in a.paths:
         raise SystemExit("schola_run_before needs --before DIR")

@@ -42,7 +42,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, env_of, overlay, save
+from _common import RESULTS, installed, save
 
 SCHOLA = [sys.executable, "-m", "schola.cli"]
 RULES = [{"match": "What is (\\d+)", "reply": "{{ numbers(prompt)[0] + 1 }}"}]
@@ -101,7 +101,7 @@ def tree_env(tree: str | None) -> dict[str, str] | None:
     package and entry points; None: this checkout's, as installed)."""
     if tree is None:
         return None
-    return env_of(overlay(Path(tree).resolve(), Path(tempfile.mkdtemp(prefix="scale-before-")) / "path"), None)
+    return installed(Path(tree))
 
 
 def schola_file(tree: str | None) -> str:

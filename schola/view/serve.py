@@ -51,7 +51,6 @@ class Tree:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.folders: dict[str, Listing] = {}
-        self.listed = 0  # folders listed so far
 
     def files(self) -> list[str]:
         """The watched files' paths (those that were there when their folder was last listed), in a fixed order."""
@@ -77,7 +76,6 @@ class Tree:
         now = time.time_ns()
         if not stat.S_ISDIR(mode):
             return key, [], []
-        self.listed += 1
         subs, names = [], []
         with os.scandir(folder) as entries:
             for e in entries:
