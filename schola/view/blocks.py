@@ -29,6 +29,7 @@ log = logging.getLogger("schola")
 # An episode's entry, as the page's blocks take it: (status, its score keys, its index row as JSON without the block
 # number and the closing brace, `"id":{inputs, outputs, error, steps}` as UTF-8)
 Entry = tuple[str, list[str], str, bytes]
+HASHES_READ = 1 << 16  # id hashes read at a time at the end of a run
 _KEYS_MEMO = 1024  # distinct score-key lists remembered while reading entries back (one per episode with labels)
 _INDEX = re.compile(r"\[\d+\]")
 
@@ -334,7 +335,6 @@ class EpisodeBlocks:
     def matches(self, run_dir: Path) -> bool:
         """Whether the run directory's transcript and results are, byte for byte, the lines this saw (and no episode
         id came twice, and none went on after its results line): only then are the entries the files' page."""
-        import numpy as np
 
         if not self.valid:
             return False
@@ -342,18 +342,41 @@ class EpisodeBlocks:
         for name, digest in self._digests.items():
             if not _same(run_dir / name, self._sizes[name], digest.hexdigest()):
                 return False
-        # read into one array and sorted in place: 8 bytes an entry at the end of a run (a sorted copy of the bytes
-        # read was 16, a million episodes' peak 16 MB above 100,000's)
+        return not self._late() and not self._repeated()
+
+    def _hashes_read(self) -> Iterator[Any]:
+        """The entries' id hashes (int64), a chunk at a time."""
+        import numpy as np
+
         self._hashes.seek(0)
-        done = np.fromfile(self._hashes, dtype=np.int64)
-        done.sort()
-        if len(done) and (done[1:] == done[:-1]).any():
-            return False  # two entries may share an id: the reader shows the first alone
+        while chunk := self._hashes.read(8 * HASHES_READ):
+            yield np.frombuffer(chunk, dtype=np.int64)
+
+    def _late(self) -> bool:
+        """Whether an episode in flight at the end has an entry (it went on after its results line)."""
+        import numpy as np
+
         late = np.array([hash(e) for e in self._pending], dtype=np.int64)
-        if not len(done) or not len(late):
-            return True
-        at = done.searchsorted(late).clip(0, len(done) - 1)
-        return not (done[at] == late).any()
+        return bool(len(late)) and any(np.isin(h, late).any() for h in self._hashes_read())
+
+    def _repeated(self) -> bool:
+        """Whether two entries share an id (the reader shows the first alone), at 4 bytes an entry: the hashes' low 32
+        bits sorted in place (8 bytes an entry had put a million episodes' peak 10% above 100,000's); the few low
+        halves that come twice (~N^2/2^33 by chance) are then checked on the whole hashes."""
+        import numpy as np
+
+        low = np.empty(self._hashes.seek(0, 2) // 8, dtype=np.uint32)
+        at = 0
+        for h in self._hashes_read():
+            low[at : at + len(h)] = h.astype(np.uint32)  # (the low 32 bits)
+            at += len(h)
+        low.sort()
+        twins = low[1:][low[1:] == low[:-1]]
+        del low
+        if not len(twins):
+            return False
+        whole = np.sort(np.concatenate([h[np.isin(h.astype(np.uint32), twins)] for h in self._hashes_read()]))
+        return bool((whole[1:] == whole[:-1]).any())
 
     def entries(self) -> Iterator[Entry]:
         """The entries in the page's order: each results line's, then the episodes begun and not finished (and the

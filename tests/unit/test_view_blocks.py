@@ -276,3 +276,24 @@ def test_entries_that_fail_while_the_run_goes_leave_the_run_as_it_was(
     ended = [json.loads((r / "metrics.json").read_text())["episodes"] for r in (tmp_path / "ok", run)]
     assert ended[0] == ended[1] and ended[0]["failed"] == 1  # (q7 fails, as in every run here)
     same_as_the_files(run)
+
+
+def test_ids_whose_hashes_share_their_low_half_are_not_a_repeat() -> None:
+    """The end-of-run check sorts the hashes' low 32 bits (4 bytes an entry) and looks at the whole hashes of the low
+    halves that come twice: a shared low half alone is no repeat, a shared whole hash is (across read chunks)."""
+    from array import array
+
+    def repeated(hashes: list[int]) -> bool:
+        blocks = blocks_module.EpisodeBlocks()
+        try:
+            blocks._ids = array("q", hashes)
+            blocks._flush()
+            return blocks._repeated()
+        finally:
+            blocks.close()
+
+    many = list(range(0, 3 * blocks_module.HASHES_READ * 7, 7))  # more than one chunk read
+    assert not repeated(many)
+    assert not repeated([*many, many[5] + (1 << 32), -(1 << 40) + many[9]])  # low halves shared, hashes not
+    assert repeated([*many, many[-3]])
+    assert repeated([many[0] + (1 << 32), *many, many[0] + (1 << 32)])
