@@ -94,7 +94,7 @@ def test_a_reply_is_read_as_json_loads_reads_it(raw: bytes) -> None:
     assert json.dumps(got) == json.dumps(expected) and type(got) is type(expected)
 
 
-@pytest.mark.parametrize("raw", [b'{"a": 1}', b'{"a": 1}\n', b'{"a": 1}\r\n  ', b'[1, 2]\n'])
+@pytest.mark.parametrize("raw", [b'{"a": 1}', b'{"a": 1}\n', b'{"a": 1}\r\n  ', b"[1, 2]\n"])
 def test_a_reply_ending_in_whitespace_takes_the_fast_path(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     """A reply ending in a newline (as many servers send it) went through the scanner and then json.loads again."""
     from schola import encoding
