@@ -17,14 +17,15 @@ import math
 import re
 import tempfile
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Concatenate, ParamSpec
 
 from schola.encoding import acyclic_encoder
 from schola.store import LONE_SURROGATES, MAX_LINE_BYTES, STAGE_EPISODE, episode_record, open_run_file, parse_line
 
 log = logging.getLogger("schola")
+P = ParamSpec("P")
 
 # An episode's entry, as the page's blocks take it: (status, its score keys, its index row as JSON without the block
 # number and the closing brace, `"id":{inputs, outputs, error, steps}` as UTF-8)
@@ -156,6 +157,24 @@ def _own_texts(record: dict[str, Any], status: str, steps: list[Any]) -> tuple[l
     return sorted(scores), row, f'{eid}:{shown[:-1]},"steps":[{",".join(texts)}]}}'
 
 
+def _report_only(
+    method: Callable[Concatenate[EpisodeBlocks, P], None],
+) -> Callable[Concatenate[EpisodeBlocks, P], None]:
+    """An `EpisodeBlocks` method the run calls: once the entries are given up it does nothing, and whatever goes wrong
+    in it (a full disk, a bug) gives them up (`_gave_up`): the page is read from the files, and the report never
+    changes how a run ends."""
+
+    def guarded(self: EpisodeBlocks, /, *args: P.args, **kwargs: P.kwargs) -> None:
+        if self.valid:
+            try:
+                method(self, *args, **kwargs)
+            except Exception as e:
+                self._gave_up(e)
+
+    guarded.__doc__ = method.__doc__
+    return guarded
+
+
 class EpisodeBlocks:
     """The page's episode entries, built from each line as the run writes it (`line`, `result`), in the order of
     results.jsonl (`reorder` follows its sort); read back by `entries` once `matches` says the files are what it saw.
@@ -204,22 +223,6 @@ class EpisodeBlocks:
         for f in (self._entries, self._hashes, self._stage):
             f.flush()
 
-    def line(self, raw: bytes, record: dict[str, Any] | None = None) -> None:
-        """A transcript line as written (`_line`); whatever goes wrong here only sends the page to the files."""
-        if self.valid:
-            try:
-                self._line(raw, record)
-            except Exception as e:
-                self._gave_up(e)
-
-    def result(self, line: str, record: dict[str, Any] | None = None) -> None:
-        """A results line as written (`_result`); whatever goes wrong here only sends the page to the files."""
-        if self.valid:
-            try:
-                self._result(line, record)
-            except Exception as e:
-                self._gave_up(e)
-
     def _gave_up(self, e: Exception) -> None:
         """The report never changes how a run ends: the page is read from the run's files at the end instead."""
         self.valid = False
@@ -227,7 +230,8 @@ class EpisodeBlocks:
             "report.html's entries given up while the run went (%s: %s); it is made from the files", type(e).__name__, e
         )
 
-    def _line(self, raw: bytes, record: dict[str, Any] | None = None) -> None:
+    @_report_only
+    def line(self, raw: bytes, record: dict[str, Any] | None = None) -> None:
         """A transcript line as written (its bytes, newline included) and the record written (`record`: its values
         are those the line reads back as, unless a secret was masked in it or a value is not of the engine's types,
         and then the line is read)."""
@@ -265,7 +269,8 @@ class EpisodeBlocks:
         acc[3] += queue
         acc[4] += bool(get("cached"))
 
-    def _result(self, line: str, record: dict[str, Any] | None = None) -> None:
+    @_report_only
+    def result(self, line: str, record: dict[str, Any] | None = None) -> None:
         """A results line as written (newline included) and the record written (as `line`'s): the episode's entry,
         its steps given back."""
         raw = line.encode("utf-8", LONE_SURROGATES)
@@ -295,15 +300,8 @@ class EpisodeBlocks:
             self._ids = array("q")
         self.count += 1
 
+    @_report_only
     def reorder(self, order: Any, results: Path) -> None:
-        """results.jsonl was sorted (`_reorder`); whatever goes wrong here only sends the page to the files."""
-        if self.valid:
-            try:
-                self._reorder(order, results)
-            except Exception as e:
-                self._gave_up(e)
-
-    def _reorder(self, order: Any, results: Path) -> None:
         """results.jsonl was sorted (`RunStore.sort_results` gave `order`): the entries follow, and what it saw of
         the file is the file as now written."""
         if not self.valid or len(order) != self.count:

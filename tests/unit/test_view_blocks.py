@@ -268,7 +268,7 @@ def test_entries_that_fail_while_the_run_goes_leave_the_run_as_it_was(
 
     path = scenario(tmp_path, 12)
     run_cli(cli, path, tmp_path / "ok")
-    monkeypatch.setattr(blocks_module.EpisodeBlocks, "_result", broken)
+    monkeypatch.setattr(blocks_module.EpisodeBlocks, "_saw", broken)  # (every line and result goes through it)
     run = tmp_path / "run"
     out = run_cli(cli, path, run)
     assert scans == [1]  # the page came from the files
