@@ -29,5 +29,4 @@ def test_a_schola_runs_cpu_and_wall_are_its_run_windows_not_its_start_up(monkeyp
     # (interpreter, imports, composition) is most of its CPU; the whole process's figure is kept beside it.
     assert 0 < run["cpu_window_fixed_s"] < run["cpu_fixed_s"] / 4
     assert 0 < run["cpu_window_s"] < run["cpu_total_s"] / 2
-    assert run["cpu_whole_s"] == pytest.approx((run["cpu_total_s"] - run["cpu_fixed_s"]) * 12 / 11)
     assert 0 < run["seconds"] < 30 and run["requests"] == 12
