@@ -80,29 +80,17 @@ def finite(obj: Any) -> Any:
 
 
 # one encoder for every value, built once (JSONEncoder.encode builds its C encoder again per call: a third of an
-# episode row's cost); the payload's values are read from JSON or built here, so they hold no cycle
-_ENCODE = acyclic_encoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+# episode row's cost); the payload's values are read from JSON or built here, so they hold no cycle. The sorted one
+# writes a run's own record as its JSONL line reads back (keys sorted at every level: `store.dumps`).
+_OPTIONS: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False, "default": str}
+_ENCODE = {keys: acyclic_encoder(sort_keys=keys, **_OPTIONS) for keys in (False, True)}
 
 
-def to_json(obj: Any) -> str:
+def to_json(obj: Any, *, sort_keys: bool = False) -> str:
     try:
-        return _ENCODE(obj)
+        return _ENCODE[sort_keys](obj)
     except ValueError:  # a NaN somewhere: the slow path
-        return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
-
-
-_ENCODE_SORTED = acyclic_encoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str, sort_keys=True
-)
-
-
-def to_sorted_json(obj: Any) -> str:
-    """`to_json` of `obj` as written to a JSONL line (keys sorted at every level: `store.dumps`) and read back."""
-    try:
-        return _ENCODE_SORTED(obj)
-    except ValueError:
-        return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str,
-                          sort_keys=True)  # fmt: skip
+        return json.dumps(finite(obj), sort_keys=sort_keys, **_OPTIONS)
 
 
 def step_text(text: str, line: dict[str, Any]) -> str:
@@ -146,14 +134,14 @@ def _own_texts(record: dict[str, Any], status: str, steps: list[Any]) -> tuple[l
     scores = record.get("scores") or {}
     rnd = record.get("round")
     row = (f'{{"id":{eid},"round":{"null" if rnd is None else rnd},"status":"{status}",'
-           f'"scores":{to_sorted_json(scores)},"tokens":{int(tokens)},"steps":{len(texts)},'
+           f'"scores":{to_json(scores, sort_keys=True)},"tokens":{int(tokens)},"steps":{len(texts)},'
            f'"latency_s":{round(latency, 6)!r},"queue_s":{round(queue, 6)!r},"cached":{cached}')  # fmt: skip
     if "error" in record:
-        error = to_sorted_json(record["error"])
-        inputs, outputs = to_sorted_json(record.get("inputs")), to_sorted_json(record.get("outputs"))
+        error = to_json(record["error"], sort_keys=True)
+        inputs, outputs = to_json(record.get("inputs"), sort_keys=True), to_json(record.get("outputs"), sort_keys=True)
         shown = f'{{"inputs":{inputs},"outputs":{outputs},"error":{error}}}'
     else:  # one call: "inputs" comes before "outputs" in the sorted order too
-        shown = to_sorted_json({"inputs": record.get("inputs"), "outputs": record.get("outputs")})
+        shown = to_json({"inputs": record.get("inputs"), "outputs": record.get("outputs")}, sort_keys=True)
     return sorted(scores), row, f'{eid}:{shown[:-1]},"steps":[{",".join(texts)}]}}'
 
 
