@@ -224,17 +224,20 @@ async def http_preflight(
 
 
 class Watchdog:
-    """Per-request timeouts from one timer task per client instead of one timer per request.
+    """Per-request timeouts from one timer per client instead of one timer per request.
 
     asyncio.timeout() arms and cancels a timer handle on every request, which cost a fifth of the engine's
-    throughput on a zero-latency backend; here a request only registers its deadline, and a watchdog wakes every
-    `tick` seconds to cancel the requests past theirs. A timeout fires at most `tick` late."""
+    throughput on a zero-latency backend; here a request only registers its deadline, and one timer, armed at the
+    earliest deadline, cancels the requests past theirs when it fires and is armed again at the next one. Requests
+    that end before their deadline leave the timer as it is (it finds nothing to cancel, once per timeout_s at most),
+    so a client waiting on a slow server does not wake its loop before a deadline is due."""
 
     def __init__(self, timeout_s: float) -> None:
-        self.timeout_s, self.tick = timeout_s, min(0.5, timeout_s / 4)
+        self.timeout_s = timeout_s
         self.deadlines: dict[asyncio.Task[Any], float] = {}
         self.expired: set[asyncio.Task[Any]] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # armed in `_loop`
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def arm(self, started: float | None = None) -> asyncio.Task[Any]:
         """Start the clock of the request the running task makes (at `started`, a `time.monotonic()`; default: now);
@@ -243,10 +246,31 @@ class Watchdog:
         task = asyncio.current_task()
         assert task is not None
         loop = task.get_loop()
-        self.deadlines[task] = (loop.time() if started is None else started) + self.timeout_s
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._watch())
+        deadline = self.deadlines[task] = (loop.time() if started is None else started) + self.timeout_s
+        self._watch(loop, deadline)
         return task
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """The timer fires by `deadline` (armed again where it would fire later, or in another loop)."""
+        timer = self._timer
+        if timer is None or timer.when() > deadline or self._loop is not loop:
+            if timer is not None:
+                timer.cancel()
+            self._timer, self._loop = loop.call_at(deadline, self._expire), loop
+
+    def _expire(self) -> None:
+        """Cancel the requests past their deadline; arm the timer at the next one."""
+        self._timer, loop = None, self._loop
+        assert loop is not None
+        now, due = loop.time(), None
+        for task, deadline in list(self.deadlines.items()):
+            if deadline > now:
+                due = deadline if due is None else min(due, deadline)
+            elif task not in self.expired and not task.cancelling():
+                self.expired.add(task)
+                task.cancel()
+        if due is not None:
+            self._watch(loop, due)
 
     def timed_out(self, task: asyncio.Task[Any]) -> None:
         """Raise TimeoutError when the cancel `task` just got was the watchdog's (else return: it stays a cancel).
@@ -270,19 +294,9 @@ class Watchdog:
         finally:
             queued(time.perf_counter() - asked)
             if stopped is not None and task is not None:
-                self.deadlines[task] = asyncio.get_running_loop().time() + self.timeout_s
-                if self._task is None or self._task.done():
-                    self._task = asyncio.get_running_loop().create_task(self._watch())
-
-    async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self.deadlines:
-            await asyncio.sleep(self.tick)
-            now = loop.time()
-            for task, deadline in list(self.deadlines.items()):
-                if deadline <= now and task not in self.expired and not task.cancelling():
-                    self.expired.add(task)
-                    task.cancel()
+                loop = asyncio.get_running_loop()
+                deadline = self.deadlines[task] = loop.time() + self.timeout_s
+                self._watch(loop, deadline)
 
 
 class ScholaClient(ChatCompletionClient):

@@ -86,7 +86,7 @@ async def test_a_reply_that_never_suspends_arms_no_timeout() -> None:
     client = ScriptedClient({"default": "An answer."})
     out = await client.create([], extra_create_args={"schola": CallInfo("r", 0, 0)})
     assert out.content == "An answer."
-    assert client._watchdog._task is None and not client._watchdog.deadlines  # no timer task was ever started
+    assert client._watchdog._timer is None and not client._watchdog.deadlines  # no timer was ever armed
 
 
 async def test_a_reply_that_suspends_past_timeout_s_still_times_out() -> None:
@@ -535,3 +535,45 @@ def test_replies_waiting_for_a_slow_disk_are_bounded(tmp_path: Path, monkeypatch
     cache.close()
     with Cache(tmp_path) as again:
         assert all(again.get(f"k{i}") == {"text": str(i)} for i in range(200))  # every reply written, none lost
+
+
+async def test_requests_in_flight_wake_the_loop_only_at_their_first_deadline() -> None:
+    """Before: a watchdog task woke every min(0.5 s, timeout_s / 4) while any request was in flight (a timer before
+    every deadline: the loop of a client waiting on a slow server never slept longer than that, and a timeout fired
+    up to a tick late). Now one timer is armed at the earliest deadline, whatever the number of requests."""
+    client = ScriptedClient({"default": "late", "latency_s": 60, "timeout_s": 30, "max_retries": 0})
+    loop = asyncio.get_running_loop()
+    tasks = [
+        asyncio.ensure_future(client.create([], extra_create_args={"schola": CallInfo("r", i, 0)})) for i in range(50)
+    ]
+    try:
+        for _ in range(3):  # every request on the wire, and whatever they started has run
+            await asyncio.sleep(0)
+        deadlines = client._watchdog.deadlines
+        assert len(deadlines) == 50
+        first = min(deadlines.values())
+        # every timer the loop holds, but the requests' own 60 s waits (the scripted server's latency)
+        timers = [h.when() for h in loop._scheduled if not h.cancelled() and h.when() < first + 1]  # type: ignore[attr-defined]
+        assert timers == [first], [round(t - loop.time(), 3) for t in timers]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_timeout_fires_after_the_requests_before_it_ended_and_in_a_new_loop() -> None:
+    """The one timer is armed again for the next deadline once the first request ended before its own, and a client
+    used again in another event loop (its timer was the first loop's) still times out."""
+    client = ScriptedClient({"default": "late", "latency_s": 0.05, "timeout_s": 0.3, "max_retries": 0})
+    out = await client.create([], extra_create_args={"schola": CallInfo("r", 0, 0)})  # ends before its deadline
+    assert out.content == "late"
+    client.config.latency_s = 5  # type: ignore[attr-defined]
+    with pytest.raises(BackendError, match="no reply within timeout_s=0.3"):
+        await asyncio.wait_for(client.create([], extra_create_args={"schola": CallInfo("r", 1, 0)}), timeout=10)
+
+    def in_new_loop() -> None:
+        with pytest.raises(BackendError, match="no reply within timeout_s=0.3"):
+            asyncio.run(asyncio.wait_for(client.create([], extra_create_args={"schola": CallInfo("r", 2, 0)}), 10))
+
+    await asyncio.to_thread(in_new_loop)
+    assert not client._watchdog.deadlines
