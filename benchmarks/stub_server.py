@@ -64,13 +64,13 @@ class Stub(asyncio.Protocol):
             body = self.buf[head_end + 4 : head_end + 4 + length]
             self.buf = self.buf[head_end + 4 + length :]
             method, path = head.split(" ", 2)[:2]
-            self._answer(method, path, body)
+            self._answer(method, path, body, head)
 
-    def _answer(self, method: str, path: str, body: bytes) -> None:
+    def _answer(self, method: str, path: str, body: bytes, head: str) -> None:
         server = self.server
         if method == "POST" and path.endswith("/chat/completions"):
             server.requests += 1
-            server.last_body = body
+            server.last_body, server.last_head = body, head
             if server.requests <= server.fail_first:
                 extra = f"Retry-After: {server.retry_after}\r\n" if server.retry_after is not None else ""
                 payload, status, delay = b'{"error": {"message": "stub failure"}}', server.status, 0.0
@@ -124,7 +124,7 @@ class StubServer:
         """`slots`: requests answered at a time (the rest queue, FIFO, as llama.cpp's servers do; None: all at
         once); `props`: say so in GET /props (`total_slots`, as llama-server does); `title`: GET /openapi.json's."""
         self.delay_s, self.status, self.fail_first, self.retry_after = delay_ms / 1000, status, fail_first, retry_after
-        self.requests, self.last_body = 0, b""
+        self.requests, self.last_body, self.last_head = 0, b"", ""  # the last chat completion's body and head
         self.slots, self.props, self.title = slots, props, title
         self.free_at: list[float] = [0.0] * (slots or 0)  # when each slot is next free (loop time)
         self.ends: list[float] = []  # when each chat completion held now is answered

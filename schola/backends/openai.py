@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from schola import __version__
 from schola.backends.base import (
     Completion,
     ScholaClient,
@@ -46,6 +47,7 @@ TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 T = TypeVar("T")
 _dumps = acyclic_encoder()  # a request body as json.dumps writes it, without building json's C encoder per request
 
+USER_AGENT = f"schola/{__version__}"
 CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "exceeds the")
 
 
@@ -137,7 +139,7 @@ class OpenAIClient(ScholaClient):
     def _endpoints(self, urls: list[str]) -> Endpoints:
         endpoints = Endpoints(urls, balance=self.config.balance, revive_s=self.config.revive_s)
         for e in endpoints.all:
-            e.headers = {"Content-Type": "application/json"}
+            e.headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
             if "@" not in urlsplit(e.url).netloc:  # user-info in the URL is basic auth, which aiohttp sends itself
                 e.headers["Authorization"] = f"Bearer {self.api_key or 'no-key'}"  # local servers want some key
         return endpoints
@@ -171,9 +173,9 @@ class OpenAIClient(ScholaClient):
         if self._session is None or self._session.closed or self._session_loop is not loop:
             connector = aiohttp.TCPConnector(limit=self.config.max_concurrency, limit_per_host=0, keepalive_timeout=60)
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(10.0, self.config.timeout_s))
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, skip_auto_headers=["User-Agent"]
-            )
+            # (no skip_auto_headers: aiohttp then built a header dict of them on every request; the User-Agent
+            # is set in each endpoint's headers instead)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
             self._session_loop = loop
         return self._session
 

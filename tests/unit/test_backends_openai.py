@@ -201,6 +201,20 @@ async def test_a_timeout_names_timeout_s_and_max_concurrency(stubs: Any) -> None
     assert "lower backend.max_concurrency" in str(e.value)
 
 
+async def test_a_request_names_schola_as_its_user_agent(stubs: Any) -> None:
+    """Servers' logs see `schola/<version>`, not aiohttp's own User-Agent (before: none at all, by skipping aiohttp's
+    with `skip_auto_headers`, which rebuilt a header dict on every request)."""
+    url, server = await stubs()
+    client = OpenAIClient({"model": "stub", "base_url": url, "api_key_env": None})
+    try:
+        await ask(client)
+    finally:
+        await client.close()
+    head = dict(line.split(": ", 1) for line in server.last_head.split("\r\n")[1:])
+    assert head["User-Agent"] == f"schola/{schola.__version__}"
+    assert head["Content-Type"] == "application/json" and head["Authorization"] == "Bearer no-key"
+
+
 async def test_retry_after_comes_from_the_response_headers(stubs: Any) -> None:
     url, server = await stubs(status=429, fail_first=1, retry_after=0.2)
     client = OpenAIClient({"model": "stub", "base_url": url, "max_retries": 0})
