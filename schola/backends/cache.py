@@ -148,6 +148,7 @@ class Cache:
         self._writer: threading.Thread | None = None
         self._error: BaseException | None = None
         self._reading, self._read_since, self._stale = False, 0.0, False  # the lookups' read transaction
+        self._quiet_at, self._version = 0.0, None  # no snapshot held before `_quiet_at`; data_version last seen
         self._batch = batch
         self._lock = threading.Lock()
         # Misses are most lookups of a new run; knowing the keys up front answers them without a query.
@@ -196,15 +197,26 @@ class Cache:
     def _select(self, key: str) -> str | None:
         """A stored reply, read in a read transaction kept open across lookups (caller holds the lock): a lookup in
         a transaction of its own took 10 us, 6 of them taking and dropping SQLite's read lock. The snapshot is
-        taken again once this cache's writer has committed (`_stale`: what it wrote leaves `_writing` only then)
-        and at least every READ_SNAPSHOT_S (another process's replies are found as soon as before: keys read at
-        open are all it can hold, and a large cache's lookups see what was committed a second ago)."""
+        taken again at least every READ_SNAPSHOT_S (another process's replies are found as soon as before: keys read
+        at open are all it can hold, and a large cache's lookups see what was committed a second ago).
+
+        Not while the cache is being written (by this cache's writer, `_stale`, or another process, `data_version`):
+        a snapshot held then is older than the commit the writer checkpoints after, so SQLite never starts the
+        write-ahead log over, and it grew without bound (284 MB over 100,000 replies). Lookups then read in a
+        transaction of their own, until READ_SNAPSHOT_S has passed without a commit seen."""
         now = time.monotonic()
-        if self._reading and (self._stale or now - self._read_since > READ_SNAPSHOT_S):
+        if self._stale:  # this cache's writer committed: what it wrote leaves `_writing` only then
+            self._stale = False
             self._end_read()
-        if not self._reading:
+            self._quiet_at = now + READ_SNAPSHOT_S
+        elif self._reading and now - self._read_since > READ_SNAPSHOT_S:
+            self._end_read()
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version:  # another connection committed since the last look
+                self._version, self._quiet_at = version, now + READ_SNAPSHOT_S
+        if not self._reading and now >= self._quiet_at:
             self._db.execute("BEGIN")
-            self._reading, self._read_since, self._stale = True, now, False
+            self._reading, self._read_since = True, now
         row = self._db.execute("SELECT value FROM replies WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 

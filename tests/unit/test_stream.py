@@ -8,6 +8,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from schola.runtime import RunDriver, run_plan
@@ -194,6 +195,35 @@ def test_the_reply_cache_does_not_keep_every_key_of_a_long_run(tmp_path: Path) -
     assert held < 60_000 * 40, held  # the set of 60,000 keys alone was ~7 MB (~110 bytes a key)
     assert cache.get("k00007") == {"text": "7"} and cache.get("k59999") == {"text": "59999"}
     assert cache.get("missing") is None
+    cache.close()
+
+
+def test_a_long_run_of_misses_does_not_grow_the_caches_write_ahead_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past NEW_KEYS a miss asks SQLite, in a read transaction kept open across lookups. Its snapshot, taken again
+    after each of the writer's commits, was always older than the last commit when the writer checkpointed, so the
+    write-ahead log was never started over: it grew to 284 MB over a 100,000-reply run (a 29 MB cache) and its index,
+    mapped in memory, by ~2 MB of RSS every 250,000 replies. While this cache writes, lookups read outside a held
+    snapshot; SQLite's checkpoint then starts the log over at its 1,000 pages (4 MB)."""
+    import hashlib
+
+    from schola.backends import cache as module
+    from schola.backends.cache import Cache
+
+    monkeypatch.setattr(module, "NEW_KEYS", 100)  # (20,000 in a run)
+    cache = Cache(tmp_path, batch=256)
+    reply = {"text": "An answer." * 5, "prompt_tokens": 12, "completion_tokens": 3, "finish_reason": "stop",
+             "cost_usd": None, "top_logprobs": None}  # fmt: skip
+    for i in range(30_000):
+        key = hashlib.sha256(str(i).encode()).hexdigest()  # as random as a real key: the index's pages all change
+        assert cache.get(key) is None
+        cache.put(key, reply)
+    with cache._written:
+        cache._written.wait_for(lambda: cache._queued == 0)
+    wal = (tmp_path / "cache.sqlite-wal").stat().st_size
+    assert wal < 12 * 2**20, (wal, (tmp_path / "cache.sqlite").stat().st_size)  # before: 95 MB (a 10 MB cache)
+    assert cache.get(hashlib.sha256(b"7").hexdigest()) == reply
     cache.close()
 
 
