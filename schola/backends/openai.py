@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from schola import __version__
 from schola.backends.base import (
     Completion,
     ScholaClient,
@@ -47,7 +46,6 @@ TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 T = TypeVar("T")
 _dumps = acyclic_encoder()  # a request body as json.dumps writes it, without building json's C encoder per request
 
-USER_AGENT = f"schola/{__version__}"
 CONTEXT_WORDS = ("context length", "context window", "maximum context", "too many tokens", "exceeds the")
 
 
@@ -72,6 +70,18 @@ class Endpoint:
 
             self._chat = (self.url, URL(self.url + "/chat/completions"))
         return self._chat[1]
+
+
+@functools.cache
+def user_agent() -> str:
+    """`schola/<version>`, as installed (read from the package's metadata: the backends import nothing of the
+    engine, `schola/__init__` included)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"schola/{version('schola')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "schola"
 
 
 def proxy_for(url: str) -> str | None:
@@ -139,7 +149,7 @@ class OpenAIClient(ScholaClient):
     def _endpoints(self, urls: list[str]) -> Endpoints:
         endpoints = Endpoints(urls, balance=self.config.balance, revive_s=self.config.revive_s)
         for e in endpoints.all:
-            e.headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+            e.headers = {"Content-Type": "application/json", "User-Agent": user_agent()}
             if "@" not in urlsplit(e.url).netloc:  # user-info in the URL is basic auth, which aiohttp sends itself
                 e.headers["Authorization"] = f"Bearer {self.api_key or 'no-key'}"  # local servers want some key
         return endpoints
