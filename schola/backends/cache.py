@@ -148,7 +148,9 @@ class Cache:
         self._writer: threading.Thread | None = None
         self._error: BaseException | None = None
         self._reading, self._read_since, self._stale = False, 0.0, False  # the lookups' read transaction
-        self._quiet_at, self._version = 0.0, None  # no snapshot held before `_quiet_at`; data_version last seen
+        self._quiet_at = 0.0  # no snapshot held before then
+        # changes when another connection commits (`_select`)
+        self._version = self._db.execute("PRAGMA data_version").fetchone()[0]
         self._batch = batch
         self._lock = threading.Lock()
         # Misses are most lookups of a new run; knowing the keys up front answers them without a query.

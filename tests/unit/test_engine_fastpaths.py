@@ -250,6 +250,32 @@ def test_lookups_see_another_writers_replies_once_their_snapshot_is_old(
     reader.close()
 
 
+def test_lookups_hold_no_snapshot_for_a_while_after_another_writer_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot held while another process writes keeps that process's write-ahead log from starting over: once
+    a lookup sees another connection's commit (`data_version`), lookups read in transactions of their own for
+    READ_SNAPSHOT_S, then hold one again."""
+    import time
+
+    from schola.backends import cache as module
+
+    monkeypatch.setattr(module, "READ_SNAPSHOT_S", 0.05)  # (a second, in a run)
+    with Cache(tmp_path) as first:
+        first.put("before", {"text": "x"})
+    reader = Cache(tmp_path, preload_keys=0)  # too large to read its keys at open: lookups ask SQLite
+    assert reader.get("before") == {"text": "x"} and reader._reading
+    time.sleep(0.06)
+    assert reader.get("before") == {"text": "x"} and reader._reading  # nobody wrote: one snapshot again
+    with Cache(tmp_path) as writer:
+        writer.put("k", {"text": "from the other writer"})
+    time.sleep(0.06)
+    assert reader.get("k") == {"text": "from the other writer"} and not reader._reading
+    time.sleep(0.06)
+    assert reader.get("k") == {"text": "from the other writer"} and reader._reading  # quiet again: held
+    reader.close()
+
+
 # -- the second pass: fewer layers and less work per reply ----------------------------------------------------------
 def test_a_reply_goes_through_no_coroutine_layer_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """From a graph step to the backend's _complete, each layer is a coroutine per reply: plugins.call around the
