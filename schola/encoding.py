@@ -45,12 +45,12 @@ _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # t
 
 def loads(data: str | bytes) -> Any:
     """`json.loads(data)` at half its cost on a short document (a JSONL line, a server's reply): json's C scanner
-    itself when the UTF-8 text starts with its value and only whitespace follows; anything else (leading whitespace,
+    itself when the UTF-8 text starts with its value and only JSON whitespace follows; anything else (leading whitespace,
     a BOM, UTF-16, extra data, not JSON) goes to json.loads, so the value or the error is its own."""
     try:
         text = data if isinstance(data, str) else data.decode()
         value, end = _scan(text, 0)
-        if end == len(text) or text[end:].isspace():
+        if end == len(text) or not text[end:].strip(" \t\n\r"):  # JSON's whitespace (str.isspace takes more)
             return value
     except (UnicodeDecodeError, StopIteration):
         pass

@@ -74,6 +74,8 @@ async def test_a_request_is_written_and_its_reply_read_without_json_dumps_or_loa
         b'{"a": "\\ud800 \\u00e9 \\n"}',  # a lone surrogate escaped, as broken servers send it
         '{"a": "é☃"}'.encode(),
         b'{"a": 1} {"b": 2}',  # extra data
+        '{"a": 1}\u00a0'.encode(),  # whitespace to str.isspace, extra data to JSON (only space, tab, CR and LF)
+        b'{"a": 1}\x0b\x0c',
         b'{"a": 1',  # cut short
         b"not json",
         b"",
