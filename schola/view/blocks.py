@@ -292,7 +292,7 @@ class EpisodeBlocks:
     def reorder(self, order: Any, results: Path) -> None:
         """results.jsonl was sorted (`RunStore.sort_results` gave `order`): the entries follow, and what it saw of
         the file is the file as now written."""
-        if not self.valid or len(order) != self.count:
+        if len(order) != self.count:  # (`_report_only` calls it only while the entries are valid)
             self.valid = False
             return
         self._flush()
